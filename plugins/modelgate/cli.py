@@ -1,0 +1,430 @@
+"""The `modelgate` command: the registry from a terminal, readable tables by default, --json for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelgate.registry.errors import InvalidInput, RegistryError
+
+app = typer.Typer(
+    name="modelgate",
+    help="Keep tabular scikit-learn models healthy: registry, promotion, rollback.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Registry schema management (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who is acting (default: the OS user).")]
+
+
+@dataclasses.dataclass
+class _State:
+    registry_url: str | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def _root(
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-url",
+            help="Registry database URL. Default: $MODELGATE_REGISTRY_URL, else the embedded PostgreSQL.",
+        ),
+    ] = None,
+) -> None:
+    _state.registry_url = registry_url
+
+
+def _registry() -> Any:
+    from modelgate.registry.store import Registry
+
+    return Registry.connect(_state.registry_url)
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_jsonable(value), indent=2, sort_keys=True) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(value.items())) or "-"
+    return str(value)
+
+
+def _parse_json_object(raw: str | None, option: str, *, numbers: bool = False) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{option} is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInput(f"{option} must be a JSON object, got {type(parsed).__name__}")
+    if numbers:
+        for key, val in parsed.items():
+            if isinstance(val, bool) or not isinstance(val, int | float):
+                raise InvalidInput(f"{option}: {key!r} must be a number, got {val!r}")
+    return parsed
+
+
+def _parse_expected(raw: str | None) -> Any:
+    from modelgate.registry.store import ANY_CHAMPION
+
+    if raw is None:
+        return ANY_CHAMPION
+    if raw.lower() in ("none", "null", "-"):
+        return None
+    try:
+        return int(raw.lstrip("v"))
+    except ValueError as exc:
+        raise InvalidInput(f"--expect-champion must be a version number or 'none', got {raw!r}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Create or upgrade the registry schema."""
+    from modelgate.registry.connection import create_registry_engine, resolve_target
+    from modelgate.registry.migrate import current_revision, upgrade
+
+    target = resolve_target(_state.registry_url)
+    engine = create_registry_engine(target.url)
+    try:
+        upgrade(engine, revision)
+        out.print(f"registry schema at revision {current_revision(engine)} ({target.origin} database)")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or 'base'.")]) -> None:
+    """Downgrade the registry schema (`base` drops every registry table)."""
+    from modelgate.registry.connection import create_registry_engine, resolve_target
+    from modelgate.registry.migrate import current_revision, downgrade
+
+    engine = create_registry_engine(resolve_target(_state.registry_url).url)
+    try:
+        downgrade(engine, revision)
+        out.print(f"registry schema at revision {current_revision(engine) or 'base'}")
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this code needs."""
+    from modelgate.registry.connection import create_registry_engine, resolve_target
+    from modelgate.registry.migrate import current_revision, head_revision
+
+    engine = create_registry_engine(resolve_target(_state.registry_url).url)
+    try:
+        out.print(f"database: {current_revision(engine) or 'base'}  code: {head_revision()}")
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+
+@app.command("models")
+def models_cmd(as_json: JsonFlag = False) -> None:
+    """List registered models with their champion."""
+    found = _registry().list_models()
+    if as_json:
+        _print_json(found)
+        return
+    table = Table("model", "champion", "versions", "created", "description")
+    for m in found:
+        champion = f"v{m.champion_version}" if m.champion_version else "-"
+        table.add_row(m.name, champion, str(m.version_count), _fmt(m.created_at), _fmt(m.description))
+    out.print(table)
+
+
+def _versions_table(versions: list[Any]) -> Table:
+    table = Table("version", "status", "metrics", "window", "rows", "sha256", "source", "created")
+    for v in versions:
+        window = f"{_fmt(v.window_start)} → {_fmt(v.window_end)}" if v.window_start else "-"
+        source = f"{v.source.dag_id}/{v.source.run_id}"[:48]
+        table.add_row(
+            f"v{v.version}",
+            v.status.value,
+            _fmt(v.metrics),
+            window,
+            _fmt(v.row_count),
+            v.artifact_sha256[:12],
+            source,
+            _fmt(v.created_at),
+        )
+    return table
+
+
+@app.command("versions")
+def versions_cmd(
+    name: str,
+    status: Annotated[str | None, typer.Option(help="challenger, champion, archived or rejected.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE; repeat to require several.")] = None,
+    window_from: Annotated[str | None, typer.Option(help="Training window ends after this ISO date.")] = None,
+    window_to: Annotated[str | None, typer.Option(help="Training window starts before this ISO date.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a model's versions."""
+    tags: dict[str, str] = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--tag must be KEY=VALUE, got {item!r}")
+        tags[key] = value
+    found = _registry().list_versions(
+        name, status=status, tags=tags, window_from=_parse_date(window_from), window_to=_parse_date(window_to)
+    )
+    if as_json:
+        _print_json(found)
+    else:
+        out.print(_versions_table(found))
+
+
+def _parse_date(raw: str | None) -> dt.datetime | None:
+    if raw is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"not an ISO date: {raw!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _show_version(version: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(version)
+        return
+    table = Table("field", "value", show_header=False)
+    for field in dataclasses.fields(version):
+        table.add_row(field.name, _fmt(_jsonable(getattr(version, field.name))))
+    out.print(table)
+
+
+@app.command("show")
+def show_cmd(name: str, version: int, as_json: JsonFlag = False) -> None:
+    """Everything recorded about one version."""
+    _show_version(_registry().get_version(name, version), as_json)
+
+
+@app.command("champion")
+def champion_cmd(name: str, as_json: JsonFlag = False) -> None:
+    """The current champion of a model."""
+    champion = _registry().get_champion(name)
+    if champion is None:
+        if as_json:
+            _print_json(None)
+            return
+        err.print(f"model {name!r} has no champion")
+        raise typer.Exit(1)
+    _show_version(champion, as_json)
+
+
+@app.command("compare")
+def compare_cmd(
+    name: str,
+    versions: Annotated[list[int], typer.Argument(help="Two or more versions.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Metrics, params and data windows of versions side by side."""
+    comparison = _registry().compare(name, versions)
+    if as_json:
+        _print_json(comparison)
+        return
+    table = Table("", *[f"v{v}" for v in comparison.versions])
+    table.add_row("status", *comparison.statuses)
+    for section, rows in (("metric", comparison.metrics), ("param", comparison.params), ("data", comparison.windows)):
+        for key, values in rows.items():
+            table.add_row(f"{section}: {key}", *[_fmt(v) for v in values])
+    out.print(table)
+
+
+@app.command("history")
+def history_cmd(
+    name: str,
+    limit: Annotated[int | None, typer.Option(help="Only the last N events.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The audit log of a model: registrations, promotions, rejections, rollbacks, deployments."""
+    events = _registry().history(name, limit=limit)
+    if as_json:
+        _print_json(events)
+        return
+    table = Table("#", "at", "event", "from", "to", "actor", "reason", "run")
+    for e in events:
+        run = "/".join(x for x in (e.run.dag_id, e.run.run_id) if x) or "-"
+        table.add_row(
+            str(e.id),
+            _fmt(e.at),
+            e.kind.value,
+            _fmt(e.from_version and f"v{e.from_version}"),
+            _fmt(e.to_version and f"v{e.to_version}"),
+            e.actor,
+            _fmt(e.reason),
+            run[:60],
+        )
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------- writes
+
+
+@app.command("register")
+def register_cmd(
+    name: str,
+    artifact: Annotated[Path, typer.Option(help="A joblib file with a fitted estimator, trained anywhere.")],
+    metrics: Annotated[str | None, typer.Option(help="JSON object of numbers, e.g. '{\"auc\": 0.81}'.")] = None,
+    params: Annotated[str | None, typer.Option(help="JSON object of hyper-parameters.")] = None,
+    tags: Annotated[str | None, typer.Option(help="JSON object of string tags.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    actor: ActorOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a model file as a new challenger version (the same file twice gives the same version)."""
+    from modelgate.registry.artifacts import default_artifact_store
+    from modelgate.registry.entities import Source, VersionDraft
+    from modelgate.registry.estimators import describe_estimator_file
+
+    parsed_metrics = _parse_json_object(metrics, "--metrics", numbers=True)
+    parsed_params = _parse_json_object(params, "--params")
+    parsed_tags = {k: str(v) for k, v in _parse_json_object(tags, "--tags").items()}
+    facts = describe_estimator_file(artifact)
+    stored = default_artifact_store().save_file(artifact, suffix=".joblib")
+    who = _actor(actor)
+    version = _registry().register(
+        name,
+        VersionDraft(
+            artifact_uri=stored.uri,
+            artifact_sha256=stored.sha256,
+            artifact_size=stored.size,
+            source=Source.cli(f"sha256:{stored.sha256}"),
+            framework=facts.framework,
+            library_versions=facts.library_versions,
+            params=parsed_params or facts.params,
+            metrics=parsed_metrics,
+            tags=parsed_tags,
+            feature_schema=facts.feature_schema,
+            created_by=who,
+            description=description,
+        ),
+    )
+    if as_json:
+        _print_json(version)
+    else:
+        out.print(f"{name} v{version.version} ({version.status.value}) sha256 {version.artifact_sha256[:12]}")
+
+
+@app.command("promote")
+def promote_cmd(
+    name: str,
+    version: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    expect_champion: Annotated[
+        str | None,
+        typer.Option(help="Fail unless the champion is still this version ('none' for no champion)."),
+    ] = None,
+    actor: ActorOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make VERSION the champion, atomically (compare-and-swap with --expect-champion)."""
+    registry = _registry()
+    expected = _parse_expected(expect_champion)
+    if expect_champion is None:  # a human at a terminal: CAS against what we read just now
+        current = registry.get_champion(name)
+        expected = None if current is None else current.version
+    change = registry.promote(name, version, expected_champion=expected, actor=_actor(actor), reason=reason)
+    _print_change(change, as_json, "promoted")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    name: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    to: Annotated[
+        int | None, typer.Option("--to", help="Roll back to this version (default: the previous champion).")
+    ] = None,
+    actor: ActorOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Return to the previous champion (or --to VERSION)."""
+    change = _registry().rollback(name, to, actor=_actor(actor), reason=reason)
+    _print_change(change, as_json, "rolled back to")
+
+
+def _print_change(change: Any, as_json: bool, verb: str) -> None:
+    if as_json:
+        _print_json(change)
+    elif change.changed:
+        previous = f"v{change.previous_version}" if change.previous_version else "no champion"
+        out.print(f"{change.model}: {verb} v{change.version} (was {previous})")
+    else:
+        out.print(f"{change.model}: v{change.version} already is the champion; nothing changed")
+
+
+def main() -> None:
+    """Console-script entry point: domain errors become one line on stderr and exit code 1.
+
+    Typer's standalone mode handles usage errors itself (exit 2, with the usage line).
+    """
+    try:
+        app()
+    except RegistryError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The Postgres model registry: versions, the champion alias, an append-only audit log, artifacts."""
+
+from modelgate.registry.artifacts import ArtifactStore, StoredArtifact
+from modelgate.registry.entities import (
+    CHAMPION_ALIAS,
+    Comparison,
+    EventKind,
+    ModelVersion,
+    RegisteredModel,
+    RegistryEvent,
+    RunRef,
+    Source,
+    VersionDraft,
+    VersionStatus,
+)
+from modelgate.registry.errors import (
+    ArtifactIntegrityError,
+    ArtifactNotFound,
+    InvalidInput,
+    InvalidModelName,
+    InvalidTransition,
+    ModelNotFound,
+    NoChampion,
+    PromotionConflict,
+    RegistryError,
+    RegistryUnavailable,
+    SchemaOutOfDate,
+    VersionNotFound,
+)
+from modelgate.registry.store import ANY_CHAMPION, ChampionChange, Registry, validate_model_name
+
+__all__ = [
+    "ANY_CHAMPION",
+    "CHAMPION_ALIAS",
+    "ArtifactIntegrityError",
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "ChampionChange",
+    "Comparison",
+    "EventKind",
+    "InvalidInput",
+    "InvalidModelName",
+    "InvalidTransition",
+    "ModelNotFound",
+    "ModelVersion",
+    "NoChampion",
+    "PromotionConflict",
+    "RegisteredModel",
+    "Registry",
+    "RegistryError",
+    "RegistryEvent",
+    "RegistryUnavailable",
+    "RunRef",
+    "SchemaOutOfDate",
+    "Source",
+    "StoredArtifact",
+    "VersionDraft",
+    "VersionNotFound",
+    "VersionStatus",
+    "validate_model_name",
+]

@@ -1,0 +1,171 @@
+"""Content-addressed artifact store: local filesystem by default, gs:// through the Google provider.
+
+joblib files are pickles, so `load` verifies the sha256 the registry recorded *before* unpickling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from modelgate.registry.errors import ArtifactIntegrityError, ArtifactNotFound, InvalidInput
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    uri: str
+    sha256: str
+    size: int
+
+
+class GCSHookLike(Protocol):
+    """The part of airflow.providers.google's GCSHook the store uses (so tests can fake the boundary)."""
+
+    def upload(self, bucket_name: str, object_name: str, filename: str | None = None) -> Any: ...
+
+    def download(self, bucket_name: str, object_name: str, filename: str | None = None) -> Any: ...
+
+    def exists(self, bucket_name: str, object_name: str) -> bool: ...
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _dump_to_temp(obj: Any, directory: Path) -> Path:
+    import joblib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".joblib", dir=directory)
+    os.close(fd)
+    joblib.dump(obj, name)
+    return Path(name)
+
+
+def _content_key(sha256: str, suffix: str) -> str:
+    return f"sha256/{sha256[:2]}/{sha256}{suffix}"
+
+
+class ArtifactStore:
+    """Save objects or files under their own sha256; load only what matches the expected sha256."""
+
+    def __init__(self, root: str, *, gcs_hook: GCSHookLike | None = None, gcp_conn_id: str = "google_cloud_default"):
+        self.root = root
+        self._gcs_hook = gcs_hook
+        self._gcp_conn_id = gcp_conn_id
+        parsed = urlparse(root)
+        self._is_gcs = parsed.scheme == "gs"
+        if self._is_gcs:
+            if not parsed.netloc:
+                raise InvalidInput(f"artifact root {root!r} names no bucket")
+            self._bucket = parsed.netloc
+            self._prefix = parsed.path.strip("/")
+        else:
+            self._local_root = Path(root[7:] if root.startswith("file://") else root).expanduser().resolve()
+
+    # -- writing
+
+    def save(self, obj: Any, *, suffix: str = ".joblib") -> StoredArtifact:
+        """Serialize `obj` with joblib and store it content-addressed."""
+        staging = self._staging_dir()
+        tmp = _dump_to_temp(obj, staging)
+        try:
+            return self.save_file(tmp, suffix=suffix)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def save_file(self, path: str | os.PathLike[str], *, suffix: str | None = None) -> StoredArtifact:
+        """Copy an existing file (e.g. a user's own joblib model) into the store."""
+        source = Path(path)
+        if not source.is_file():
+            raise ArtifactNotFound(f"no file at {source}")
+        sha, size = sha256_file(source)
+        key = _content_key(sha, suffix if suffix is not None else (source.suffix or ".bin"))
+        if self._is_gcs:
+            object_name = f"{self._prefix}/{key}" if self._prefix else key
+            hook = self._hook()
+            if not hook.exists(self._bucket, object_name):
+                hook.upload(bucket_name=self._bucket, object_name=object_name, filename=str(source))
+            return StoredArtifact(f"gs://{self._bucket}/{object_name}", sha, size)
+        target = self._local_root / key
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".copy-", dir=target.parent)
+            os.close(fd)
+            shutil.copyfile(source, tmp_name)
+            os.replace(tmp_name, target)  # atomic: readers never see a half-written artifact
+        return StoredArtifact(target.as_uri(), sha, size)
+
+    # -- reading
+
+    def fetch(self, uri: str, expected_sha256: str) -> bytes:
+        """The artifact's bytes, verified against `expected_sha256`."""
+        data = self._read_bytes(uri)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {uri} has sha256 {actual}, the registry recorded {expected_sha256}: refusing to load it"
+            )
+        return data
+
+    def load(self, uri: str, expected_sha256: str) -> Any:
+        """Unpickle an artifact only after its checksum matched the registry's record."""
+        import joblib
+
+        return joblib.load(io.BytesIO(self.fetch(uri, expected_sha256)))
+
+    def _read_bytes(self, uri: str) -> bytes:
+        parsed = urlparse(uri)
+        if parsed.scheme == "gs":
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / "artifact"
+                hook = self._hook()
+                try:
+                    hook.download(bucket_name=parsed.netloc, object_name=parsed.path.lstrip("/"), filename=str(local))
+                except Exception as exc:  # the provider raises google.api_core NotFound and friends
+                    if type(exc).__name__ == "NotFound":
+                        raise ArtifactNotFound(f"no artifact at {uri}") from exc
+                    raise
+                return local.read_bytes()
+        if parsed.scheme in ("file", ""):
+            path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+            if not path.is_file():
+                raise ArtifactNotFound(f"no artifact at {uri}")
+            return path.read_bytes()
+        raise InvalidInput(f"unsupported artifact URI scheme {parsed.scheme!r} in {uri}")
+
+    def _staging_dir(self) -> Path:
+        if self._is_gcs:
+            return Path(tempfile.gettempdir())
+        return self._local_root / ".staging"
+
+    def _hook(self) -> GCSHookLike:
+        if self._gcs_hook is None:
+            from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+            hook: GCSHookLike = GCSHook(gcp_conn_id=self._gcp_conn_id)  # type: ignore[assignment]
+            self._gcs_hook = hook
+            return hook
+        return self._gcs_hook
+
+
+def default_artifact_store() -> ArtifactStore:
+    """The store named by $MODELGATE_ARTIFACT_ROOT, else <MODELGATE_HOME>/artifacts."""
+    from modelgate.config import artifact_root
+
+    return ArtifactStore(artifact_root())

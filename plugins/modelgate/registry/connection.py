@@ -1,0 +1,75 @@
+"""Which registry database to use, and how to build an engine for it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from modelgate.config import REGISTRY_CONN_ID, REGISTRY_URL_ENV
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    url: str
+    embedded: bool
+    origin: str  # "env", "airflow", "embedded", "explicit"
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 whatever scheme the user wrote (postgres://, postgresql://, +psycopg2)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"the registry must be PostgreSQL, got a {parsed.get_backend_name()!r} URL")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def resolve_target(explicit_url: str | None = None) -> RegistryTarget:
+    """Explicit URL, else $MODELGATE_REGISTRY_URL, else the embedded server."""
+    if explicit_url:
+        return RegistryTarget(normalize_url(explicit_url), embedded=False, origin="explicit")
+    env_url = os.environ.get(REGISTRY_URL_ENV)
+    if env_url:
+        return RegistryTarget(normalize_url(env_url), embedded=False, origin="env")
+    from modelgate.registry.embedded import start_embedded
+
+    return RegistryTarget(start_embedded(), embedded=True, origin="embedded")
+
+
+def url_from_airflow_connection(conn_id: str = REGISTRY_CONN_ID) -> str:
+    """Inside Airflow: the `modelgate_registry` connection, read when a task runs (never at parse time)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    return normalize_url(hook.sqlalchemy_url.render_as_string(hide_password=False))
+
+
+def _json_safe(value: Any) -> Any:
+    """JSONB refuses NaN and infinities: store them as null rather than fail a whole promotion."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def dumps_jsonb(value: Any) -> str:
+    return json.dumps(_json_safe(value), default=str, allow_nan=False)
+
+
+def create_registry_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
+    return sa.create_engine(
+        normalize_url(url),
+        json_serializer=dumps_jsonb,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"connect_timeout": 10, "application_name": "modelgate"},
+    )

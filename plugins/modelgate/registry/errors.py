@@ -1,0 +1,51 @@
+"""Domain errors of the model registry: every failure a caller can act on has its own type."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class of every registry error; the message names the problem and the way out."""
+
+
+class InvalidModelName(RegistryError):
+    """A model name that does not match ``^[a-z][a-z0-9_-]{0,63}$``."""
+
+
+class ModelNotFound(RegistryError):
+    """The named model is not registered."""
+
+
+class VersionNotFound(RegistryError):
+    """The model exists but not this version."""
+
+
+class PromotionConflict(RegistryError):
+    """The champion changed since the caller looked (compare-and-swap failed)."""
+
+
+class InvalidTransition(RegistryError):
+    """A status change the lifecycle does not allow (e.g. promoting a rejected version)."""
+
+
+class NoChampion(RegistryError):
+    """An operation needs a champion and the model has none."""
+
+
+class SchemaOutOfDate(RegistryError):
+    """The database schema is not at the revision this code expects."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """An artifact's bytes do not match the sha256 the registry recorded."""
+
+
+class ArtifactNotFound(RegistryError):
+    """No artifact at the given URI."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry database could not be reached, or the connection dropped mid-operation."""
+
+
+class InvalidInput(RegistryError):
+    """Arguments that are malformed (bad JSON, wrong type, unknown status...)."""

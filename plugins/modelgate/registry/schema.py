@@ -1,0 +1,78 @@
+"""SQLAlchemy Core tables of the registry; the Alembic revisions are the source of truth for DDL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+STATUSES = ("challenger", "champion", "archived", "rejected")
+EVENT_KINDS = ("register", "promote", "reject", "archive", "rollback", "deploy", "evaluate")
+
+metadata = sa.MetaData()
+
+registered_model = sa.Table(
+    "registered_model",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("description", sa.Text),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+model_version = sa.Table(
+    "model_version",
+    metadata,
+    sa.Column("model", sa.Text, sa.ForeignKey("registered_model.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.Column("artifact_size", sa.BigInteger, nullable=False),
+    sa.Column("framework", sa.Text, nullable=False),
+    sa.Column("library_versions", JSONB, nullable=False),
+    sa.Column("params", JSONB, nullable=False),
+    sa.Column("metrics", JSONB, nullable=False),
+    sa.Column("tags", JSONB, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("data_fingerprint", sa.Text),
+    sa.Column("row_count", sa.BigInteger),
+    sa.Column("feature_schema", JSONB, nullable=False),
+    sa.Column("code_version", sa.Text),
+    sa.Column("reference_uri", sa.Text),
+    sa.Column("reference_sha256", sa.String(64)),
+    sa.Column("description", sa.Text),
+    sa.Column("source_dag_id", sa.Text, nullable=False),
+    sa.Column("source_run_id", sa.Text, nullable=False),
+    sa.Column("source_task_id", sa.Text, nullable=False),
+    sa.Column("source_try", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("created_by", sa.Text),
+)
+
+model_alias = sa.Table(
+    "model_alias",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("alias", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+registry_event = sa.Table(
+    "registry_event",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("to_version", sa.Integer),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("verdict", JSONB),
+    sa.Column("dag_id", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("task_id", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

@@ -1,0 +1,710 @@
+"""The model registry on Postgres: registration, atomic promotion and rollback, audit log, reads.
+
+Every write is one transaction that locks the model's row first, so concurrent writers for the same model
+queue up instead of racing; the database's keys (one `champion` alias row per model, a partial unique index
+on status) make a second champion impossible whatever a caller does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from modelgate.registry import schema as t
+from modelgate.registry.connection import create_registry_engine, resolve_target
+from modelgate.registry.entities import (
+    CHAMPION_ALIAS,
+    Comparison,
+    EventKind,
+    ModelVersion,
+    RegisteredModel,
+    RegistryEvent,
+    RunRef,
+    Source,
+    VersionDraft,
+    VersionStatus,
+)
+from modelgate.registry.errors import (
+    InvalidInput,
+    InvalidModelName,
+    InvalidTransition,
+    ModelNotFound,
+    NoChampion,
+    PromotionConflict,
+    RegistryError,
+    RegistryUnavailable,
+    VersionNotFound,
+)
+from modelgate.registry.migrate import ensure_current, upgrade
+
+_NAME_RE = re.compile(t.MODEL_NAME_PATTERN)
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _AnyChampion:
+    def __repr__(self) -> str:
+        return "ANY_CHAMPION"
+
+
+ANY_CHAMPION: Final = _AnyChampion()
+"""Pass as `expected_champion` to skip the compare-and-swap (a human override, not for automation)."""
+
+ExpectedChampion = int | None | _AnyChampion
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    """Outcome of promote/rollback: `changed` is False when the version already was champion (a no-op)."""
+
+    model: str
+    version: int
+    previous_version: int | None
+    changed: bool
+    event_id: int | None
+
+
+def validate_model_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidModelName(
+            f"invalid model name {name!r}: use 1-64 characters, a lowercase letter first, then lowercase "
+            "letters, digits, '_' or '-'"
+        )
+    return name
+
+
+class Registry:
+    """The registry API. Returns plain entities; raises only `RegistryError` subclasses."""
+
+    def __init__(self, engine: sa.Engine, *, check_schema: bool = True) -> None:
+        self._engine = engine
+        if check_schema:
+            with self._guard("schema check"):
+                ensure_current(engine)
+
+    @classmethod
+    def connect(cls, url: str | None = None, *, pool_size: int = 5) -> Registry:
+        """Explicit URL, else $MODELGATE_REGISTRY_URL, else the embedded server (migrated on first use)."""
+        target = resolve_target(url)
+        engine = create_registry_engine(target.url, pool_size=pool_size)
+        if target.embedded:
+            with cls._guard_static("embedded schema upgrade"):
+                upgrade(engine)
+        return cls(engine)
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ sessions and error translation
+
+    @staticmethod
+    @contextmanager
+    def _guard_static(action: str) -> Iterator[None]:
+        try:
+            yield
+        except RegistryError:
+            raise
+        except sa_exc.IntegrityError as exc:
+            raise InvalidInput(f"{action} violates a registry constraint: {_db_message(exc)}") from exc
+        except sa_exc.DBAPIError as exc:
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
+                raise RegistryUnavailable(
+                    f"registry database unavailable during {action}; the transaction was rolled back and "
+                    f"nothing was written: {_db_message(exc)}"
+                ) from exc
+            raise
+
+    def _guard(self, action: str) -> Any:
+        return self._guard_static(action)
+
+    @contextmanager
+    def _tx(self, action: str) -> Iterator[sa.Connection]:
+        """One transaction: commit on success, roll back on any error, domain errors out."""
+        with self._guard(action), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[sa.Connection]:
+        with self._guard(action), self._engine.connect() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ models
+
+    def create_model(self, name: str, description: str | None = None) -> RegisteredModel:
+        """Create the model if missing (idempotent) and return it."""
+        validate_model_name(name)
+        with self._tx("create model") as conn:
+            self._ensure_model(conn, name, description)
+        return self.get_model(name)
+
+    def get_model(self, name: str) -> RegisteredModel:
+        validate_model_name(name)
+        with self._read("get model") as conn:
+            models = self._models(conn, name)
+        if not models:
+            raise ModelNotFound(f"model {name!r} is not registered")
+        return models[0]
+
+    def list_models(self) -> list[RegisteredModel]:
+        with self._read("list models") as conn:
+            return self._models(conn, None)
+
+    # ------------------------------------------------------------------ versions
+
+    def register(self, model: str, draft: VersionDraft, *, description: str | None = None) -> ModelVersion:
+        """Register a challenger; the same source key (dag_id, run_id, task_id) returns the existing version."""
+        validate_model_name(model)
+        _validate_draft(draft)
+        with self._tx("register") as conn:
+            self._ensure_model(conn, model, description)
+            self._lock_model(conn, model)
+            existing = self._version_by_source(conn, model, draft.source)
+            if existing is not None:
+                return existing
+            version = conn.execute(
+                sa.update(t.registered_model)
+                .where(t.registered_model.c.name == model)
+                .values(last_version=t.registered_model.c.last_version + 1)
+                .returning(t.registered_model.c.last_version)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(t.model_version).values(
+                    model=model,
+                    version=version,
+                    status=VersionStatus.CHALLENGER.value,
+                    artifact_uri=draft.artifact_uri,
+                    artifact_sha256=draft.artifact_sha256,
+                    artifact_size=draft.artifact_size,
+                    framework=draft.framework,
+                    library_versions=dict(draft.library_versions),
+                    params=dict(draft.params),
+                    metrics=dict(draft.metrics),
+                    tags=dict(draft.tags),
+                    window_start=draft.window_start,
+                    window_end=draft.window_end,
+                    data_fingerprint=draft.data_fingerprint,
+                    row_count=draft.row_count,
+                    feature_schema=dict(draft.feature_schema),
+                    code_version=draft.code_version,
+                    reference_uri=draft.reference_uri,
+                    reference_sha256=draft.reference_sha256,
+                    description=draft.description,
+                    source_dag_id=draft.source.dag_id,
+                    source_run_id=draft.source.run_id,
+                    source_task_id=draft.source.task_id,
+                    source_try=draft.source.try_number,
+                    created_by=draft.created_by,
+                )
+            )
+            self._append_event(
+                conn,
+                model,
+                EventKind.REGISTER,
+                to_version=version,
+                actor=draft.created_by or draft.source.dag_id,
+                reason=None,
+                verdict=None,
+                run=RunRef(draft.source.dag_id, draft.source.run_id, draft.source.task_id),
+            )
+            created = self._version(conn, model, version)
+        return created
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        validate_model_name(model)
+        with self._read("get version") as conn:
+            self._require_model(conn, model)
+            return self._version(conn, model, version)
+
+    def get_champion(self, model: str) -> ModelVersion | None:
+        validate_model_name(model)
+        with self._read("get champion") as conn:
+            self._require_model(conn, model)
+            current = self._champion_version(conn, model)
+            return None if current is None else self._version(conn, model, current)
+
+    def list_versions(
+        self,
+        model: str,
+        *,
+        status: str | VersionStatus | None = None,
+        window_from: Any = None,
+        window_to: Any = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[ModelVersion]:
+        """Versions oldest first, filtered by status, training window overlap and tags (all must match)."""
+        validate_model_name(model)
+        query = sa.select(t.model_version).where(t.model_version.c.model == model)
+        if status is not None:
+            query = query.where(t.model_version.c.status == _status(status).value)
+        if window_from is not None:
+            query = query.where(t.model_version.c.window_end > window_from)
+        if window_to is not None:
+            query = query.where(t.model_version.c.window_start < window_to)
+        if tags:
+            query = query.where(t.model_version.c.tags.contains(dict(tags)))
+        with self._read("list versions") as conn:
+            self._require_model(conn, model)
+            rows = conn.execute(query.order_by(t.model_version.c.version)).mappings().all()
+        return [_to_version(row) for row in rows]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def promote(
+        self,
+        model: str,
+        version: int,
+        *,
+        expected_champion: ExpectedChampion,
+        actor: str,
+        reason: str | None = None,
+        verdict: Mapping[str, Any] | None = None,
+        run: RunRef | None = None,
+    ) -> ChampionChange:
+        """Make `version` the champion if the champion is still `expected_champion` (None: no champion).
+
+        One transaction: lock the model, compare-and-swap the alias, archive the old champion, append the
+        event. Promoting the version that already is champion changes nothing and returns `changed=False`.
+        """
+        validate_model_name(model)
+        with self._tx("promote") as conn:
+            return self._move_champion(
+                conn, model, version, expected_champion, EventKind.PROMOTE, actor, reason, verdict, run
+            )
+
+    def rollback(
+        self,
+        model: str,
+        to_version: int | None = None,
+        *,
+        actor: str,
+        reason: str | None = None,
+        run: RunRef | None = None,
+        expected_champion: ExpectedChampion = ANY_CHAMPION,
+    ) -> ChampionChange:
+        """Back to the champion before the current one (or `to_version`), through the promotion path."""
+        validate_model_name(model)
+        with self._tx("rollback") as conn:
+            self._lock_model(conn, model)
+            current = self._champion_version(conn, model)
+            if current is None:
+                raise NoChampion(f"model {model!r} has no champion to roll back from")
+            if to_version is None:
+                to_version = conn.execute(
+                    sa.select(t.registry_event.c.from_version)
+                    .where(
+                        t.registry_event.c.model == model,
+                        t.registry_event.c.kind == EventKind.PROMOTE.value,
+                        t.registry_event.c.to_version == current,
+                    )
+                    .order_by(t.registry_event.c.id.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                if to_version is None:
+                    raise NoChampion(
+                        f"v{current} is the first champion of {model!r}; there is no previous champion to roll "
+                        "back to: name an archived version explicitly"
+                    )
+            if to_version == current:
+                raise InvalidTransition(f"v{to_version} of {model!r} already is the champion")
+            return self._move_champion(
+                conn, model, to_version, expected_champion, EventKind.ROLLBACK, actor, reason, None, run
+            )
+
+    def reject(
+        self,
+        model: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str | None = None,
+        verdict: Mapping[str, Any] | None = None,
+        run: RunRef | None = None,
+    ) -> bool:
+        """Mark a challenger rejected (with the verdict that rejected it). False if it already was."""
+        return self._set_terminal_status(model, version, VersionStatus.REJECTED, actor, reason, verdict, run)
+
+    def archive(
+        self, model: str, version: int, *, actor: str, reason: str | None = None, run: RunRef | None = None
+    ) -> bool:
+        """Retire a non-champion version. False if it already was archived."""
+        return self._set_terminal_status(model, version, VersionStatus.ARCHIVED, actor, reason, None, run)
+
+    def record_event(
+        self,
+        model: str,
+        kind: EventKind | str,
+        *,
+        actor: str,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        reason: str | None = None,
+        verdict: Mapping[str, Any] | None = None,
+        run: RunRef | None = None,
+    ) -> RegistryEvent:
+        """Append an event that changes no status (an evaluation verdict, a deployment)."""
+        validate_model_name(model)
+        try:
+            event_kind = EventKind(kind)
+        except ValueError as exc:
+            raise InvalidInput(f"unknown event kind {kind!r}") from exc
+        with self._tx("record event") as conn:
+            self._require_model(conn, model)
+            event_id = self._append_event(
+                conn,
+                model,
+                event_kind,
+                from_version=from_version,
+                to_version=to_version,
+                actor=actor,
+                reason=reason,
+                verdict=verdict,
+                run=run,
+            )
+            row = conn.execute(sa.select(t.registry_event).where(t.registry_event.c.id == event_id)).mappings().one()
+        return _to_event(row)
+
+    # ------------------------------------------------------------------ audit and comparison
+
+    def history(
+        self, model: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[RegistryEvent]:
+        """Events oldest first (the last `limit` of them when given)."""
+        validate_model_name(model)
+        query = sa.select(t.registry_event).where(t.registry_event.c.model == model)
+        if kinds:
+            query = query.where(t.registry_event.c.kind.in_(list(kinds)))
+        query = query.order_by(t.registry_event.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read("history") as conn:
+            self._require_model(conn, model)
+            rows = conn.execute(query).mappings().all()
+        return [_to_event(row) for row in reversed(rows)]
+
+    def compare(self, model: str, versions: Sequence[int]) -> Comparison:
+        """Metrics, params and data windows of several versions side by side."""
+        if len(versions) < 2:
+            raise InvalidInput("compare needs at least two versions")
+        found = [self.get_version(model, v) for v in versions]
+        metric_names = sorted({name for v in found for name in v.metrics})
+        param_names = sorted({name for v in found for name in v.params})
+        return Comparison(
+            model=model,
+            versions=[v.version for v in found],
+            metrics={m: [v.metrics.get(m) for v in found] for m in metric_names},
+            params={p: [v.params.get(p) for v in found] for p in param_names},
+            windows={
+                "window_start": [v.window_start.isoformat() if v.window_start else None for v in found],
+                "window_end": [v.window_end.isoformat() if v.window_end else None for v in found],
+                "data_fingerprint": [v.data_fingerprint for v in found],
+                "row_count": [None if v.row_count is None else str(v.row_count) for v in found],
+            },
+            statuses=[v.status.value for v in found],
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _move_champion(
+        self,
+        conn: sa.Connection,
+        model: str,
+        version: int,
+        expected: ExpectedChampion,
+        kind: EventKind,
+        actor: str,
+        reason: str | None,
+        verdict: Mapping[str, Any] | None,
+        run: RunRef | None,
+    ) -> ChampionChange:
+        self._lock_model(conn, model)
+        target = self._version(conn, model, version)
+        current = self._champion_version(conn, model)
+        if current == version:
+            return ChampionChange(model, version, current, changed=False, event_id=None)
+        if not isinstance(expected, _AnyChampion) and current != expected:
+            seen = "no champion" if expected is None else f"v{expected}"
+            now = "no champion" if current is None else f"v{current}"
+            raise PromotionConflict(
+                f"champion of {model!r} changed since it was read: expected {seen}, found {now}; "
+                f"v{version} was not promoted"
+            )
+        if target.status is VersionStatus.REJECTED:
+            raise InvalidTransition(
+                f"v{version} of {model!r} was rejected and cannot become champion; register a new version"
+            )
+        if current is not None:
+            conn.execute(
+                sa.update(t.model_version)
+                .where(t.model_version.c.model == model, t.model_version.c.version == current)
+                .values(status=VersionStatus.ARCHIVED.value)
+            )
+        stmt = _pg_insert(t.model_alias).values(model=model, alias=CHAMPION_ALIAS, version=version)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                constraint="pk_model_alias", set_={"version": version, "updated_at": sa.func.now()}
+            )
+        )
+        conn.execute(
+            sa.update(t.model_version)
+            .where(t.model_version.c.model == model, t.model_version.c.version == version)
+            .values(status=VersionStatus.CHAMPION.value)
+        )
+        event_id = self._append_event(
+            conn,
+            model,
+            kind,
+            from_version=current,
+            to_version=version,
+            actor=actor,
+            reason=reason,
+            verdict=verdict,
+            run=run,
+        )
+        return ChampionChange(model, version, current, changed=True, event_id=event_id)
+
+    def _set_terminal_status(
+        self,
+        model: str,
+        version: int,
+        status: VersionStatus,
+        actor: str,
+        reason: str | None,
+        verdict: Mapping[str, Any] | None,
+        run: RunRef | None,
+    ) -> bool:
+        validate_model_name(model)
+        kind = EventKind.REJECT if status is VersionStatus.REJECTED else EventKind.ARCHIVE
+        with self._tx(kind.value) as conn:
+            self._lock_model(conn, model)
+            current = self._version(conn, model, version)
+            if current.status is status:
+                return False
+            if current.status is VersionStatus.CHAMPION:
+                raise InvalidTransition(
+                    f"v{version} of {model!r} is the champion: promote another version or roll back first"
+                )
+            if status is VersionStatus.REJECTED and current.status is not VersionStatus.CHALLENGER:
+                raise InvalidTransition(f"only a challenger can be rejected; v{version} is {current.status.value}")
+            conn.execute(
+                sa.update(t.model_version)
+                .where(t.model_version.c.model == model, t.model_version.c.version == version)
+                .values(status=status.value)
+            )
+            self._append_event(
+                conn,
+                model,
+                kind,
+                from_version=None,
+                to_version=version,
+                actor=actor,
+                reason=reason,
+                verdict=verdict,
+                run=run,
+            )
+        return True
+
+    @staticmethod
+    def _ensure_model(conn: sa.Connection, name: str, description: str | None) -> None:
+        conn.execute(
+            _pg_insert(t.registered_model)
+            .values(name=name, description=description)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+
+    @staticmethod
+    def _lock_model(conn: sa.Connection, model: str) -> None:
+        found = conn.execute(
+            sa.select(t.registered_model.c.name).where(t.registered_model.c.name == model).with_for_update()
+        ).scalar_one_or_none()
+        if found is None:
+            raise ModelNotFound(f"model {model!r} is not registered")
+
+    @staticmethod
+    def _require_model(conn: sa.Connection, model: str) -> None:
+        found = conn.execute(
+            sa.select(t.registered_model.c.name).where(t.registered_model.c.name == model)
+        ).scalar_one_or_none()
+        if found is None:
+            raise ModelNotFound(f"model {model!r} is not registered")
+
+    @staticmethod
+    def _champion_version(conn: sa.Connection, model: str) -> int | None:
+        return conn.execute(
+            sa.select(t.model_alias.c.version).where(
+                t.model_alias.c.model == model, t.model_alias.c.alias == CHAMPION_ALIAS
+            )
+        ).scalar_one_or_none()
+
+    @staticmethod
+    def _version(conn: sa.Connection, model: str, version: int) -> ModelVersion:
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidInput(f"version must be an integer, got {version!r}")
+        row = (
+            conn.execute(
+                sa.select(t.model_version).where(t.model_version.c.model == model, t.model_version.c.version == version)
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if row is None:
+            raise VersionNotFound(f"model {model!r} has no version {version}")
+        return _to_version(row)
+
+    @staticmethod
+    def _version_by_source(conn: sa.Connection, model: str, source: Source) -> ModelVersion | None:
+        row = (
+            conn.execute(
+                sa.select(t.model_version).where(
+                    t.model_version.c.model == model,
+                    t.model_version.c.source_dag_id == source.dag_id,
+                    t.model_version.c.source_run_id == source.run_id,
+                    t.model_version.c.source_task_id == source.task_id,
+                )
+            )
+            .mappings()
+            .one_or_none()
+        )
+        return None if row is None else _to_version(row)
+
+    @staticmethod
+    def _models(conn: sa.Connection, name: str | None) -> list[RegisteredModel]:
+        rm, mv, ma = t.registered_model, t.model_version, t.model_alias
+        counts = sa.select(mv.c.model, sa.func.count().label("n")).group_by(mv.c.model).subquery("counts")
+        query = (
+            sa.select(rm, ma.c.version.label("champion_version"), counts.c.n)
+            .outerjoin(ma, sa.and_(ma.c.model == rm.c.name, ma.c.alias == CHAMPION_ALIAS))
+            .outerjoin(counts, counts.c.model == rm.c.name)
+            .order_by(rm.c.name)
+        )
+        if name is not None:
+            query = query.where(rm.c.name == name)
+        return [
+            RegisteredModel(
+                name=row["name"],
+                description=row["description"],
+                created_at=row["created_at"],
+                champion_version=row["champion_version"],
+                version_count=row["n"] or 0,
+            )
+            for row in conn.execute(query).mappings()
+        ]
+
+    @staticmethod
+    def _append_event(
+        conn: sa.Connection,
+        model: str,
+        kind: EventKind,
+        *,
+        to_version: int | None,
+        actor: str,
+        reason: str | None,
+        verdict: Mapping[str, Any] | None,
+        run: RunRef | None,
+        from_version: int | None = None,
+    ) -> int:
+        run = run or RunRef()
+        return int(
+            conn.execute(
+                sa.insert(t.registry_event)
+                .values(
+                    model=model,
+                    kind=kind.value,
+                    from_version=from_version,
+                    to_version=to_version,
+                    actor=actor,
+                    reason=reason,
+                    verdict=None if verdict is None else dict(verdict),
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                )
+                .returning(t.registry_event.c.id)
+            ).scalar_one()
+        )
+
+
+def _pg_insert(table: sa.Table) -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    return insert(table)
+
+
+def _status(value: str | VersionStatus) -> VersionStatus:
+    try:
+        return VersionStatus(value)
+    except ValueError as exc:
+        allowed = ", ".join(s.value for s in VersionStatus)
+        raise InvalidInput(f"unknown status {value!r}: use one of {allowed}") from exc
+
+
+def _validate_draft(draft: VersionDraft) -> None:
+    if not _SHA_RE.fullmatch(draft.artifact_sha256 or ""):
+        raise InvalidInput(f"artifact_sha256 must be 64 lowercase hex characters, got {draft.artifact_sha256!r}")
+    if draft.artifact_size < 0:
+        raise InvalidInput("artifact_size must be >= 0")
+    if not draft.artifact_uri:
+        raise InvalidInput("artifact_uri is required")
+    for field_name in ("dag_id", "run_id", "task_id"):
+        if not getattr(draft.source, field_name):
+            raise InvalidInput(f"source.{field_name} is required (it keys idempotent registration)")
+    for metric, value in draft.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidInput(f"metric {metric!r} must be a finite number, got {value!r}")
+    if draft.window_start and draft.window_end and draft.window_start > draft.window_end:
+        raise InvalidInput("window_start is after window_end")
+
+
+def _db_message(exc: sa_exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+def _to_version(row: Any) -> ModelVersion:
+    return ModelVersion(
+        model=row["model"],
+        version=row["version"],
+        status=VersionStatus(row["status"]),
+        artifact_uri=row["artifact_uri"],
+        artifact_sha256=row["artifact_sha256"],
+        artifact_size=row["artifact_size"],
+        framework=row["framework"],
+        library_versions=dict(row["library_versions"] or {}),
+        params=dict(row["params"] or {}),
+        metrics=dict(row["metrics"] or {}),
+        tags=dict(row["tags"] or {}),
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        data_fingerprint=row["data_fingerprint"],
+        row_count=row["row_count"],
+        feature_schema=dict(row["feature_schema"] or {}),
+        code_version=row["code_version"],
+        reference_uri=row["reference_uri"],
+        reference_sha256=row["reference_sha256"],
+        source=Source(row["source_dag_id"], row["source_run_id"], row["source_task_id"], row["source_try"]),
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+    )
+
+
+def _to_event(row: Any) -> RegistryEvent:
+    return RegistryEvent(
+        id=row["id"],
+        model=row["model"],
+        kind=EventKind(row["kind"]),
+        from_version=row["from_version"],
+        to_version=row["to_version"],
+        actor=row["actor"],
+        reason=row["reason"],
+        verdict=row["verdict"],
+        run=RunRef(row["dag_id"], row["run_id"], row["task_id"]),
+        at=row["at"],
+    )

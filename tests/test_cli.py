@@ -1,0 +1,147 @@
+"""The `modelgate` console script against real PostgreSQL: tables, --json, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelgate.registry.connection import create_registry_engine
+from modelgate.registry.migrate import downgrade
+from tests.cli_helpers import SCRIPT, run_cli, run_json
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def model_files(tmp_path: Path) -> tuple[Path, Path]:
+    x, y = [[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]], [0, 0, 1, 1]
+    first, second = tmp_path / "m1.joblib", tmp_path / "m2.joblib"
+    joblib.dump(LogisticRegression(C=1.0).fit(x, y), first)
+    joblib.dump(LogisticRegression(C=0.1).fit(x, y), second)
+    return first, second
+
+
+@pytest.fixture
+def cli_env(registry_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"MODELGATE_REGISTRY_URL": registry_url, "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts")}
+
+
+def test_console_script_is_installed() -> None:
+    assert SCRIPT.is_file(), "the project must install the `modelgate` console script"
+
+
+def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tuple[Path, Path]) -> None:
+    first, second = model_files
+    v1 = run_json("register", "churn", "--artifact", str(first), "--metrics", '{"roc_auc": 0.81}', env=cli_env)
+    assert v1["version"] == 1 and v1["status"] == "challenger" and v1["framework"] == "scikit-learn"
+    assert v1["params"]["C"] == 1.0 and "scikit-learn" in v1["library_versions"]
+    again = run_json("register", "churn", "--artifact", str(first), env=cli_env)
+    assert again["version"] == 1  # the same file is the same version
+    v2 = run_json(
+        "register",
+        "churn",
+        "--artifact",
+        str(second),
+        "--metrics",
+        '{"roc_auc": 0.84}',
+        "--tags",
+        '{"team": "growth"}',
+        env=cli_env,
+    )
+    assert v2["version"] == 2 and v2["tags"] == {"team": "growth"}
+
+    promoted = run_cli("promote", "churn", "1", "--expect-champion", "none", "--reason", "first", env=cli_env)
+    assert "promoted v1 (was no champion)" in promoted.stdout
+    conflict = run_cli("promote", "churn", "2", "--expect-champion", "none", "--reason", "x", env=cli_env, check=False)
+    assert conflict.returncode == 1
+    assert conflict.stderr.strip().splitlines() == [
+        "error: champion of 'churn' changed since it was read: expected no champion, found v1; v2 was not promoted"
+    ]
+    run_cli("promote", "churn", "2", "--reason", "better auc", "--actor", "alice", env=cli_env)
+    assert run_json("champion", "churn", env=cli_env)["version"] == 2
+
+    comparison = run_json("compare", "churn", "1", "2", env=cli_env)
+    assert comparison["metrics"]["roc_auc"] == [0.81, 0.84]
+    assert comparison["statuses"] == ["archived", "champion"]
+    table = run_cli("compare", "churn", "1", "2", env=cli_env).stdout
+    assert "metric: roc_auc" in table and "0.84" in table
+
+    rolled = run_cli("rollback", "churn", "--reason", "canary failed", env=cli_env)
+    assert "rolled back to v1 (was v2)" in rolled.stdout
+    history = run_json("history", "churn", env=cli_env)
+    assert [(e["kind"], e["from_version"], e["to_version"]) for e in history] == [
+        ("register", None, 1),
+        ("register", None, 2),
+        ("promote", None, 1),
+        ("promote", 1, 2),
+        ("rollback", 2, 1),
+    ]
+    assert history[3]["actor"] == "alice" and history[4]["reason"] == "canary failed"
+
+    models = run_json("models", env=cli_env)
+    assert models == [{**models[0], "name": "churn", "champion_version": 1, "version_count": 2}]
+    archived = run_json("versions", "churn", "--status", "archived", env=cli_env)
+    assert [v["version"] for v in archived] == [2]
+    tagged = run_json("versions", "churn", "--tag", "team=growth", env=cli_env)
+    assert [v["version"] for v in tagged] == [2]
+    assert run_json("show", "churn", "2", env=cli_env)["metrics"] == {"roc_auc": 0.84}
+    assert "champion" in run_cli("versions", "churn", env=cli_env).stdout
+    assert "rollback" in run_cli("history", "churn", env=cli_env).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("register", "Bad", "--artifact", "{m1}"), "error: invalid model name 'Bad'"),
+        (("register", "churn", "--artifact", "{m1}", "--metrics", "{x"), "error: --metrics is not valid JSON"),
+        (("register", "churn", "--artifact", "{m1}", "--metrics", '{"auc": "hi"}'), "'auc' must be a number"),
+        (("register", "churn", "--artifact", "{m1}", "--params", "[1]"), "--params must be a JSON object"),
+        (("register", "churn", "--artifact", "/nope.joblib"), "error: no file at /nope.joblib"),
+        (("register", "churn", "--artifact", "{junk}"), "is not a readable joblib file"),
+        (("register", "churn", "--artifact", "{notmodel}"), "error: dict has no predict(): not a model"),
+        (("show", "ghost", "1"), "error: model 'ghost' is not registered"),
+        (("promote", "ghost", "1", "--reason", "r"), "error: model 'ghost' is not registered"),
+        (("versions", "ghost", "--tag", "novalue"), "error: --tag must be KEY=VALUE"),
+        (("compare", "ghost", "1"), "error: compare needs at least two versions"),
+        (("promote", "ghost", "1", "--reason", "r", "--expect-champion", "abc"), "must be a version number or"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(
+    cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    junk = tmp_path / "junk.joblib"
+    junk.write_bytes(b"not a pickle at all")
+    notmodel = tmp_path / "dict.joblib"
+    joblib.dump({"weights": [1, 2]}, notmodel)
+    files = {"{m1}": str(model_files[0]), "{junk}": str(junk), "{notmodel}": str(notmodel)}
+    filled = [files.get(a, a) for a in args]
+    result = run_cli(*filled, env=cli_env, check=False)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_usage_errors_exit_2(cli_env: dict[str, str]) -> None:
+    result = run_cli("show", "churn", "notanumber", env=cli_env, check=False)
+    assert result.returncode == 2 and "invalid value for 'version'" in result.stderr.lower()
+
+
+def test_stale_schema_names_the_upgrade_command_and_db_upgrade_fixes_it(cli_env: dict[str, str]) -> None:
+    engine = create_registry_engine(cli_env["MODELGATE_REGISTRY_URL"])
+    downgrade(engine, "0001")
+    engine.dispose()
+    refused = run_cli("models", env=cli_env, check=False)
+    assert refused.returncode == 1 and "run `modelgate db upgrade`" in refused.stderr
+    assert "database: 0001" in run_cli("db", "current", env=cli_env).stdout
+    assert "registry schema at revision 0002" in run_cli("db", "upgrade", env=cli_env).stdout
+    assert run_json("models", env=cli_env) == []
+
+
+def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
+    env = {"MODELGATE_REGISTRY_URL": "postgresql://postgres@127.0.0.1:1/x", "MODELGATE_HOME": str(tmp_path)}
+    result = run_cli("models", env=env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: registry database unavailable during schema check")
