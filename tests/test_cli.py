@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelgate.registry.connection import create_registry_engine
-from modelgate.registry.migrate import downgrade
+from modelgate.registry.migrate import downgrade, head_revision
 from tests.cli_helpers import SCRIPT, run_cli, run_json
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ def test_stale_schema_names_the_upgrade_command_and_db_upgrade_fixes_it(cli_env:
     refused = run_cli("models", env=cli_env, check=False)
     assert refused.returncode == 1 and "run `modelgate db upgrade`" in refused.stderr
     assert "database: 0001" in run_cli("db", "current", env=cli_env).stdout
-    assert "registry schema at revision 0002" in run_cli("db", "upgrade", env=cli_env).stdout
+    assert f"registry schema at revision {head_revision()}" in run_cli("db", "upgrade", env=cli_env).stdout
     assert run_json("models", env=cli_env) == []
 
 

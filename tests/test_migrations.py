@@ -15,7 +15,7 @@ from tests.helpers import draft
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"registered_model", "model_version", "model_alias", "registry_event"}
+TABLES = {"registered_model", "model_version", "model_alias", "registry_event", "drift_result", "retrain_decision"}
 
 
 def _tables(engine: sa.Engine) -> set[str]:

@@ -36,3 +36,11 @@ def artifact_root() -> str:
     if configured:
         return configured
     return str(modelgate_home() / "artifacts")
+
+
+def project_dir() -> Path:
+    """Base for relative paths in specs: $MODELGATE_PROJECT_DIR, else the checkout, else the working dir."""
+    configured = os.environ.get("MODELGATE_PROJECT_DIR")
+    if configured:
+        return Path(configured)
+    return project_root() or Path.cwd()

@@ -76,3 +76,34 @@ registry_event = sa.Table(
     sa.Column("task_id", sa.Text),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+drift_result = sa.Table(
+    "drift_result",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("interval_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("interval_end", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("champion_version", sa.Integer),
+    sa.Column("scores", JSONB, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("reference_rows", sa.Integer, nullable=False),
+    sa.Column("current_rows", sa.Integer, nullable=False),
+    sa.Column("report_uri", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+retrain_decision = sa.Table(
+    "retrain_decision",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("interval_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("interval_end", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("retrain", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("inputs", JSONB, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

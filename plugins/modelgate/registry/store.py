@@ -17,6 +17,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from modelgate.names import InvalidName, check_model_name
 from modelgate.registry import schema as t
 from modelgate.registry.connection import create_registry_engine, resolve_target
 from modelgate.registry.entities import (
@@ -44,7 +45,6 @@ from modelgate.registry.errors import (
 )
 from modelgate.registry.migrate import ensure_current, upgrade
 
-_NAME_RE = re.compile(t.MODEL_NAME_PATTERN)
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -71,12 +71,10 @@ class ChampionChange:
 
 
 def validate_model_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidModelName(
-            f"invalid model name {name!r}: use 1-64 characters, a lowercase letter first, then lowercase "
-            "letters, digits, '_' or '-'"
-        )
-    return name
+    try:
+        return check_model_name(name)
+    except InvalidName as exc:
+        raise InvalidModelName(str(exc)) from exc
 
 
 class Registry:
@@ -350,15 +348,40 @@ class Registry:
         reason: str | None = None,
         verdict: Mapping[str, Any] | None = None,
         run: RunRef | None = None,
+        dedupe: bool = False,
     ) -> RegistryEvent:
-        """Append an event that changes no status (an evaluation verdict, a deployment)."""
+        """Append an event that changes no status (an evaluation verdict, a deployment).
+
+        With `dedupe`, an event of the same kind, versions and run already recorded is returned instead of
+        appending a twin: re-running a task for the same interval changes nothing.
+        """
         validate_model_name(model)
         try:
             event_kind = EventKind(kind)
         except ValueError as exc:
             raise InvalidInput(f"unknown event kind {kind!r}") from exc
         with self._tx("record event") as conn:
-            self._require_model(conn, model)
+            self._lock_model(conn, model)
+            if dedupe:
+                run_ref = run or RunRef()
+                ev = t.registry_event.c
+                existing = (
+                    conn.execute(
+                        sa.select(t.registry_event).where(
+                            ev.model == model,
+                            ev.kind == event_kind.value,
+                            ev.from_version.is_not_distinct_from(from_version),
+                            ev.to_version.is_not_distinct_from(to_version),
+                            ev.dag_id.is_not_distinct_from(run_ref.dag_id),
+                            ev.run_id.is_not_distinct_from(run_ref.run_id),
+                            ev.task_id.is_not_distinct_from(run_ref.task_id),
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if existing is not None:
+                    return _to_event(existing)
             event_id = self._append_event(
                 conn,
                 model,
@@ -512,6 +535,11 @@ class Registry:
                 run=run,
             )
         return True
+
+    def create_model_in(self, conn: sa.Connection, name: str, description: str | None = None) -> None:
+        """Create the model inside a caller's transaction (for stores sharing this database)."""
+        validate_model_name(name)
+        self._ensure_model(conn, name, description)
 
     @staticmethod
     def _ensure_model(conn: sa.Connection, name: str, description: str | None) -> None:

@@ -1,0 +1,1 @@
+"""The glue that needs Airflow: DAG factories, run context, connections, notifiers."""

@@ -1,0 +1,328 @@
+"""DAG factories: one monitor and one retrain DAG per model spec. Wiring only; logic is in modelgate.pipeline.
+
+Nothing here reads a Connection, a Variable or the database at parse time, and nothing heavy is imported
+at module level: each task imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from modelgate.airflow.notify import FailureCallback
+from modelgate.spec import ModelSpec, SpecError, load_specs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRIES = 2
+RETRY_DELAY = dt.timedelta(minutes=2)
+
+
+def drift_asset(model: str) -> Asset:
+    return Asset(f"modelgate://{model}/drift", group="modelgate")
+
+
+def champion_asset(model: str) -> Asset:
+    return Asset(f"modelgate://{model}/champion", group="modelgate")
+
+
+def _default_args(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "owner": "modelgate",
+        "retries": DEFAULT_RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "on_failure_callback": FailureCallback(spec),
+    }
+
+
+def _start(spec: ModelSpec) -> dt.datetime:
+    return dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+
+
+def _tags(spec: ModelSpec, stage: str) -> list[str]:
+    return ["modelgate", stage, f"model:{spec.name}", *spec.tags]
+
+
+def _schedule_span(spec: ModelSpec) -> dt.timedelta:
+    cron = spec.cron or "0 0 * * *"
+    if cron.startswith("0 * "):
+        return dt.timedelta(hours=1)
+    if cron.endswith("* * 0") or cron.split()[-1] not in ("*",):
+        return dt.timedelta(days=7)
+    if cron.split()[2] != "*":
+        return dt.timedelta(days=31)
+    return dt.timedelta(days=1)
+
+
+def _services(spec: ModelSpec, include_dir: Path) -> Any:
+    from modelgate.airflow.runtime import services_for
+
+    return services_for(spec, include_dir)
+
+
+def _run(spec: ModelSpec, context: Any) -> Any:
+    from modelgate.airflow.runtime import run_info
+
+    return run_info(context, default_span=_schedule_span(spec))
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Bad data, a bad spec or a refused registry operation fail the task at once: retrying cannot help.
+
+    Only what may pass by itself (a dropped registry connection, a network error) is left to the retries.
+    """
+    from modelgate.data import DataError
+    from modelgate.drift import DriftError
+    from modelgate.evaluation import EvaluationError
+    from modelgate.quality import QualityGateFailed
+    from modelgate.registry.errors import RegistryError, RegistryUnavailable
+    from modelgate.training import TrainingError
+
+    try:
+        yield
+    except RegistryUnavailable:
+        raise
+    except (QualityGateFailed, DataError, TrainingError, EvaluationError, DriftError, RegistryError) as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _quality(spec: ModelSpec, include_dir: Path, window: Any, stage: str) -> dict[str, Any]:
+    from modelgate.pipeline import check_quality
+
+    with fail_fast():
+        return check_quality(spec, window, _services(spec, include_dir), stage=stage)
+
+
+def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    @dag(
+        dag_id=f"modelgate_monitor__{spec.name}",
+        description=f"Data quality and drift of {spec.name} over each data interval",
+        schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None,
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        tags=_tags(spec, "monitor"),
+        default_args=_default_args(spec),
+        doc_md=f"Monitors `{spec.name}`: Great Expectations on the interval's rows, then Evidently drift against "
+        "the champion's training reference; drift emits the model's drift Asset.",
+    )
+    def monitor() -> None:
+        @task
+        def data_quality(**context: Any) -> dict[str, Any]:
+            with fail_fast():
+                return _quality(spec, include_dir, _run(spec, context).interval, "monitor")
+
+        @task
+        def detect_drift(**context: Any) -> dict[str, Any]:
+            from modelgate.pipeline import monitor_drift
+
+            with fail_fast():
+                return monitor_drift(spec, _run(spec, context), _services(spec, include_dir))
+
+        @task.short_circuit(ignore_downstream_trigger_rules=False)
+        def drift_detected(result: dict[str, Any]) -> bool:
+            return bool(result.get("drifted"))
+
+        @task(outlets=[drift_asset(spec.name)])
+        def signal_drift(result: dict[str, Any], **context: Any) -> dict[str, Any]:
+            from modelgate.airflow.notify import send
+
+            columns = ", ".join(result.get("columns", []))
+            send(
+                spec,
+                "drift",
+                f"share {result.get('share')} of features drifted ({columns}); {result.get('report')}",
+                context,
+            )
+            return result
+
+        drift = detect_drift()
+        data_quality() >> drift
+        signal_drift(drift_detected(drift))
+
+    return monitor()
+
+
+def _retrain_params(spec: ModelSpec) -> dict[str, Param]:
+    return {
+        "force": Param(False, type="boolean", description="Retrain even if no trigger fires."),
+        "window_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=3650,
+            description=f"Training window in days (default {spec.window_days}).",
+        ),
+        "dry_run": Param(False, type="boolean", description="Evaluate and record the verdict, never promote."),
+        "approval": Param(
+            "spec",
+            type="string",
+            enum=["spec", "auto", "required"],
+            description=f"Human approval before promotion (the spec says {spec.approval}).",
+        ),
+        "promote_on_backfill": Param(
+            False, type="boolean", description="Let backfill runs promote (by default they only record verdicts)."
+        ),
+    }
+
+
+def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    if spec.retrain_cron:
+        schedule: Any = AssetOrTimeSchedule(
+            timetable=CronDataIntervalTimetable(spec.retrain_cron, timezone="UTC"), assets=[drift_asset(spec.name)]
+        )
+    else:
+        schedule = [drift_asset(spec.name)]
+
+    @dag(
+        dag_id=f"modelgate_retrain__{spec.name}",
+        description=f"Retrain {spec.name} if needed, evaluate champion vs challenger, promote",
+        schedule=schedule,
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        tags=_tags(spec, "retrain"),
+        default_args=_default_args(spec),
+        params=_retrain_params(spec),
+        doc_md=f"Retrains `{spec.name}` when a trigger fires (no champion, drift, decay, staleness, new data, "
+        "`force`), evaluates the challenger against the re-scored champion on the same holdout and promotes "
+        "it only on a passing, recorded verdict. Backfill runs record verdicts but never promote unless "
+        "`promote_on_backfill` is set.",
+    )
+    def retrain() -> None:
+        def params_of(context: Any) -> Any:
+            from modelgate.pipeline import RetrainParams
+
+            return RetrainParams.from_mapping(dict(context["params"]))
+
+        @task
+        def training_data_quality(**context: Any) -> dict[str, Any]:
+            from modelgate.data import training_window
+
+            with fail_fast():
+                run = _run(spec, context)
+                window = training_window(spec, run.interval.end, params_of(context).window_days)
+                return _quality(spec, include_dir, window, "training")
+
+        @task.branch
+        def decide_retrain(**context: Any) -> str:
+            from modelgate.pipeline import decide
+
+            with fail_fast():
+                decision = decide(spec, _run(spec, context), _services(spec, include_dir), params_of(context))
+            context["ti"].xcom_push(key="decision", value=decision.as_dict())
+            return "train_challenger" if decision.retrain else "skip_retrain"
+
+        @task
+        def skip_retrain(**context: Any) -> str:
+            decision = context["ti"].xcom_pull(task_ids="decide_retrain", key="decision")
+            log.info("not retraining %s: %s", spec.name, decision["detail"])
+            return str(decision["reason"])
+
+        @task
+        def train_challenger(**context: Any) -> int:
+            from modelgate.pipeline import train_challenger as train
+
+            with fail_fast():
+                return train(spec, _run(spec, context), _services(spec, include_dir), params_of(context))
+
+        @task
+        def evaluate_challenger(version: int, **context: Any) -> dict[str, Any]:
+            from modelgate.pipeline import evaluate_challenger as evaluate
+
+            with fail_fast():
+                return evaluate(spec, _run(spec, context), _services(spec, include_dir), params_of(context), version)
+
+        @task.branch
+        def route_verdict(outcome: dict[str, Any], **context: Any) -> str:
+            from modelgate.pipeline import promotion_route
+
+            route = promotion_route(spec, _run(spec, context), params_of(context), outcome)
+            return {
+                "rejected": "notify_rejection",
+                "hold": "hold_promotion",
+                "approval": "approve",
+                "auto": "auto_approve",
+            }[route]
+
+        @task
+        def notify_rejection(outcome: dict[str, Any], **context: Any) -> None:
+            from modelgate.airflow.notify import send
+
+            send(
+                spec, "rejection", f"challenger v{outcome['challenger_version']} rejected: {outcome['reason']}", context
+            )
+
+        @task
+        def hold_promotion(outcome: dict[str, Any], **context: Any) -> str:
+            run = _run(spec, context)
+            why = "dry run" if params_of(context).dry_run else f"{run.run_type} run"
+            if outcome.get("settled"):
+                why = outcome["reason"]
+            log.info("not promoting %s v%s (%s): verdict recorded", spec.name, outcome["challenger_version"], why)
+            return why
+
+        approve = ApprovalOperator(
+            task_id="approve",
+            subject=f"Promote {spec.name} challenger?",
+            body="{{ ti.xcom_pull(task_ids='evaluate_challenger')['reason'] }}\n\n"
+            "Report: {{ ti.xcom_pull(task_ids='evaluate_challenger')['report'] }}",
+            retries=0,
+        )
+        auto_approve = EmptyOperator(task_id="auto_approve")
+
+        @task(trigger_rule="none_failed_min_one_success", outlets=[champion_asset(spec.name)])
+        def promote_champion(**context: Any) -> int:
+            # The outcome is pulled, not passed: an XComArg would make evaluate_challenger an upstream and
+            # satisfy this trigger rule even when the branch skipped both approval paths.
+            from modelgate.airflow.notify import send
+            from modelgate.pipeline import promote
+
+            outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger")
+
+            approval = context["ti"].xcom_pull(task_ids="approve")
+            approver = None
+            if approval:
+                user = approval.get("responded_by_user") or {}
+                approver = user.get("name") or user.get("id") or "approver"
+            with fail_fast():
+                changed = promote(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
+            if not changed:
+                raise AirflowSkipException(f"v{outcome['challenger_version']} already is the champion")
+            send(spec, "promotion", f"v{outcome['challenger_version']} is the champion ({outcome['reason']})", context)
+            return int(outcome["challenger_version"])
+
+        decision = decide_retrain()
+        training_data_quality() >> decision
+        decision >> skip_retrain()
+        version = train_challenger()
+        decision >> version
+        outcome = evaluate_challenger(version)
+        route = route_verdict(outcome)
+        route >> [notify_rejection(outcome), hold_promotion(outcome), approve, auto_approve]
+        [approve, auto_approve] >> promote_champion()
+
+    return retrain()
+
+
+def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[SpecError]]:
+    """Every DAG of every valid spec; invalid specs are reported and skipped, the others still load."""
+    specs, errors = load_specs(specs_dir)
+    for error in errors:
+        log.error("modelgate: invalid model spec, its DAGs are not generated: %s", error)
+    dags: dict[str, DAG] = {}
+    for spec in specs:
+        for built in (build_monitor_dag(spec, include_dir), build_retrain_dag(spec, include_dir)):
+            dags[built.dag_id] = built
+    return dags, errors

@@ -1,0 +1,99 @@
+"""Run-time glue: Airflow context -> RunInfo, Connections -> Services. Called inside tasks only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from modelgate.config import REGISTRY_CONN_ID, artifact_root, modelgate_home
+from modelgate.data import Interval
+from modelgate.pipeline import RunInfo, Services
+from modelgate.spec import ModelSpec, PostgresSource
+
+log = logging.getLogger(__name__)
+
+REPORTS_DIR_ENV = "MODELGATE_REPORTS_DIR"
+
+
+def connection_url(conn_id: str) -> str | None:
+    """A SQLAlchemy URL for a Postgres Airflow Connection (Unix-socket hosts included); None if undefined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    user = quote(conn.login or "postgres", safe="")
+    password = f":{quote(conn.password, safe='')}" if conn.password else ""
+    database = conn.schema or "postgres"
+    host = conn.host or "localhost"
+    if host.startswith("/"):
+        return f"postgresql+psycopg://{user}{password}@/{database}?host={host}"
+    port = f":{conn.port}" if conn.port else ""
+    return f"postgresql+psycopg://{user}{password}@{host}{port}/{database}"
+
+
+def registry_url() -> str:
+    """The `modelgate_registry` connection; without it, $MODELGATE_REGISTRY_URL or the embedded server."""
+    url = connection_url(REGISTRY_CONN_ID)
+    if url:
+        return url
+    from modelgate.registry.connection import resolve_target
+
+    target = resolve_target()
+    log.warning("no Airflow connection %r: using the %s registry", REGISTRY_CONN_ID, target.origin)
+    return target.url
+
+
+def reports_dir() -> Path:
+    configured = os.environ.get(REPORTS_DIR_ENV)
+    return Path(configured) if configured else modelgate_home() / "reports"
+
+
+def services_for(spec: ModelSpec, include_dir: Path) -> Services:
+    from modelgate.registry.artifacts import ArtifactStore
+    from modelgate.registry.store import Registry
+
+    url = registry_url()
+    data_url = None
+    if isinstance(spec.source, PostgresSource):
+        data_url = url if spec.source.conn_id == REGISTRY_CONN_ID else connection_url(spec.source.conn_id)
+        if data_url is None:
+            raise RuntimeError(f"{spec.name}: Airflow connection {spec.source.conn_id!r} is not defined")
+    return Services(
+        registry=Registry.connect(url),
+        data_url=data_url,
+        artifacts=ArtifactStore(artifact_root()),
+        reports_dir=reports_dir(),
+        expectations_dir=include_dir / "expectations",
+    )
+
+
+def run_info(context: Any, *, default_span: dt.timedelta) -> RunInfo:
+    """The run's data interval; asset-triggered and manual runs without one end at `run_after`."""
+    dag_run = context["dag_run"]
+    ti = context["ti"]
+    end = context.get("data_interval_end") or dag_run.run_after
+    start = context.get("data_interval_start") or end - default_span
+    if start >= end:
+        start = end - default_span
+    run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
+    return RunInfo(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        task_id=ti.task_id,
+        interval=Interval(_utc(start), _utc(end)),
+        run_type=run_type,
+        try_number=getattr(ti, "try_number", None),
+    )
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A plain stdlib UTC datetime (pendulum's drop a stdlib tzinfo on arithmetic)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(aware.timestamp(), tz=dt.UTC)

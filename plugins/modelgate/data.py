@@ -1,0 +1,159 @@
+"""Loading a model's rows for a data interval [start, end), and fingerprinting them.
+
+Sources: a Postgres table (through a connection) or CSV/Parquet files, local or gs://.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from modelgate.spec import FileSource, ModelSpec, PostgresSource
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class DataError(ValueError):
+    """The source cannot give the rows the spec describes (missing table, column, wrong type...)."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        for value in (self.start, self.end):
+            if value.tzinfo is None:
+                raise DataError(f"interval bounds must be timezone-aware, got {value!r}")
+        if self.end <= self.start:
+            raise DataError(f"empty interval: end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+
+    def shift_start(self, days: float) -> Interval:
+        return Interval(self.end - dt.timedelta(days=days), self.end)
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def training_window(spec: ModelSpec, end: dt.datetime, window_days: int | None = None) -> Interval:
+    """The training window that ends where the run's data interval ends."""
+    return Interval(end - dt.timedelta(days=window_days or spec.window_days), end)
+
+
+def load_window(spec: ModelSpec, interval: Interval, *, url: str | None = None) -> pd.DataFrame:
+    """The rows with time in [start, end), sorted by time then id. `url` is the Postgres source's database."""
+    if isinstance(spec.source, PostgresSource):
+        if url is None:
+            raise DataError(f"{spec.name}: a Postgres source needs a database URL (connection {spec.source.conn_id})")
+        frame = _load_postgres(spec, spec.source, interval, url)
+    else:
+        frame = _load_files(spec, spec.source, interval)
+    return _finish(spec, frame)
+
+
+def _load_postgres(spec: ModelSpec, source: PostgresSource, interval: Interval, url: str) -> pd.DataFrame:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from modelgate.registry.connection import normalize_url
+
+    columns = [spec.id_column, spec.time_column, *spec.feature_names, spec.target]
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        inspector = sa.inspect(engine)
+        if not inspector.has_table(source.table, schema=source.db_schema):
+            raise DataError(f"{spec.name}: table {source.db_schema}.{source.table} does not exist")
+        present = {c["name"] for c in inspector.get_columns(source.table, schema=source.db_schema)}
+        # Missing columns are the quality gate's to report; select what exists.
+        selected = [c for c in columns if c in present]
+        for required in (spec.time_column,):
+            if required not in present:
+                raise DataError(f"{spec.name}: time column {required!r} missing from {source.table}")
+        table = sa.table(source.table, *[sa.column(c) for c in selected], schema=source.db_schema)
+        time_col = table.c[spec.time_column]
+        query = sa.select(*table.c).where(time_col >= interval.start, time_col < interval.end)
+        with engine.connect() as conn:
+            return pd.read_sql(query, conn)
+    finally:
+        engine.dispose()
+
+
+def _load_files(spec: ModelSpec, source: FileSource, interval: Interval) -> pd.DataFrame:
+    import pandas as pd
+
+    path = _local_copy(source)
+    try:
+        if source.resolved_format == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{spec.name}: cannot read {source.path}: {exc}") from exc
+    if source.rows_start_at:
+        start = pd.Timestamp(source.rows_start_at, tz="UTC")
+        frame[spec.time_column] = pd.date_range(start, periods=len(frame), freq=source.rows_every)
+        if spec.id_column not in frame:
+            frame[spec.id_column] = frame.index.astype("int64")
+    if spec.time_column not in frame:
+        raise DataError(f"{spec.name}: time column {spec.time_column!r} missing from {source.path}")
+    times = pd.to_datetime(frame[spec.time_column], utc=True)
+    mask = (times >= pd.Timestamp(interval.start)) & (times < pd.Timestamp(interval.end))
+    return frame.loc[mask].copy()
+
+
+def _local_copy(source: FileSource) -> str:
+    parsed = urlparse(source.path)
+    if parsed.scheme != "gs":
+        path = Path(source.path)
+        if not path.is_absolute():  # relative to the project (the folder holding include/)
+            from modelgate.config import project_dir
+
+            path = project_dir() / path
+        if not path.exists():
+            raise DataError(f"no such file: {path}")
+        return str(path)
+    from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+    target = Path(tempfile.mkdtemp(prefix="modelgate-")) / Path(parsed.path).name
+    GCSHook(gcp_conn_id=source.gcp_conn_id).download(
+        bucket_name=parsed.netloc, object_name=parsed.path.lstrip("/"), filename=str(target)
+    )
+    return str(target)
+
+
+def _finish(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    frame[spec.time_column] = pd.to_datetime(frame[spec.time_column], utc=True)
+    order = [spec.time_column, spec.id_column] if spec.id_column in frame else [spec.time_column]
+    return frame.sort_values(order, kind="mergesort").reset_index(drop=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 over columns, dtypes and row hashes: the same rows in the same order give the same print."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def split_holdout(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the earlier rows, hold out the latest `holdout_fraction` of the window by time."""
+    if frame.empty:
+        raise DataError(f"{spec.name}: the window has no rows")
+    cut = int(round(len(frame) * (1 - spec.holdout_fraction)))
+    cut = min(max(cut, 1), len(frame) - 1) if len(frame) > 1 else 1
+    return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
+
+
+def feature_frame(spec: ModelSpec, frame: pd.DataFrame) -> Any:
+    return frame[spec.feature_names]

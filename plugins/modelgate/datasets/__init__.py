@@ -1,0 +1,1 @@
+"""Bundled, seeded data for the examples and the demo."""

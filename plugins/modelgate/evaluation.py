@@ -1,0 +1,242 @@
+"""Champion vs challenger on the same holdout: metrics, paired bootstrap CIs, McNemar, per-slice table.
+
+Works on score arrays, not models, so it is pure and fast to test; `score_model` turns a fitted pipeline
+and a frame into scores. Bootstrap resamples are drawn once and shared by both models (paired).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelgate.policy import EvaluationResult, MetricComparison, SliceComparison
+from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+DEFAULT_METRICS = {
+    Task.BINARY: ["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier"],
+    Task.REGRESSION: ["rmse", "mae", "r2"],
+}
+_EPS = 1e-15
+_MAX_CELLS = 4_000_000  # bootstrap chunk size (resamples x rows) to bound memory
+
+
+class EvaluationError(ValueError):
+    """The holdout cannot support a comparison (empty, one class for AUC...)."""
+
+
+def _as_2d(values: Any) -> np.ndarray:
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    return arr[None, :] if arr.ndim == 1 else arr
+
+
+def metric_rows(name: str, y: Any, score: Any) -> np.ndarray:
+    """The metric for each row of `y`/`score` (shape (B, n)), vectorized; NaN where undefined."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    y2, s2 = _as_2d(y), _as_2d(score)
+    n = y2.shape[1]
+    if name == "roc_auc":
+        ranks = rankdata(s2, axis=1)
+        pos = y2.sum(axis=1)
+        neg = n - pos
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = ((ranks * y2).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
+        return np.where((pos > 0) & (neg > 0), auc, np.nan)
+    if name == "pr_auc":
+        from sklearn.metrics import average_precision_score
+
+        return np.array(
+            [average_precision_score(yy, ss) if 0 < yy.sum() < n else np.nan for yy, ss in zip(y2, s2, strict=True)]
+        )
+    if name == "accuracy":
+        return ((s2 >= 0.5) == (y2 >= 0.5)).mean(axis=1)
+    if name in ("precision", "recall", "f1"):
+        pred = s2 >= 0.5
+        truth = y2 >= 0.5
+        tp = (pred & truth).sum(axis=1)
+        fp = (pred & ~truth).sum(axis=1)
+        fn = (~pred & truth).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+            if name == "precision":
+                return precision
+            if name == "recall":
+                return recall
+            return np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    if name == "log_loss":
+        p = np.clip(s2, _EPS, 1 - _EPS)
+        return -(y2 * np.log(p) + (1 - y2) * np.log(1 - p)).mean(axis=1)
+    if name == "brier":
+        return ((s2 - y2) ** 2).mean(axis=1)
+    if name == "rmse":
+        return np.sqrt(((s2 - y2) ** 2).mean(axis=1))
+    if name == "mae":
+        return np.abs(s2 - y2).mean(axis=1)
+    if name == "r2":
+        ss_res = ((y2 - s2) ** 2).sum(axis=1)
+        ss_tot = ((y2 - y2.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.nan)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+def metric(name: str, y: Any, score: Any) -> float:
+    return float(metric_rows(name, y, score)[0])
+
+
+def paired_bootstrap(
+    name: str, y: Any, champion: Any, challenger: Any, *, samples: int, alpha: float, seed: int
+) -> tuple[float, float]:
+    """Percentile CI of metric(challenger) - metric(champion) over shared resamples of the holdout."""
+    import numpy as np
+
+    y, champion, challenger = (np.asarray(a, dtype=float) for a in (y, champion, challenger))
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // max(n, 1))
+    diffs: list[np.ndarray] = []
+    remaining = samples
+    while remaining > 0:
+        b = min(chunk, remaining)
+        idx = rng.integers(0, n, size=(b, n))
+        diffs.append(metric_rows(name, y[idx], challenger[idx]) - metric_rows(name, y[idx], champion[idx]))
+        remaining -= b
+    all_diffs = np.concatenate(diffs)
+    all_diffs = all_diffs[np.isfinite(all_diffs)]
+    if len(all_diffs) < samples * 0.9:
+        return math.nan, math.nan
+    low, high = np.quantile(all_diffs, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def mcnemar(y: Any, champion: Any, challenger: Any) -> float:
+    """Exact McNemar p-value on the discordant pairs of 0.5-threshold predictions."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    truth = np.asarray(y) >= 0.5
+    champ_ok = (np.asarray(champion) >= 0.5) == truth
+    chall_ok = (np.asarray(challenger) >= 0.5) == truth
+    b = int((champ_ok & ~chall_ok).sum())
+    c = int((~champ_ok & chall_ok).sum())
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(min(b, c), b + c, 0.5).pvalue)
+
+
+def _compare(
+    name: str,
+    y: Any,
+    champion: Any | None,
+    challenger: Any,
+    spec: ModelSpec,
+    *,
+    with_ci: bool,
+) -> MetricComparison:
+    higher = HIGHER_IS_BETTER[name]
+    if name == spec.evaluation.primary_metric and spec.evaluation.direction is not None:
+        higher = spec.evaluation.direction == "maximize"
+    chall_value = metric(name, y, challenger)
+    if champion is None:
+        return MetricComparison(name, None, chall_value, higher)
+    champ_value = metric(name, y, champion)
+    if not with_ci:
+        return MetricComparison(name, champ_value, chall_value, higher)
+    policy = spec.evaluation
+    low, high = paired_bootstrap(
+        name,
+        y,
+        champion,
+        challenger,
+        samples=policy.bootstrap_samples,
+        alpha=policy.significance_level,
+        seed=spec.seed,
+    )
+    ci_low = None if math.isnan(low) else low
+    ci_high = None if math.isnan(high) else high
+    if name == "accuracy":
+        return MetricComparison(
+            name, champ_value, chall_value, higher, ci_low, ci_high, mcnemar(y, champion, challenger), "McNemar"
+        )
+    return MetricComparison(name, champ_value, chall_value, higher, ci_low, ci_high, None, "paired bootstrap")
+
+
+def _slice_groups(frame: pd.DataFrame, column: str, spec: ModelSpec) -> list[tuple[str, Any]]:
+    import numpy as np
+
+    values = frame[column]
+    if spec.feature(column).type == "categorical":
+        return [(str(v), (values == v).to_numpy()) for v in sorted(values.dropna().unique(), key=str)]
+    edges = np.unique(np.nanquantile(values.to_numpy(dtype=float), [0, 0.25, 0.5, 0.75, 1.0]))
+    groups = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+        last = hi == edges[-1]
+        mask = (values >= lo) & ((values <= hi) if last else (values < hi))
+        groups.append((f"[{lo:.4g}, {hi:.4g}{']' if last else ')'}", mask.to_numpy()))
+    return groups
+
+
+def evaluate_scores(
+    spec: ModelSpec,
+    holdout: pd.DataFrame,
+    y: Sequence[float] | np.ndarray,
+    champion_scores: Sequence[float] | np.ndarray | None,
+    challenger_scores: Sequence[float] | np.ndarray,
+    *,
+    champion_version: int | None,
+    challenger_version: int,
+    extra_metrics: Sequence[str] = (),
+) -> EvaluationResult:
+    """Compare both models' scores on the same holdout rows."""
+    import numpy as np
+
+    y_arr = np.asarray(y, dtype=float)
+    n = len(y_arr)
+    if n == 0:
+        raise EvaluationError("the holdout is empty: nothing to evaluate on")
+    if spec.task is Task.BINARY and len(np.unique(y_arr)) < 2:
+        raise EvaluationError(f"the holdout has a single class ({int(y_arr[0])}): cannot compare classifiers")
+    champ = None if champion_scores is None else np.asarray(champion_scores, dtype=float)
+    chall = np.asarray(challenger_scores, dtype=float)
+    policy = spec.evaluation
+    names = list(
+        dict.fromkeys(
+            [
+                policy.primary_metric,
+                *[g.metric for g in policy.guardrails],
+                *policy.absolute_thresholds,
+                *DEFAULT_METRICS[spec.task],
+                *extra_metrics,
+            ]
+        )
+    )
+    metrics = {name: _compare(name, y_arr, champ, chall, spec, with_ci=name == policy.primary_metric) for name in names}
+    slices: list[SliceComparison] = []
+    for slice_spec in policy.slices:
+        for value, mask in _slice_groups(holdout, slice_spec.column, spec):
+            rows = int(mask.sum())
+            if rows == 0:
+                continue
+            ys = y_arr[mask]
+            chall_value = metric(policy.primary_metric, ys, chall[mask])
+            champ_value = None if champ is None else metric(policy.primary_metric, ys, champ[mask])
+            slices.append(
+                SliceComparison(
+                    slice_spec.column,
+                    value,
+                    rows,
+                    None if champ_value is None or math.isnan(champ_value) else champ_value,
+                    None if math.isnan(chall_value) else chall_value,
+                    metrics[policy.primary_metric].higher_is_better,
+                )
+            )
+    return EvaluationResult(champion_version, challenger_version, n, metrics[policy.primary_metric], metrics, slices)

@@ -1,0 +1,439 @@
+"""The loop's steps as plain functions: what each Airflow task calls, runnable and testable without Airflow.
+
+Every step is idempotent per (model, window): registration is keyed by the training window, verdicts and
+drift rows are upserts or deduplicated events, so re-running an interval changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelgate.data import Interval, fingerprint, load_window, split_holdout, training_window
+from modelgate.policy import RetrainDecision, RetrainInputs, Verdict, decide_promotion, decide_retrain
+from modelgate.registry.artifacts import ArtifactStore
+from modelgate.registry.entities import ModelVersion, RunRef, Source, VersionDraft, VersionStatus
+from modelgate.registry.estimators import library_versions
+from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
+from modelgate.registry.store import Registry
+from modelgate.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+BACKFILL = "backfill"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The Airflow run (or a test's stand-in) a step executes for."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    interval: Interval
+    run_type: str = "scheduled"
+    try_number: int | None = None
+
+    def ref(self, task_id: str | None = None) -> RunRef:
+        return RunRef(self.dag_id, self.run_id, task_id or self.task_id)
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.run_type == BACKFILL
+
+
+@dataclass
+class Services:
+    """What the steps need from the outside world; built by the Airflow glue, or by tests."""
+
+    registry: Registry
+    data_url: str | None
+    artifacts: ArtifactStore
+    reports_dir: Path
+    expectations_dir: Path | None = None
+    _monitoring: MonitoringStore | None = field(default=None, repr=False)
+
+    @property
+    def monitoring(self) -> MonitoringStore:
+        if self._monitoring is None:
+            self._monitoring = MonitoringStore(self.registry)
+        return self._monitoring
+
+
+@dataclass(frozen=True)
+class RetrainParams:
+    force: bool = False
+    window_days: int | None = None
+    dry_run: bool = False
+    approval: str | None = None  # None: as the spec says; "auto" | "required"
+    promote_on_backfill: bool = False
+
+    @classmethod
+    def from_mapping(cls, params: dict[str, Any]) -> RetrainParams:
+        approval = params.get("approval")
+        return cls(
+            force=bool(params.get("force", False)),
+            window_days=int(params["window_days"]) if params.get("window_days") else None,
+            dry_run=bool(params.get("dry_run", False)),
+            approval=None if approval in (None, "", "spec") else str(approval),
+            promote_on_backfill=bool(params.get("promote_on_backfill", False)),
+        )
+
+
+def window_key(window: Interval) -> str:
+    return f"window:{window.start.isoformat()}/{window.end.isoformat()}"
+
+
+def _label(interval: Interval) -> str:
+    return f"{interval.start:%Y%m%dT%H%M}-{interval.end:%Y%m%dT%H%M}"
+
+
+# --------------------------------------------------------------------------------------------- quality
+
+
+def check_quality(spec: ModelSpec, window: Interval, services: Services, *, stage: str) -> dict[str, Any]:
+    """Validate the window's rows; raise QualityGateFailed on a critical failure (nothing downstream runs)."""
+    from modelgate.quality import QualityGateFailed, build_suite, load_custom_expectations, validate
+
+    frame = load_window(spec, window, url=services.data_url)
+    custom = []
+    if services.expectations_dir is not None:
+        custom = load_custom_expectations(
+            Path(spec.quality.expectations_file)
+            if spec.quality.expectations_file
+            else services.expectations_dir / f"{spec.name}.json"
+        )
+    docs_dir = services.reports_dir / spec.name / "quality" / stage / _label(window)
+    result = validate(spec, frame, build_suite(spec, custom), docs_dir=docs_dir)
+    for warning in result.warnings:
+        log.warning("data quality warning for %s: %s", spec.name, warning)
+    if result.docs_path:
+        log.info("Great Expectations Data Docs: %s", result.docs_path)
+    if not result.passed:
+        raise QualityGateFailed(spec.name, result)
+    return result.as_dict()
+
+
+# --------------------------------------------------------------------------------------------- drift
+
+
+def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str, Any]:
+    """Drift of the run's interval against the champion's reference sample; upserted into the timeline."""
+    from modelgate.drift import compare
+
+    champion = services.registry.get_champion(spec.name) if _model_exists(services, spec) else None
+    if champion is None or not champion.reference_uri or not champion.reference_sha256:
+        log.info("%s has no champion with a reference sample yet: no drift to measure", spec.name)
+        return {"measured": False, "drifted": False, "reason": "no champion reference"}
+    reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
+    current = load_window(spec, run.interval, url=services.data_url)
+    report = services.reports_dir / spec.name / "drift" / f"{_label(run.interval)}.html"
+    result = compare(spec, reference, current, report_path=report)
+    services.monitoring.upsert_drift(
+        DriftRow(
+            model=spec.name,
+            interval_start=run.interval.start,
+            interval_end=run.interval.end,
+            champion_version=champion.version,
+            scores=result.scores(),
+            share=result.share,
+            drifted=result.dataset_drift,
+            reference_rows=result.reference_rows,
+            current_rows=result.current_rows,
+            report_uri=result.report_path,
+        ),
+        run_id=run.run_id,
+    )
+    log.info("drift report: %s", result.report_path)
+    return {
+        "measured": True,
+        "drifted": result.dataset_drift,
+        "share": round(result.share, 4),
+        "columns": result.drifted_columns,
+        "champion_version": champion.version,
+        "report": result.report_path,
+    }
+
+
+def _model_exists(services: Services, spec: ModelSpec) -> bool:
+    return any(m.name == spec.name for m in services.registry.list_models())
+
+
+# --------------------------------------------------------------------------------------------- retrain decision
+
+
+def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
+    """Gather the trigger inputs, decide, and record the decision for this interval."""
+    from modelgate.evaluation import metric
+    from modelgate.training import predict_scores
+
+    window = training_window(spec, run.interval.end, params.window_days)
+    champion = services.registry.get_champion(spec.name) if _model_exists(services, spec) else None
+    policy = spec.retrain
+    inputs_extra: dict[str, Any] = {}
+    drift_flags: list[bool] = []
+    performance = None
+    new_rows = None
+    age_days = None
+    if champion is not None and not params.force:
+        timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end, limit=policy.drift_runs_n)
+        drift_flags = [row.drifted for row in timeline if row.champion_version == champion.version]
+        if champion.window_end is not None:
+            age_days = (run.interval.end - champion.window_end).total_seconds() / 86400
+        frame = load_window(spec, window, url=services.data_url)
+        if champion.window_end is not None and not frame.empty:
+            new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
+        if policy.performance_metric and not frame.empty:
+            _, recent = split_holdout(spec, frame)
+            labelled = recent.dropna(subset=[spec.target])
+            if len(labelled) and labelled[spec.target].nunique() > 1:
+                model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+                scores = predict_scores(spec, model, labelled)
+                performance = metric(policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), scores)
+        inputs_extra = {"champion_version": champion.version}
+    inputs = RetrainInputs(
+        force=params.force,
+        has_champion=champion is not None,
+        champion_age_days=age_days,
+        drift_flags=drift_flags,
+        champion_performance=performance,
+        new_rows=new_rows,
+    )
+    decision = decide_retrain(policy, inputs)
+    services.monitoring.record_decision(
+        DecisionRow(
+            model=spec.name,
+            interval_start=run.interval.start,
+            interval_end=run.interval.end,
+            retrain=decision.retrain,
+            reason=decision.reason.value,
+            detail=decision.detail,
+            inputs={
+                **inputs_extra,
+                "force": inputs.force,
+                "drift_flags": list(inputs.drift_flags),
+                "champion_performance": performance,
+                "champion_age_days": age_days,
+                "new_rows": new_rows,
+            },
+        ),
+        run_id=run.run_id,
+    )
+    log.info("retrain decision for %s: %s (%s)", spec.name, decision.reason.value, decision.detail)
+    return decision
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> int:
+    """Train on the window's earlier rows and register the challenger; the same window twice trains once."""
+    from modelgate.training import code_version, reference_sample, train
+
+    window = training_window(spec, run.interval.end, params.window_days)
+    source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
+    existing = _version_for_source(services, spec, source)
+    if existing is not None:
+        log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, window)
+        return existing.version
+    frame = load_window(spec, window, url=services.data_url)
+    train_frame, holdout = split_holdout(spec, frame)
+    trained = train(spec, train_frame)
+    for warning in trained.warnings:
+        log.warning("training warning for %s: %s", spec.name, warning)
+    model_artifact = services.artifacts.save(trained.pipeline)
+    reference = services.artifacts.save(reference_sample(spec, train_frame), suffix=".reference.joblib")
+    version = services.registry.register(
+        spec.name,
+        VersionDraft(
+            artifact_uri=model_artifact.uri,
+            artifact_sha256=model_artifact.sha256,
+            artifact_size=model_artifact.size,
+            source=source,
+            framework="scikit-learn",
+            library_versions=library_versions(),
+            params={"estimator": spec.estimator.name, "seed": spec.seed, **trained.params},
+            metrics={k: round(v, 6) for k, v in trained.metrics.items() if math.isfinite(v)},
+            tags={"run_type": run.run_type, "airflow_run_id": run.run_id, "holdout_rows": str(len(holdout))},
+            window_start=window.start,
+            window_end=window.end,
+            data_fingerprint=fingerprint(frame),
+            row_count=len(frame),
+            feature_schema=trained.feature_schema,
+            code_version=code_version(),
+            reference_uri=reference.uri,
+            reference_sha256=reference.sha256,
+            created_by=f"airflow:{run.dag_id}",
+        ),
+        description=spec.description,
+    )
+    log.info(
+        "registered %s v%s (challenger) trained on %s rows of %s", spec.name, version.version, len(train_frame), window
+    )
+    return version.version
+
+
+def _version_for_source(services: Services, spec: ModelSpec, source: Source) -> ModelVersion | None:
+    if not _model_exists(services, spec):
+        return None
+    for version in services.registry.list_versions(spec.name):
+        if (version.source.dag_id, version.source.run_id, version.source.task_id) == (
+            source.dag_id,
+            source.run_id,
+            source.task_id,
+        ):
+            return version
+    return None
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_challenger(
+    spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams, challenger_version: int
+) -> dict[str, Any]:
+    """Champion (re-scored now) vs challenger on the same fresh holdout; a recorded, fail-closed verdict."""
+    from modelgate.evaluation import evaluate_scores
+    from modelgate.reports import write_evaluation_report
+    from modelgate.training import predict_scores
+
+    registry = services.registry
+    challenger = registry.get_version(spec.name, challenger_version)
+    champion = registry.get_champion(spec.name)
+    if champion is not None and champion.version == challenger.version:
+        return _settled(spec, challenger, "already the champion", promote=True)
+    if challenger.status is VersionStatus.REJECTED:
+        return _settled(spec, challenger, "already rejected", promote=False)
+    window = training_window(spec, run.interval.end, params.window_days)
+    frame = load_window(spec, window, url=services.data_url)
+    _, holdout = split_holdout(spec, frame)
+    y = holdout[spec.target].to_numpy(dtype=float)
+    challenger_model = services.artifacts.load(challenger.artifact_uri, challenger.artifact_sha256)
+    challenger_scores = predict_scores(spec, challenger_model, holdout)
+    champion_scores = None
+    if champion is not None:
+        champion_model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+        champion_scores = predict_scores(spec, champion_model, holdout)
+    evaluation = evaluate_scores(
+        spec,
+        holdout,
+        y,
+        champion_scores,
+        challenger_scores,
+        champion_version=champion.version if champion else None,
+        challenger_version=challenger.version,
+    )
+    verdict = decide_promotion(evaluation, spec.evaluation)
+    report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{_label(window)}.html"
+    write_evaluation_report(spec, verdict, y, champion_scores, challenger_scores, holdout, report)
+    payload = verdict.as_dict()
+    payload.update(
+        {
+            "window": [window.start.isoformat(), window.end.isoformat()],
+            "report": str(report),
+            "run_type": run.run_type,
+            "airflow_run_id": run.run_id,
+        }
+    )
+    evaluate_ref = RunRef(run.dag_id, window_key(window), "evaluate")
+    if verdict.promote:
+        registry.record_event(
+            spec.name,
+            "evaluate",
+            actor=f"airflow:{run.dag_id}",
+            from_version=verdict.champion_version,
+            to_version=challenger.version,
+            reason=verdict.reason,
+            verdict=payload,
+            run=evaluate_ref,
+            dedupe=True,
+        )
+    else:
+        registry.reject(
+            spec.name,
+            challenger.version,
+            actor=f"airflow:{run.dag_id}",
+            reason=verdict.reason,
+            verdict=payload,
+            run=evaluate_ref,
+        )
+    log.info(
+        "verdict for %s v%s: %s (%s); report %s",
+        spec.name,
+        challenger.version,
+        "promote" if verdict.promote else "reject",
+        verdict.reason,
+        report,
+    )
+    return _outcome(verdict, report)
+
+
+def _outcome(verdict: Verdict, report: Path) -> dict[str, Any]:
+    return {
+        "promote": verdict.promote,
+        "reason": verdict.reason,
+        "challenger_version": verdict.challenger_version,
+        "champion_seen": verdict.champion_version,
+        "primary": {
+            "metric": verdict.evaluation.primary.metric,
+            "champion": verdict.evaluation.primary.champion,
+            "challenger": verdict.evaluation.primary.challenger,
+            "ci": [verdict.evaluation.primary.ci_low, verdict.evaluation.primary.ci_high],
+        },
+        "report": str(report),
+        "settled": False,
+    }
+
+
+def _settled(spec: ModelSpec, version: ModelVersion, why: str, *, promote: bool) -> dict[str, Any]:
+    log.info("%s v%s %s: nothing to evaluate again", spec.name, version.version, why)
+    return {
+        "promote": promote,
+        "reason": why,
+        "challenger_version": version.version,
+        "champion_seen": None,
+        "primary": None,
+        "report": None,
+        "settled": True,
+    }
+
+
+# --------------------------------------------------------------------------------------------- promotion
+
+
+def promotion_route(spec: ModelSpec, run: RunInfo, params: RetrainParams, outcome: dict[str, Any]) -> str:
+    """Where a verdict goes: 'rejected', 'hold' (dry run / backfill), 'approval' or 'auto'."""
+    if not outcome["promote"] or outcome.get("settled"):
+        return "rejected" if not outcome["promote"] else "hold"
+    if params.dry_run:
+        return "hold"
+    if run.is_backfill and not params.promote_on_backfill:
+        return "hold"
+    approval = params.approval or spec.approval
+    return "approval" if approval == "required" else "auto"
+
+
+def promote(
+    spec: ModelSpec, run: RunInfo, services: Services, outcome: dict[str, Any], *, approver: str | None
+) -> bool:
+    """Compare-and-swap against the champion seen at evaluation; False when nothing changed."""
+    actor = approver or f"airflow:{run.dag_id}"
+    reason = outcome["reason"] if approver is None else f"approved by {approver}: {outcome['reason']}"
+    change = services.registry.promote(
+        spec.name,
+        outcome["challenger_version"],
+        expected_champion=outcome["champion_seen"],
+        actor=actor,
+        reason=reason,
+        verdict={"decision": "promote", "approver": approver, **{k: v for k, v in outcome.items() if k != "settled"}},
+        run=run.ref("promote"),
+    )
+    return change.changed
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

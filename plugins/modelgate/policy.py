@@ -1,0 +1,273 @@
+"""The two decisions of the loop, as pure functions of typed inputs: no I/O, no clock, no randomness.
+
+`decide_retrain` gives exactly one recorded reason; `decide_promotion` fails closed: no thresholds means no
+promotion, a missing number means no promotion, and every check it ran is in the verdict.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from modelgate.spec import HIGHER_IS_BETTER, Retrain
+from modelgate.spec import Evaluation as EvaluationPolicy
+
+
+class RetrainReason(enum.StrEnum):
+    FORCED = "forced"
+    NO_CHAMPION = "no_champion"
+    DRIFT = "drift"
+    DECAY = "performance_decay"
+    STALENESS = "champion_stale"
+    NEW_DATA = "new_data"
+    SKIP = "no_trigger"
+
+
+@dataclass(frozen=True)
+class RetrainInputs:
+    """What the retrain decision looks at, gathered by the DAG before calling `decide_retrain`."""
+
+    force: bool
+    has_champion: bool
+    champion_age_days: float | None = None
+    drift_flags: Sequence[bool] = ()  # newest last, one per monitor run
+    champion_performance: float | None = None  # the champion re-scored on labelled recent rows
+    new_rows: int | None = None  # rows since the champion's training window ended
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    retrain: bool
+    reason: RetrainReason
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"retrain": self.retrain, "reason": self.reason.value, "detail": self.detail}
+
+
+def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
+    """First matching trigger wins, in a fixed order, so a run records exactly one reason."""
+    if inputs.force:
+        return RetrainDecision(True, RetrainReason.FORCED, "forced by the `force` param")
+    if not inputs.has_champion:
+        return RetrainDecision(True, RetrainReason.NO_CHAMPION, "the model has no champion yet")
+    recent = list(inputs.drift_flags)[-policy.drift_runs_n :]
+    drifted = sum(1 for flag in recent if flag)
+    if drifted >= policy.drift_runs_k:
+        return RetrainDecision(
+            True,
+            RetrainReason.DRIFT,
+            f"drift in {drifted} of the last {len(recent)} monitor runs (trigger: {policy.drift_runs_k} of "
+            f"{policy.drift_runs_n})",
+        )
+    if policy.performance_metric and policy.performance_threshold is not None:
+        value = inputs.champion_performance
+        if value is not None and math.isfinite(value):
+            worse = (
+                value < policy.performance_threshold
+                if HIGHER_IS_BETTER[policy.performance_metric]
+                else value > policy.performance_threshold
+            )
+            if worse:
+                return RetrainDecision(
+                    True,
+                    RetrainReason.DECAY,
+                    f"champion {policy.performance_metric} {value:.4f} on recent labelled rows is past its "
+                    f"threshold {policy.performance_threshold}",
+                )
+    if policy.max_age_days is not None and inputs.champion_age_days is not None:
+        if inputs.champion_age_days > policy.max_age_days:
+            return RetrainDecision(
+                True,
+                RetrainReason.STALENESS,
+                f"champion is {inputs.champion_age_days:.1f} days old (max {policy.max_age_days})",
+            )
+    if policy.new_rows_threshold is not None and inputs.new_rows is not None:
+        if inputs.new_rows >= policy.new_rows_threshold:
+            return RetrainDecision(
+                True,
+                RetrainReason.NEW_DATA,
+                f"{inputs.new_rows} new rows since the champion's window (threshold {policy.new_rows_threshold})",
+            )
+    return RetrainDecision(
+        False,
+        RetrainReason.SKIP,
+        f"no trigger: drift in {drifted} of the last {len(recent)} runs, champion healthy",
+    )
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric for both models on the same holdout; `ci_*` is the paired bootstrap CI of the difference."""
+
+    metric: str
+    champion: float | None
+    challenger: float
+    higher_is_better: bool
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+
+    @property
+    def improvement(self) -> float | None:
+        """Positive when the challenger is better, whatever the metric's direction."""
+        if self.champion is None:
+            return None
+        diff = self.challenger - self.champion
+        return diff if self.higher_is_better else -diff
+
+
+@dataclass(frozen=True)
+class SliceComparison:
+    column: str
+    value: str
+    rows: int
+    champion: float | None
+    challenger: float | None
+    higher_is_better: bool
+
+    @property
+    def improvement(self) -> float | None:
+        if self.champion is None or self.challenger is None:
+            return None
+        diff = self.challenger - self.champion
+        return diff if self.higher_is_better else -diff
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Both models scored now on the same holdout (the champion re-scored, never trusted from storage)."""
+
+    champion_version: int | None
+    challenger_version: int
+    holdout_rows: int
+    primary: MetricComparison
+    metrics: dict[str, MetricComparison]
+    slices: list[SliceComparison] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    promote: bool
+    reason: str
+    champion_version: int | None
+    challenger_version: int
+    checks: list[Check]
+    evaluation: EvaluationResult
+
+    def as_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["decision"] = "promote" if self.promote else "reject"
+        return payload
+
+
+def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy) -> Verdict:
+    """Fail closed: the challenger is blessed only if every configured check passes and at least one exists."""
+    checks: list[Check] = []
+    if evaluation.champion_version is None:
+        checks.extend(_absolute_checks(evaluation, policy))
+        if not policy.absolute_thresholds:
+            checks.append(Check("thresholds", False, "no champion and no absolute thresholds configured"))
+    else:
+        checks.append(_primary_check(evaluation.primary, policy))
+        checks.extend(_guardrail_checks(evaluation, policy))
+        checks.extend(_slice_checks(evaluation, policy))
+        checks.extend(_absolute_checks(evaluation, policy))
+    failed = [c for c in checks if not c.passed]
+    promote = bool(checks) and not failed
+    if promote:
+        reason = "; ".join(c.detail for c in checks)
+    elif failed:
+        reason = "; ".join(c.detail for c in failed)
+    else:
+        reason = "no checks configured: refusing to promote"
+    return Verdict(promote, reason, evaluation.champion_version, evaluation.challenger_version, checks, evaluation)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _primary_check(primary: MetricComparison, policy: EvaluationPolicy) -> Check:
+    improvement = primary.improvement
+    if improvement is None or not math.isfinite(improvement) or primary.ci_low is None or primary.ci_high is None:
+        return Check("primary", False, f"{primary.metric}: no paired comparison available")
+    # Orient the CI so that positive means "challenger better".
+    low, high = (primary.ci_low, primary.ci_high) if primary.higher_is_better else (-primary.ci_high, -primary.ci_low)
+    level = f"{(1 - policy.significance_level) * 100:g}%"
+    head = (
+        f"{primary.metric} {_fmt(primary.champion)} -> {_fmt(primary.challenger)} "
+        f"(improvement {improvement:+.4f}, {level} CI [{low:+.4f}, {high:+.4f}])"
+    )
+    if improvement < policy.min_improvement:
+        return Check("primary", False, f"{head} is below the minimum improvement {policy.min_improvement}")
+    if primary.p_value is not None:
+        if primary.p_value >= policy.significance_level:
+            return Check("primary", False, f"{head}: {primary.test} p={primary.p_value:.4g} not significant")
+        return Check("primary", True, f"{head}: {primary.test} p={primary.p_value:.4g}")
+    if low <= 0:
+        return Check("primary", False, f"{head}: the interval includes zero")
+    return Check("primary", True, head)
+
+
+def _guardrail_checks(evaluation: EvaluationResult, policy: EvaluationPolicy) -> list[Check]:
+    checks = []
+    for guardrail in policy.guardrails:
+        comparison = evaluation.metrics.get(guardrail.metric)
+        improvement = None if comparison is None else comparison.improvement
+        if improvement is None or not math.isfinite(improvement):
+            checks.append(Check(f"guardrail:{guardrail.metric}", False, f"{guardrail.metric}: not measured"))
+            continue
+        ok = improvement >= -guardrail.tolerance
+        detail = (
+            f"guardrail {guardrail.metric} {_fmt(comparison.champion if comparison else None)} -> "
+            f"{_fmt(comparison.challenger if comparison else None)} "
+            f"({'within' if ok else 'worse than'} tolerance {guardrail.tolerance})"
+        )
+        checks.append(Check(f"guardrail:{guardrail.metric}", ok, detail))
+    return checks
+
+
+def _slice_checks(evaluation: EvaluationResult, policy: EvaluationPolicy) -> list[Check]:
+    checks = []
+    for spec in policy.slices:
+        rows = [s for s in evaluation.slices if s.column == spec.column and s.rows >= spec.min_rows]
+        worst = [s for s in rows if s.improvement is not None and s.improvement < -spec.tolerance]
+        if worst:
+            names = ", ".join(f"{s.column}={s.value} ({s.improvement:+.4f})" for s in worst)
+            checks.append(
+                Check(f"slice:{spec.column}", False, f"slices worse than tolerance {spec.tolerance}: {names}")
+            )
+        else:
+            checks.append(
+                Check(f"slice:{spec.column}", True, f"no {spec.column} slice worse than {spec.tolerance} ({len(rows)})")
+            )
+    return checks
+
+
+def _absolute_checks(evaluation: EvaluationResult, policy: EvaluationPolicy) -> list[Check]:
+    checks = []
+    for metric, threshold in sorted(policy.absolute_thresholds.items()):
+        comparison = evaluation.metrics.get(metric)
+        value = None if comparison is None else comparison.challenger
+        if value is None or not math.isfinite(value):
+            checks.append(Check(f"threshold:{metric}", False, f"{metric} not measured"))
+            continue
+        higher = HIGHER_IS_BETTER[metric]
+        ok = value >= threshold if higher else value <= threshold
+        sign = ">=" if higher else "<="
+        checks.append(
+            Check(f"threshold:{metric}", ok, f"{metric} {_fmt(value)} {'meets' if ok else 'misses'} {sign} {threshold}")
+        )
+    return checks

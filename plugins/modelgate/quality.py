@@ -1,0 +1,262 @@
+"""Data quality with Great Expectations 1.x: a suite generated from the spec, plus optional custom ones.
+
+Each expectation carries a severity in its meta: `critical` failures stop the run (the task fails naming
+each expectation and its observed value), `warning` failures are recorded and the run goes on.
+GX's HTML Data Docs for the run are written to a directory of the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelgate.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["critical", "warning"]
+NUMERIC_TYPES = [
+    "int",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float",
+    "float16",
+    "float32",
+    "float64",
+    "Int64",
+    "Int32",
+    "Float64",
+]
+
+
+@dataclass(frozen=True)
+class ExpectationDef:
+    type: str
+    kwargs: dict[str, Any]
+    severity: Severity = "critical"
+
+    @property
+    def label(self) -> str:
+        column = self.kwargs.get("column")
+        return f"{self.type}({column})" if column else self.type
+
+
+@dataclass(frozen=True)
+class QualityIssue:
+    expectation: str
+    column: str | None
+    severity: Severity
+    observed: str
+
+    def __str__(self) -> str:
+        where = f"({self.column})" if self.column else ""
+        return f"{self.expectation}{where}: observed {self.observed}"
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    passed: bool
+    rows: int
+    evaluated: int
+    failures: list[QualityIssue] = field(default_factory=list)
+    warnings: list[QualityIssue] = field(default_factory=list)
+    docs_path: str | None = None
+
+    def summary(self) -> str:
+        head = (
+            f"{self.evaluated} expectations on {self.rows} rows: {len(self.failures)} critical failures, "
+            f"{len(self.warnings)} warnings"
+        )
+        lines = [head, *[f"  FAILED {f}" for f in self.failures], *[f"  warning {w}" for w in self.warnings]]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "evaluated": self.evaluated,
+            "failures": [str(f) for f in self.failures],
+            "warnings": [str(w) for w in self.warnings],
+            "docs_path": self.docs_path,
+        }
+
+
+class QualityGateFailed(RuntimeError):
+    """Critical expectations failed; the message names each one and its observed value."""
+
+    def __init__(self, model: str, result: QualityResult) -> None:
+        self.result = result
+        super().__init__(f"data quality gate failed for {model}: {result.summary()}")
+
+
+def build_suite(spec: ModelSpec, custom: list[ExpectationDef] | None = None) -> list[ExpectationDef]:
+    """The spec's expectations: columns, types, not-null, ranges and categories, row counts, target domain."""
+    q = spec.quality
+    suite = [
+        ExpectationDef("expect_table_row_count_to_be_between", {"min_value": q.min_rows, "max_value": q.max_rows}),
+    ]
+    for column in [spec.id_column, spec.time_column, spec.target, *spec.feature_names]:
+        suite.append(ExpectationDef("expect_column_to_exist", {"column": column}))
+    suite.append(ExpectationDef("expect_column_values_to_be_unique", {"column": spec.id_column}))
+    suite.append(ExpectationDef("expect_column_values_to_not_be_null", {"column": spec.time_column}))
+    target_nulls: dict[str, Any] = {"column": spec.target}
+    if q.max_target_null_fraction > 0:
+        target_nulls["mostly"] = 1 - q.max_target_null_fraction
+    suite.append(ExpectationDef("expect_column_values_to_not_be_null", target_nulls))
+    if spec.task is Task.BINARY:
+        suite.append(ExpectationDef("expect_column_values_to_be_in_set", {"column": spec.target, "value_set": [0, 1]}))
+    else:
+        suite.append(
+            ExpectationDef(
+                "expect_column_values_to_be_in_type_list", {"column": spec.target, "type_list": NUMERIC_TYPES}
+            )
+        )
+    for feature in spec.features:
+        if not feature.nullable:
+            suite.append(ExpectationDef("expect_column_values_to_not_be_null", {"column": feature.name}))
+        if feature.type == "numeric":
+            suite.append(
+                ExpectationDef(
+                    "expect_column_values_to_be_in_type_list", {"column": feature.name, "type_list": NUMERIC_TYPES}
+                )
+            )
+            if feature.min is not None or feature.max is not None:
+                suite.append(
+                    ExpectationDef(
+                        "expect_column_values_to_be_between",
+                        {"column": feature.name, "min_value": feature.min, "max_value": feature.max},
+                        "warning",
+                    )
+                )
+        elif feature.categories:
+            suite.append(
+                ExpectationDef(
+                    "expect_column_values_to_be_in_set",
+                    {"column": feature.name, "value_set": list(feature.categories)},
+                    "warning",
+                )
+            )
+    return suite + list(custom or [])
+
+
+def load_custom_expectations(path: Path) -> list[ExpectationDef]:
+    """`include/expectations/<model>.json`: a list of {"type", "kwargs", "severity"} objects."""
+    if not path.is_file():
+        return []
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    items = raw.get("expectations", raw) if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list of expectations")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not str(item.get("type", "")).startswith("expect_"):
+            raise ValueError(f"{path}: item {i} needs a 'type' starting with 'expect_'")
+        severity = item.get("severity", "critical")
+        if severity not in ("critical", "warning"):
+            raise ValueError(f"{path}: item {i}: severity must be critical or warning, got {severity!r}")
+        out.append(ExpectationDef(item["type"], dict(item.get("kwargs", {})), severity))
+    return out
+
+
+def _observed(result: Any) -> str:
+    info = result.exception_info or {}
+    nested = [v for v in info.values() if isinstance(v, dict)] if "raised_exception" not in info else [info]
+    for entry in nested:
+        if entry.get("raised_exception"):
+            message = str(entry.get("exception_message", "")).splitlines()
+            return f"error: {message[0] if message else 'raised'}"
+    res = result.result or {}
+    if "observed_value" in res and res["observed_value"] is not None:
+        return repr(res["observed_value"])
+    if res.get("unexpected_count") is not None:
+        sample = res.get("partial_unexpected_list") or []
+        pct = res.get("unexpected_percent")
+        pct_text = f" ({pct:.2f}%)" if isinstance(pct, int | float) else ""
+        return f"{res['unexpected_count']} unexpected{pct_text}, e.g. {sample[:5]!r}"
+    if result.expectation_config.type == "expect_column_to_exist":
+        return "column missing"
+    return "failed"
+
+
+def validate(
+    spec: ModelSpec, frame: pd.DataFrame, suite: list[ExpectationDef], *, docs_dir: Path | None = None
+) -> QualityResult:
+    """Run the suite on the frame with GX; write Data Docs to `docs_dir` when given."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    workdir = Path(tempfile.mkdtemp(prefix="modelgate-gx-"))
+    try:
+        context = gx.get_context(mode="file", project_root_dir=str(workdir))
+        try:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        except Exception:  # progress bars are cosmetic
+            log.debug("could not disable GX progress bars", exc_info=True)
+        source = context.data_sources.add_pandas("modelgate")
+        batch_definition = source.add_dataframe_asset(name=spec.name).add_batch_definition_whole_dataframe("window")
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_window"))
+        for item in suite:
+            kwargs = {k: v for k, v in item.kwargs.items() if v is not None or k in ("min_value", "max_value")}
+            config = ExpectationConfiguration(type=item.type, kwargs=kwargs, meta={"severity": item.severity})
+            gx_suite.add_expectation(config.to_domain_obj())
+        gx_suite.save()
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch_definition, suite=gx_suite, name=f"{spec.name}_validation")
+        )
+        actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{spec.name}_checkpoint",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        failures: list[QualityIssue] = []
+        warnings: list[QualityIssue] = []
+        evaluated = 0
+        for run_result in outcome.run_results.values():
+            for result in run_result.results:
+                evaluated += 1
+                if result.success:
+                    continue
+                failed = result.expectation_config
+                if failed is None:
+                    continue
+                severity = (failed.meta or {}).get("severity", "critical")
+                issue = QualityIssue(failed.type, failed.kwargs.get("column"), severity, _observed(result))
+                (failures if severity == "critical" else warnings).append(issue)
+        docs_path = None
+        if docs_dir is not None:
+            site = workdir / "gx" / "uncommitted" / "data_docs" / "local_site"
+            if site.is_dir():
+                if docs_dir.exists():
+                    shutil.rmtree(docs_dir)
+                shutil.copytree(site, docs_dir)
+                pages = sorted(docs_dir.glob("validations/**/*.html"))
+                docs_path = str(pages[-1] if pages else docs_dir / "index.html")
+        return QualityResult(not failures, len(frame), evaluated, failures, warnings, docs_path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""The champion/challenger comparison report: one HTML page (Jinja2 + plotly), written next to its script."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+
+from modelgate.policy import Verdict
+from modelgate.spec import ModelSpec, Task
+
+_TEMPLATE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ spec.name }} v{{ verdict.challenger_version }}: {{ decision }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th{background:#f4f4f4}.ok{color:#17803d}.bad{color:#b42318}.decision{font-size:1.4rem;font-weight:600}
+</style></head><body>
+<h1>{{ spec.name }}: challenger v{{ verdict.challenger_version }} vs
+{% if verdict.champion_version %}champion v{{ verdict.champion_version }}{% else %}no champion{% endif %}</h1>
+<p class="decision {{ 'ok' if verdict.promote else 'bad' }}">{{ decision }}</p>
+<p>{{ verdict.reason }}</p>
+<p>Holdout: {{ evaluation.holdout_rows }} rows (the latest {{ (spec.holdout_fraction * 100)|round|int }}%
+of the window). Primary metric <b>{{ evaluation.primary.metric }}</b>, significance level
+{{ spec.evaluation.significance_level }}, minimum improvement {{ spec.evaluation.min_improvement }}.</p>
+<h2>Checks</h2>
+<table><tr><th>check</th><th>result</th><th>detail</th></tr>
+{% for c in verdict.checks %}<tr><td>{{ c.name }}</td><td class="{{ 'ok' if c.passed else 'bad' }}">
+{{ 'pass' if c.passed else 'fail' }}</td><td style="text-align:left">{{ c.detail }}</td></tr>{% endfor %}
+</table>
+<h2>Metrics</h2>
+<table><tr><th>metric</th><th>champion</th><th>challenger</th><th>CI of difference</th></tr>
+{% for m in evaluation.metrics.values() %}<tr><td>{{ m.metric }}</td><td>{{ fmt(m.champion) }}</td>
+<td>{{ fmt(m.challenger) }}</td><td>{% if m.ci_low is not none %}[{{ fmt(m.ci_low) }}, {{ fmt(m.ci_high) }}]{% endif %}
+{% if m.p_value is not none %} {{ m.test }} p={{ fmt(m.p_value) }}{% endif %}</td></tr>{% endfor %}
+</table>
+{% if evaluation.slices %}<h2>Slices ({{ evaluation.primary.metric }})</h2>
+<table><tr><th>slice</th><th>rows</th><th>champion</th><th>challenger</th></tr>
+{% for s in evaluation.slices %}<tr><td>{{ s.column }} = {{ s.value }}</td><td>{{ s.rows }}</td>
+<td>{{ fmt(s.champion) }}</td><td>{{ fmt(s.challenger) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for figure in figures %}{{ figure|safe }}{% endfor %}
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenger: Any) -> list[str]:
+    import plotly.graph_objects as go
+
+    figures = []
+    if spec.task is Task.BINARY:
+        from sklearn.metrics import roc_curve
+
+        roc = go.Figure()
+        for name, scores in (("champion", champion), ("challenger", challenger)):
+            if scores is None:
+                continue
+            fpr, tpr, _ = roc_curve(y, scores)
+            roc.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=name))
+        roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot"}))
+        roc.update_layout(
+            title="ROC on the holdout", xaxis_title="false positive rate", yaxis_title="true positive rate"
+        )
+        figures.append(roc)
+    else:
+        residuals = go.Figure()
+        for name, scores in (("champion", champion), ("challenger", challenger)):
+            if scores is not None:
+                residuals.add_trace(go.Histogram(x=y - scores, name=name, opacity=0.6))
+        residuals.update_layout(title="Residuals on the holdout", barmode="overlay")
+        figures.append(residuals)
+    slices = verdict.evaluation.slices
+    if slices:
+        labels = [f"{s.column}={s.value}" for s in slices]
+        bars = go.Figure()
+        bars.add_trace(go.Bar(x=labels, y=[s.champion for s in slices], name="champion"))
+        bars.add_trace(go.Bar(x=labels, y=[s.challenger for s in slices], name="challenger"))
+        bars.update_layout(title=f"{verdict.evaluation.primary.metric} per slice", barmode="group")
+        figures.append(bars)
+    return [
+        fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False) for i, fig in enumerate(figures)
+    ]
+
+
+def write_evaluation_report(
+    spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenger: Any, holdout: Any, path: Path
+) -> Path:
+    """Write the report; plotly.min.js is written once beside it (no network needed to view it)."""
+    import plotly.offline
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = path.parent / "plotly.min.js"
+    if not script.exists():
+        script.write_text(plotly.offline.get_plotlyjs())
+    env = Environment(autoescape=select_autoescape(default=True))
+    page = env.from_string(_TEMPLATE).render(
+        spec=spec,
+        verdict=verdict,
+        evaluation=verdict.evaluation,
+        decision="PROMOTE" if verdict.promote else "REJECT",
+        figures=_figures(spec, verdict, y, champion, challenger),
+        fmt=_fmt,
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,356 @@
+"""ModelSpec: one YAML file per model under include/models/, validated with pydantic.
+
+`load_specs(dir)` returns the valid specs and, separately, one `SpecError` per invalid file (file, field,
+reason), so one broken spec never stops the other models' DAGs from loading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelgate.names import check_model_name
+
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "brier": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+}
+CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(enum.StrEnum):
+    BINARY = "binary_classification"
+    REGRESSION = "regression"
+
+
+class PostgresSource(_Strict):
+    kind: Literal["postgres"]
+    table: str
+    db_schema: str = Field("public", alias="schema")
+    conn_id: str = "modelgate_registry"
+
+    @field_validator("table", "db_schema")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+            raise ValueError(f"{value!r} is not a plain SQL identifier")
+        return value
+
+
+class FileSource(_Strict):
+    kind: Literal["files"]
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    gcp_conn_id: str = "google_cloud_default"
+    rows_start_at: str | None = Field(
+        None, description="for time-ordered files without timestamps: the first row's time (ISO date)"
+    )
+    rows_every: str = Field("1D", description="with rows_start_at: the spacing of rows (a pandas offset)")
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        return "parquet" if self.path.endswith((".parquet", ".pq")) else "csv"
+
+
+class Feature(_Strict):
+    name: str
+    type: Literal["numeric", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    nullable: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Feature:
+        if self.type == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: min/max apply to numeric features only")
+        if self.type == "numeric" and self.categories is not None:
+            raise ValueError(f"feature {self.name!r}: categories apply to categorical features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+class Estimator(_Strict):
+    name: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    numeric_preprocessing: Literal["standard", "passthrough"] = "standard"
+    categorical_preprocessing: Literal["onehot", "ordinal"] = "onehot"
+
+
+class Guardrail(_Strict):
+    metric: str
+    tolerance: float = Field(ge=0, description="how much worse than the champion it may get")
+
+
+class SliceSpec(_Strict):
+    column: str
+    tolerance: float = Field(0.05, ge=0)
+    min_rows: int = Field(30, ge=1)
+
+
+class Evaluation(_Strict):
+    primary_metric: str = "roc_auc"
+    direction: Literal["maximize", "minimize"] | None = None
+    min_improvement: float = Field(0.0, ge=0)
+    significance_level: float = Field(0.05, gt=0, lt=1)
+    bootstrap_samples: int = Field(1000, ge=100, le=100_000)
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    slices: list[SliceSpec] = Field(default_factory=list)
+    absolute_thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        if self.direction is not None:
+            return self.direction == "maximize"
+        return HIGHER_IS_BETTER[self.primary_metric]
+
+
+class Quality(_Strict):
+    min_rows: int = Field(50, ge=1)
+    max_rows: int | None = None
+    max_target_null_fraction: float = Field(0.0, ge=0, le=1)
+    expectations_file: str | None = None
+
+
+class Drift(_Strict):
+    drift_share: float = Field(0.5, gt=0, le=1)
+    threshold: float | None = Field(None, gt=0, description="overrides each method's default threshold")
+    reference_sample_size: int = Field(5000, ge=100)
+    report_sample_size: int = Field(10_000, ge=100)
+
+
+class Retrain(_Strict):
+    drift_runs_k: int = Field(1, ge=1)
+    drift_runs_n: int = Field(1, ge=1)
+    performance_metric: str | None = None
+    performance_threshold: float | None = None
+    max_age_days: float | None = Field(None, gt=0)
+    new_rows_threshold: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> Retrain:
+        if self.drift_runs_k > self.drift_runs_n:
+            raise ValueError(f"drift_runs_k ({self.drift_runs_k}) cannot exceed drift_runs_n ({self.drift_runs_n})")
+        if (self.performance_metric is None) != (self.performance_threshold is None):
+            raise ValueError("performance_metric and performance_threshold go together")
+        return self
+
+
+NotifyOn = Literal["failure", "drift", "promotion", "rejection"]
+
+
+def _all_events() -> list[NotifyOn]:
+    return ["failure", "drift", "promotion", "rejection"]
+
+
+class Notifier(_Strict):
+    """An Airflow notifier class by dotted path with its kwargs; `log` is the built-in task-log notifier."""
+
+    name: str = "log"
+    params: dict[str, Any] = Field(default_factory=dict)
+    on: list[NotifyOn] = Field(default_factory=_all_events)
+
+
+class Deploy(_Strict):
+    target: Literal["local", "vertex", "none"] = "local"
+    canary_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    project: str | None = None
+    region: str | None = None
+    endpoint_display_name: str | None = None
+    serving_container_image_uri: str | None = None
+    gcs_prefix: str | None = None
+    rollback_registry_on_failure: bool = False
+    gcp_conn_id: str = "google_cloud_default"
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps or steps[-1] != 100 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError("canary_steps must increase and end at 100")
+        if any(s <= 0 or s > 100 for s in steps):
+            raise ValueError("canary_steps are percentages in (0, 100]")
+        return steps
+
+
+class ModelSpec(_Strict):
+    name: str
+    description: str | None = None
+    source: Annotated[PostgresSource | FileSource, Field(discriminator="kind")]
+    time_column: str
+    id_column: str
+    target: str
+    task: Task = Task.BINARY
+    features: list[Feature] = Field(min_length=1)
+    schedule: str | None = "@daily"
+    retrain_schedule: str | None = Field(None, description="defaults to `schedule`; drift also triggers it")
+    start_date: dt.date = dt.date(2024, 1, 1)
+    window_days: int = Field(28, ge=1)
+    holdout_fraction: float = Field(0.25, gt=0, lt=0.9)
+    seed: int = 42
+    estimator: Estimator
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    quality: Quality = Field(default_factory=Quality)
+    drift: Drift = Field(default_factory=Drift)
+    retrain: Retrain = Field(default_factory=Retrain)
+    approval: Literal["auto", "required"] = "auto"
+    deploy: Deploy = Field(default_factory=Deploy)
+    notifiers: list[Notifier] = Field(default_factory=lambda: [Notifier()])
+    risk_tiers: dict[str, float] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_model_name(value)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelSpec:
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        reserved = {self.time_column, self.id_column, self.target}
+        clash = reserved & set(names)
+        if clash:
+            raise ValueError(f"features must not include the time, id or target column: {', '.join(sorted(clash))}")
+        allowed = CLASSIFICATION_METRICS if self.task is Task.BINARY else REGRESSION_METRICS
+        metrics = {self.evaluation.primary_metric} | {g.metric for g in self.evaluation.guardrails}
+        metrics |= set(self.evaluation.absolute_thresholds)
+        if self.retrain.performance_metric:
+            metrics.add(self.retrain.performance_metric)
+        unknown = sorted(metrics - allowed)
+        if unknown:
+            raise ValueError(
+                f"metrics {', '.join(unknown)} do not apply to {self.task.value}; use {', '.join(sorted(allowed))}"
+            )
+        slice_columns = {s.column for s in self.evaluation.slices}
+        missing = sorted(slice_columns - set(names))
+        if missing:
+            raise ValueError(f"slices name unknown features: {', '.join(missing)}")
+        if self.task is Task.REGRESSION and self.estimator.name == "logistic_regression":
+            raise ValueError("logistic_regression is a classifier; regression needs another estimator")
+        return self
+
+    @field_validator("schedule", "retrain_schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("@"):
+            if value not in CRON_PRESETS:
+                raise ValueError(f"unknown schedule preset {value!r}: use one of {', '.join(CRON_PRESETS)} or a cron")
+            return value
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"schedule {value!r} is not a 5-field cron expression")
+        return value
+
+    @property
+    def cron(self) -> str | None:
+        return None if self.schedule is None else CRON_PRESETS.get(self.schedule, self.schedule)
+
+    @property
+    def retrain_cron(self) -> str | None:
+        value = self.retrain_schedule or self.schedule
+        return None if value is None else CRON_PRESETS.get(value, value)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    def feature(self, name: str) -> Feature:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class SpecError:
+    file: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.reason}"
+
+
+class InvalidSpec(ValueError):
+    """A spec that does not validate; the message lists file, field and reason of each problem."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def parse_spec(text: str, file: str = "<string>") -> ModelSpec:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidSpec([SpecError(file, "<yaml>", f"not valid YAML: {exc}".replace("\n", " "))]) from exc
+    if not isinstance(raw, dict):
+        raise InvalidSpec([SpecError(file, "<root>", "a spec is a YAML mapping")])
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        errors = [SpecError(file, ".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in exc.errors()]
+        raise InvalidSpec(errors) from exc
+
+
+def load_spec(path: Path) -> ModelSpec:
+    spec = parse_spec(path.read_text(), str(path))
+    if spec.name != path.stem:
+        raise InvalidSpec(
+            [SpecError(str(path), "name", f"must match the file name ({path.stem!r}), got {spec.name!r}")]
+        )
+    return spec
+
+
+def load_specs(directory: Path) -> tuple[list[ModelSpec], list[SpecError]]:
+    """Every valid spec in `directory` (sorted by name) and the errors of the invalid ones."""
+    specs: list[ModelSpec] = []
+    errors: list[SpecError] = []
+    for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+        try:
+            specs.append(load_spec(path))
+        except InvalidSpec as exc:
+            errors.extend(exc.errors)
+    return specs, errors

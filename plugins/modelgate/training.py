@@ -1,0 +1,181 @@
+"""Estimators by name, and `train()`: a reproducible challenger from a window of rows.
+
+Refuses garbage before fitting: an empty window, a single-class target, an all-NaN feature, a feature of the
+wrong type. Unseen categories at scoring time are handled by the encoders (ignored / unknown value).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelgate.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class TrainingError(ValueError):
+    """The window cannot produce a trustworthy model; the message names why."""
+
+
+@dataclass
+class TrainedModel:
+    pipeline: Any
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    train_rows: int
+    holdout_rows: int
+    seed: int
+    feature_schema: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def code_version() -> str:
+    """$MODELGATE_CODE_VERSION, else the git commit of the checkout, else the package version."""
+    configured = os.environ.get("MODELGATE_CODE_VERSION")
+    if configured:
+        return configured
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if commit:
+        return f"git:{commit}"
+    from modelgate import __version__
+
+    return f"modelgate-{__version__}"
+
+
+def build_pipeline(spec: ModelSpec) -> Any:
+    """The spec's named estimator behind per-type preprocessing, seeded."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    est = spec.estimator
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if est.numeric_preprocessing == "standard":
+        numeric_steps.append(("scale", StandardScaler()))
+    if est.categorical_preprocessing == "onehot":
+        encoder: Any = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    else:
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    categorical = Pipeline(
+        [("impute", SimpleImputer(strategy="constant", fill_value="__missing__")), ("encode", encoder)]
+    )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if spec.numeric_features:
+        transformers.append(("numeric", Pipeline(numeric_steps), spec.numeric_features))
+    if spec.categorical_features:
+        transformers.append(("categorical", categorical, spec.categorical_features))
+    pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    return Pipeline([("preprocess", pre), ("model", _estimator(spec))])
+
+
+def _estimator(spec: ModelSpec) -> Any:
+    params = dict(spec.estimator.params)
+    seeded = {"random_state": spec.seed}
+    classification = spec.task is Task.BINARY
+    name = spec.estimator.name
+    try:
+        if name == "logistic_regression":
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(**{"max_iter": 1000, **seeded, **params})
+        if name == "hist_gradient_boosting":
+            from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+            cls: Any = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
+            return cls(**{**seeded, **params})
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+        cls = RandomForestClassifier if classification else RandomForestRegressor
+        return cls(**{"n_estimators": 200, "n_jobs": 1, **seeded, **params})
+    except TypeError as exc:
+        raise TrainingError(f"{spec.name}: bad estimator params for {name}: {exc}") from exc
+
+
+def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
+    """Raise TrainingError for windows that would give a model trained on garbage; return warnings."""
+    import pandas as pd
+
+    if frame.empty:
+        raise TrainingError(f"{spec.name}: the training window is empty")
+    missing = [c for c in [*spec.feature_names, spec.target] if c not in frame]
+    if missing:
+        raise TrainingError(f"{spec.name}: columns missing from the window: {', '.join(missing)}")
+    target = frame[spec.target]
+    if target.isna().any():
+        raise TrainingError(f"{spec.name}: target {spec.target!r} has {int(target.isna().sum())} null values")
+    if spec.task is Task.BINARY:
+        classes = sorted(pd.unique(target))
+        if len(classes) < 2:
+            raise TrainingError(f"{spec.name}: target {spec.target!r} has a single class ({classes[0]!r})")
+        if not set(classes) <= {0, 1}:
+            raise TrainingError(f"{spec.name}: binary target {spec.target!r} must be 0/1, found {classes[:5]!r}")
+    warnings = []
+    for feature in spec.features:
+        column = frame[feature.name]
+        if column.isna().all():
+            raise TrainingError(f"{spec.name}: feature {feature.name!r} is entirely null in the window")
+        if feature.type == "numeric" and not pd.api.types.is_numeric_dtype(column):
+            raise TrainingError(f"{spec.name}: feature {feature.name!r} should be numeric, found dtype {column.dtype}")
+        share = float(column.isna().mean())
+        if share > 0.2:
+            warnings.append(f"feature {feature.name!r} is {share:.0%} null")
+    return warnings
+
+
+def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] | None = None) -> TrainedModel:
+    """Fit the spec's pipeline on `train_frame`; deterministic for the same rows, spec and seed."""
+    import numpy as np
+
+    warnings = check_trainable(spec, train_frame)
+    pipeline = build_pipeline(spec)
+    if params:
+        pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
+    x = train_frame[spec.feature_names]
+    y = train_frame[spec.target].astype(int if spec.task is Task.BINARY else float)
+    np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
+    try:
+        pipeline.fit(x, y)
+    except ValueError as exc:
+        raise TrainingError(f"{spec.name}: fitting failed: {exc}") from exc
+    train_scores = predict_scores(spec, pipeline, train_frame)
+    from modelgate.evaluation import DEFAULT_METRICS, metric
+
+    metrics = {f"train_{m}": metric(m, y.to_numpy(dtype=float), train_scores) for m in DEFAULT_METRICS[spec.task]}
+    model_params = {
+        k: v
+        for k, v in pipeline.named_steps["model"].get_params().items()
+        if isinstance(v, str | int | float | bool) or v is None
+    }
+    schema: dict[str, str] = {f.name: str(f.type) for f in spec.features}
+    return TrainedModel(pipeline, model_params, metrics, len(train_frame), 0, spec.seed, schema, warnings)
+
+
+def predict_scores(spec: ModelSpec, pipeline: Any, frame: pd.DataFrame) -> Any:
+    """Positive-class probability for classifiers, the prediction for regressors."""
+    x = frame[spec.feature_names]
+    if spec.task is Task.BINARY:
+        return pipeline.predict_proba(x)[:, 1]
+    return pipeline.predict(x)
+
+
+def reference_sample(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The drift reference stored with a version: a seeded sample of its training rows, features + target."""
+    columns = [spec.time_column, *spec.feature_names, spec.target]
+    size = min(len(frame), spec.drift.reference_sample_size)
+    return frame[columns].sample(n=size, random_state=spec.seed).sort_values(spec.time_column).reset_index(drop=True)
