@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+# One Airflow home for the whole session, set before anything imports Airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="modelgate-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+os.environ.setdefault("MODELGATE_CODE_VERSION", "tests")
+os.environ["MODELGATE_RETRY_DELAY_SECONDS"] = "1"
 
 import psycopg
 import pytest
@@ -101,3 +115,18 @@ def registry(registry_url: str) -> Iterator[Registry]:
 @pytest.fixture
 def admin_url() -> str:
     return _admin_conninfo()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's metadata database (SQLite in the session's AIRFLOW_HOME), migrated once."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _AIRFLOW_HOME

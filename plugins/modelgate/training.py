@@ -120,7 +120,7 @@ def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
     if target.isna().any():
         raise TrainingError(f"{spec.name}: target {spec.target!r} has {int(target.isna().sum())} null values")
     if spec.task is Task.BINARY:
-        classes = sorted(pd.unique(target))
+        classes = sorted(pd.unique(target).tolist())
         if len(classes) < 2:
             raise TrainingError(f"{spec.name}: target {spec.target!r} has a single class ({classes[0]!r})")
         if not set(classes) <= {0, 1}:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,11 @@ from modelgate.spec import ModelSpec, SpecError, load_specs
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRIES = 2
-RETRY_DELAY = dt.timedelta(minutes=2)
+RETRY_DELAY_ENV = "MODELGATE_RETRY_DELAY_SECONDS"
+
+
+def _retry_delay() -> dt.timedelta:
+    return dt.timedelta(seconds=float(os.environ.get(RETRY_DELAY_ENV, "120")))
 
 
 def drift_asset(model: str) -> Asset:
@@ -37,7 +42,7 @@ def _default_args(spec: ModelSpec) -> dict[str, Any]:
     return {
         "owner": "modelgate",
         "retries": DEFAULT_RETRIES,
-        "retry_delay": RETRY_DELAY,
+        "retry_delay": _retry_delay(),
         "on_failure_callback": FailureCallback(spec),
     }
 
@@ -146,7 +151,7 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         drift = detect_drift()
         data_quality() >> drift
-        signal_drift(drift_detected(drift))
+        drift_detected(drift) >> signal_drift(drift)
 
     return monitor()
 

@@ -1,0 +1,340 @@
+"""The monitor and retrain DAGs end to end through dag.test(), on real Postgres and real Airflow.
+
+One registry database and one churn table for the module; the scenarios run in order over weekly
+intervals of generated data whose drift starts on 2026-03-01:
+(a) no champion -> trained, promoted        (f) the same interval again -> nothing new
+(b) no drift -> skipped with its reason     (c) drift -> retrained, challenger wins, promoted
+(d) challenger trained on degraded labels -> rejected, champion kept
+(g) backfill-typed run -> challenger registered, verdict recorded, champion unchanged
+(h) approval required -> waits; the approver is recorded
+(e) quality failures (null targets, a missing column) -> the task fails naming them, nothing registered
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from modelgate.datasets.churn import write_days
+from modelgate.registry import EventKind, Registry, VersionStatus
+from modelgate.registry.connection import create_registry_engine
+from modelgate.registry.monitoring import MonitoringStore
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.slow]
+
+UTC = dt.UTC
+DRIFT_START = dt.date(2026, 3, 1)
+
+
+def sunday(month: int, day: int) -> dt.datetime:
+    value = dt.datetime(2026, month, day, tzinfo=UTC)
+    assert value.weekday() == 6, value
+    return value
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db: Path) -> Iterator[dict[str, Any]]:
+    from tests.conftest import _db_url, _drop_database, _new_database
+
+    root = tmp_path_factory.mktemp("dagruns")
+    name = _new_database(template_db)
+    url = _db_url(name)
+    write_days(url, dt.date(2025, 12, 1), dt.date(2026, 4, 27), rows_per_day=200, drift_start=DRIFT_START)
+
+    include = root / "include"
+    (include / "models").mkdir(parents=True)
+    (include / "expectations").mkdir()
+    spec = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    notes = root / "notifications.log"
+    spec["notifiers"] = [{"name": "tests.notifiers.FileNotifier", "params": {"path": str(notes)}}]
+    spec["evaluation"]["bootstrap_samples"] = 400
+    (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
+
+    parsed = sa.engine.make_url(url)
+    env = {
+        "AIRFLOW_CONN_MODELGATE_REGISTRY": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": parsed.host,
+                "port": parsed.port,
+                "login": parsed.username,
+                "schema": parsed.database,
+            }
+        ),
+        "MODELGATE_INCLUDE_DIR": str(include),
+        "MODELGATE_ARTIFACT_ROOT": str(root / "artifacts"),
+        "MODELGATE_REPORTS_DIR": str(root / "reports"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    module_spec = importlib.util.spec_from_file_location(
+        "modelgate_dags_under_test", REPO_ROOT / "dags" / "modelgate_dags.py"
+    )
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    registry = Registry(create_registry_engine(url))
+    yield {
+        "dags": module._dags,
+        "registry": registry,
+        "monitoring": MonitoringStore(registry),
+        "url": url,
+        "notes": notes,
+        "reports": root / "reports",
+    }
+    registry.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _drop_database(name)
+
+
+DEFAULT_PARAMS = {
+    "force": False,
+    "window_days": None,
+    "dry_run": False,
+    "approval": "spec",
+    "promote_on_backfill": False,
+}
+
+
+def run_dag(world: dict[str, Any], dag_id: str, logical_date: dt.datetime, conf: dict | None = None) -> dict[str, str]:
+    """One dag.test() run; task states by id. Retrain runs get every param, since in-process dag.test()
+    lets one run's conf linger in the shared task params (a real worker parses the DAG afresh)."""
+    full = {**DEFAULT_PARAMS, **(conf or {})} if "retrain" in dag_id else {}
+    dag_run = world["dags"][dag_id].test(logical_date=logical_date, run_conf=full)
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    states["__run__"] = str(getattr(dag_run.state, "value", dag_run.state))
+    return states
+
+
+def snapshot(world: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(versions, events, drift rows, decisions): what a repeated interval must leave unchanged."""
+    registry: Registry = world["registry"]
+    with registry.engine.connect() as conn:
+        counts = [
+            conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("model_version", "registry_event", "drift_result", "retrain_decision")
+        ]
+    return counts[0], counts[1], counts[2], counts[3]
+
+
+def decision_for(world: dict[str, Any], end: dt.datetime) -> Any:
+    return next(d for d in world["monitoring"].decisions("churn") if d.interval_end == end)
+
+
+def champion_version(world: dict[str, Any]) -> int | None:
+    champion = world["registry"].get_champion("churn")
+    return None if champion is None else champion.version
+
+
+def notes(world: dict[str, Any]) -> str:
+    path: Path = world["notes"]
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_no_champion_trains_and_promotes(world: dict[str, Any]) -> None:
+    states = run_dag(world, "modelgate_retrain__churn", sunday(2, 1))
+    assert states["__run__"] == "success"
+    assert states["decide_retrain"] == "success" and states["skip_retrain"] == "skipped"
+    assert states["auto_approve"] == "success" and states["promote_champion"] == "success"
+    assert states["approve"] == "skipped" and states["notify_rejection"] == "skipped"
+    assert decision_for(world, sunday(1, 25) + dt.timedelta(days=7)).reason == "no_champion"
+    champion = world["registry"].get_champion("churn")
+    assert champion is not None and champion.version == 1
+    assert champion.window_start == sunday(1, 4) and champion.window_end == sunday(2, 1)
+    assert champion.reference_uri and champion.data_fingerprint and champion.code_version == "tests"
+    promote = world["registry"].history("churn", kinds=["promote"])[-1]
+    assert promote.run.dag_id == "modelgate_retrain__churn" and promote.verdict["decision"] == "promote"
+    assert "v1 is the champion" in notes(world)
+
+
+def test_f_the_same_interval_twice_adds_nothing(world: dict[str, Any]) -> None:
+    before = snapshot(world)
+    states = run_dag(world, "modelgate_retrain__churn", sunday(2, 1))
+    assert states["__run__"] == "success" and states["promote_champion"] == "skipped"  # a no-op, no asset event
+    assert snapshot(world) == before
+    assert champion_version(world) == 1
+
+
+def test_b_no_drift_skips_with_its_reason(world: dict[str, Any]) -> None:
+    monitor = run_dag(world, "modelgate_monitor__churn", sunday(2, 8))
+    assert monitor["data_quality"] == "success" and monitor["detect_drift"] == "success"
+    assert monitor["signal_drift"] == "skipped"
+    row = world["monitoring"].drift_timeline("churn")[-1]
+    assert row.interval_end == sunday(2, 8) and not row.drifted and row.champion_version == 1
+    assert Path(row.report_uri or "").is_file()
+    before = snapshot(world)
+    monitor_again = run_dag(world, "modelgate_monitor__churn", sunday(2, 8))
+    assert monitor_again["__run__"] == "success" and snapshot(world) == before  # upserted, not appended
+
+    states = run_dag(world, "modelgate_retrain__churn", sunday(2, 8))
+    assert states["skip_retrain"] == "success" and states["train_challenger"] == "skipped"
+    decision = decision_for(world, sunday(2, 8))
+    assert not decision.retrain and decision.reason == "no_trigger"
+    assert decision.detail.startswith("no trigger: drift in 0 of the last 1 runs")
+
+
+def test_c_drift_retrains_and_the_challenger_wins(world: dict[str, Any]) -> None:
+    monitor = run_dag(world, "modelgate_monitor__churn", sunday(3, 15))
+    assert monitor["signal_drift"] == "success"  # emits modelgate://churn/drift
+    row = world["monitoring"].drift_timeline("churn")[-1]
+    assert row.drifted and {"monthly_charges", "internet_service"} <= {c for c, s in row.scores.items() if s["drifted"]}
+    assert "drift: share" in notes(world)
+
+    states = run_dag(world, "modelgate_retrain__churn", sunday(3, 15))
+    assert states["__run__"] == "success" and states["promote_champion"] == "success"
+    assert decision_for(world, sunday(3, 15)).reason == "drift"
+    assert champion_version(world) == 2
+    assert world["registry"].get_version("churn", 1).status is VersionStatus.ARCHIVED
+    verdict = world["registry"].history("churn", kinds=["promote"])[-1].verdict
+    assert verdict["champion_seen"] == 1 and verdict["primary"]["challenger"] > verdict["primary"]["champion"]
+    assert Path(verdict["report"]).is_file() and "ROC on the holdout" in Path(verdict["report"]).read_text()
+
+
+def test_d_degraded_challenger_is_rejected_and_champion_kept(world: dict[str, Any]) -> None:
+    engine = sa.create_engine(world["url"].replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # labels of the training part become coin flips; the holdout stays clean
+        conn.execute(
+            sa.text(
+                "UPDATE churn_events SET churned = (hashtext(customer_id) & 1) "
+                "WHERE event_time >= '2026-03-01' AND event_time < '2026-03-20'"
+            )
+        )
+    engine.dispose()
+    states = run_dag(world, "modelgate_retrain__churn", sunday(3, 29), {"force": True})
+    assert states["__run__"] == "success"
+    assert states["notify_rejection"] == "success" and states["promote_champion"] == "skipped"
+    assert champion_version(world) == 2
+    rejected = world["registry"].list_versions("churn", status="rejected")
+    assert [v.version for v in rejected] == [3]
+    event = world["registry"].history("churn", kinds=["reject"])[-1]
+    assert event.to_version == 3 and event.verdict["decision"] == "reject" and event.verdict["champion_version"] == 2
+    assert "rejected" in notes(world)
+
+
+def test_g_backfill_registers_and_records_but_never_promotes(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dag.test() can only create manual runs; make this one backfill-typed, as `airflow backfill create` would.
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.utils.types import DagRunType
+
+    original = SerializedDAG.create_dagrun
+
+    def as_backfill(self: Any, **kwargs: Any) -> Any:
+        kwargs["run_type"] = DagRunType.BACKFILL_JOB
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(SerializedDAG, "create_dagrun", as_backfill)
+    states = run_dag(world, "modelgate_retrain__churn", sunday(4, 5), {"force": True, "window_days": 14})
+    monkeypatch.undo()
+    assert states["__run__"] == "success"
+    assert states["hold_promotion"] == "success" and states["promote_champion"] == "skipped"
+    assert champion_version(world) == 2
+    newest = world["registry"].list_versions("churn")[-1]
+    assert newest.tags["run_type"] == "backfill"
+    recorded = [e for e in world["registry"].history("churn") if e.to_version == newest.version]
+    kinds = {e.kind for e in recorded}
+    assert EventKind.REGISTER in kinds and (EventKind.EVALUATE in kinds or EventKind.REJECT in kinds)
+    assert EventKind.PROMOTE not in kinds
+
+
+class _Approver:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_id(self) -> str:
+        return self.name
+
+    def get_name(self) -> str:
+        return self.name
+
+
+def _approve_when_asked(dag_id: str, approver: str, done: threading.Event) -> None:
+    """Answer the HITL request through the same function the REST API and the UI's Required Actions use."""
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    deadline = time.monotonic() + 300
+    while not done.is_set() and time.monotonic() < deadline:
+        with contextlib.suppress(Exception), create_session() as session:
+            ti = session.scalars(
+                sa.select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == "approve",
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                )
+            ).first()
+            if ti is not None:
+                update_hitl_detail(
+                    dag_id=dag_id,
+                    dag_run_id=ti.run_id,
+                    task_id="approve",
+                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=["Approve"]),
+                    user=_Approver(approver),
+                    session=session,
+                )
+                done.set()
+                return
+        time.sleep(0.5)
+
+
+def test_h_approval_waits_then_records_the_approver(world: dict[str, Any]) -> None:
+    done = threading.Event()
+    responder = threading.Thread(target=_approve_when_asked, args=("modelgate_retrain__churn", "alice", done))
+    responder.start()
+    states = run_dag(world, "modelgate_retrain__churn", sunday(4, 19), {"force": True, "approval": "required"})
+    done.set()
+    responder.join(timeout=30)
+    assert states["__run__"] == "success"
+    assert states["approve"] == "success" and states["auto_approve"] == "skipped"
+    assert states["promote_champion"] == "success"
+    promote = world["registry"].history("churn", kinds=["promote"])[-1]
+    assert promote.actor == "alice" and promote.reason.startswith("approved by alice:")
+    assert promote.verdict["approver"] == "alice"
+    assert champion_version(world) == promote.to_version
+
+
+def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[str, Any]) -> None:
+    engine = sa.create_engine(world["url"].replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE churn_events SET churned = NULL WHERE event_time >= '2026-04-19' AND event_time < '2026-04-20'"
+            )
+        )
+    before = snapshot(world)
+    monitor = run_dag(world, "modelgate_monitor__churn", sunday(4, 26))
+    assert monitor["data_quality"] == "failed" and monitor["detect_drift"] == "upstream_failed"
+    assert "expect_column_values_to_not_be_null(churned): observed 200 unexpected" in notes(world)
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE churn_events RENAME COLUMN contract TO contract_type"))
+    try:
+        states = run_dag(world, "modelgate_retrain__churn", sunday(4, 26), {"force": True})
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE churn_events RENAME COLUMN contract_type TO contract"))
+        engine.dispose()
+    assert states["training_data_quality"] == "failed" and states["train_challenger"] == "upstream_failed"
+    assert "expect_column_to_exist(contract): observed column missing" in notes(world)
+    assert snapshot(world)[0] == before[0]  # nothing registered

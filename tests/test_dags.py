@@ -1,0 +1,127 @@
+"""DagBag integrity: imports, tags, retries, explicit schedule and catchup, nothing looked up at parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.airflow
+
+DAGS_DIR = REPO_ROOT / "dags"
+HEAVY = ("pandas", "numpy", "sklearn", "scipy", "great_expectations", "evidently", "joblib", "pyarrow", "plotly")
+
+
+def _dagbag(monkeypatch: pytest.MonkeyPatch):
+    """Parse dags/ with Connections, Variables and database connections stubbed to raise."""
+    import psycopg
+    import sqlalchemy
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import BaseHook, Connection, Variable
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("looked up at DAG parse time")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
+    monkeypatch.setattr(Connection, "get", classmethod(refuse))
+    monkeypatch.setattr(Variable, "get", staticmethod(refuse))
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    monkeypatch.setattr(sqlalchemy, "create_engine", refuse)
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:
+    bag = _dagbag(monkeypatch)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {
+        "modelgate_monitor__churn",
+        "modelgate_retrain__churn",
+        "modelgate_monitor__weather_rain",
+        "modelgate_retrain__weather_rain",
+    }
+
+
+def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
+    monkeypatch: pytest.MonkeyPatch, airflow_db: Path
+) -> None:
+    bag = _dagbag(monkeypatch)
+    for dag_id, dag in bag.dags.items():
+        assert "modelgate" in dag.tags and any(t.startswith("model:") for t in dag.tags), dag_id
+        assert dag.catchup is False, dag_id
+        assert dag.max_active_runs == 1, dag_id
+        assert dag.default_args["retries"] >= 1, dag_id
+        assert type(dag.timetable).__name__ in ("CronDataIntervalTimetable", "AssetOrTimeSchedule"), dag_id
+        for task in dag.tasks:
+            if task.task_id != "approve":  # a human's answer is not retried
+                assert task.retries >= 1, f"{dag_id}.{task.task_id}"
+    retrain = bag.dags["modelgate_retrain__churn"]
+    assert "Asset" in type(retrain.timetable).__name__  # time OR drift Asset
+    assert set(retrain.params) == {"force", "window_days", "dry_run", "approval", "promote_on_backfill"}
+    monitor = bag.dags["modelgate_monitor__churn"]
+    assert [a.uri for a in monitor.get_task("signal_drift").outlets] == ["modelgate://churn/drift"]
+    assert [a.uri for a in retrain.get_task("promote_champion").outlets] == ["modelgate://churn/champion"]
+
+
+def test_params_are_validated_by_json_schema(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = _dagbag(monkeypatch).dags["modelgate_retrain__churn"].params
+    params.validate()
+    assert params.get_param("window_days").resolve(14) == 14
+    with pytest.raises(ParamValidationError, match="0 is less than the minimum of 1"):
+        params.get_param("window_days").resolve(0)
+    with pytest.raises(ParamValidationError, match="'maybe' is not one of"):
+        params.get_param("approval").resolve("maybe")
+    with pytest.raises(ParamValidationError, match="is not of type 'boolean'"):
+        params.get_param("force").resolve("yes")
+
+
+def test_dag_file_imports_no_heavy_module() -> None:
+    probe = (
+        "import sys, json; sys.path.insert(0, {dags!r}); {body}; "
+        "print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins")}
+    ours = subprocess.run(
+        [sys.executable, "-c", probe.format(dags=str(DAGS_DIR), body="import modelgate_dags", heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    baseline = subprocess.run(
+        [sys.executable, "-c", probe.format(dags=str(DAGS_DIR), body="import airflow.sdk", heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert set(json.loads(ours.stdout)) - set(json.loads(baseline.stdout)) == set()
+
+
+def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> None:
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    churn = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    (include / "models" / "churn.yaml").write_text(yaml.safe_dump(churn))
+    broken = dict(churn, name="broken", window_days=-3)
+    (include / "models" / "broken.yaml").write_text(yaml.safe_dump(broken))
+    probe = (
+        "import sys; sys.path.insert(0, {dags!r}); import modelgate_dags as m; "
+        "print(sorted(m._dags)); print([str(e) for e in m.SPEC_ERRORS])"
+    )
+    env = {**os.environ, "MODELGATE_INCLUDE_DIR": str(include), "PYTHONPATH": str(REPO_ROOT / "plugins")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe.format(dags=str(DAGS_DIR))], capture_output=True, text=True, check=True, env=env
+    )
+    dags_line, errors_line = result.stdout.strip().splitlines()[-2:]
+    assert dags_line == "['modelgate_monitor__churn', 'modelgate_retrain__churn']"
+    assert "broken.yaml: window_days: Input should be greater than or equal to 1" in errors_line
+    assert "invalid model spec, its DAGs are not generated" in result.stdout + result.stderr

@@ -1,0 +1,168 @@
+"""The two pure decisions: the retrain decision table and the fail-closed promotion policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelgate.policy import (
+    EvaluationResult,
+    MetricComparison,
+    RetrainInputs,
+    RetrainReason,
+    SliceComparison,
+    decide_promotion,
+    decide_retrain,
+)
+from modelgate.spec import Evaluation, Guardrail, Retrain, SliceSpec
+
+POLICY = Retrain(
+    drift_runs_k=2,
+    drift_runs_n=3,
+    performance_metric="roc_auc",
+    performance_threshold=0.7,
+    max_age_days=30,
+    new_rows_threshold=1000,
+)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "reason"),
+    [
+        (RetrainInputs(force=True, has_champion=True, drift_flags=[True, True]), RetrainReason.FORCED),
+        (RetrainInputs(force=False, has_champion=False), RetrainReason.NO_CHAMPION),
+        (RetrainInputs(force=False, has_champion=True, drift_flags=[True, False, True]), RetrainReason.DRIFT),
+        (RetrainInputs(force=False, has_champion=True, drift_flags=[True, True, False, False]), RetrainReason.SKIP),
+        (RetrainInputs(force=False, has_champion=True, champion_performance=0.65), RetrainReason.DECAY),
+        (
+            RetrainInputs(force=False, has_champion=True, champion_performance=0.75, champion_age_days=31),
+            RetrainReason.STALENESS,
+        ),
+        (RetrainInputs(force=False, has_champion=True, champion_age_days=10, new_rows=1000), RetrainReason.NEW_DATA),
+        (RetrainInputs(force=False, has_champion=True, champion_age_days=10, new_rows=999), RetrainReason.SKIP),
+        (RetrainInputs(force=False, has_champion=True, champion_performance=float("nan")), RetrainReason.SKIP),
+    ],
+)
+def test_retrain_decision_table(inputs: RetrainInputs, reason: RetrainReason) -> None:
+    decision = decide_retrain(POLICY, inputs)
+    assert decision.reason is reason
+    assert decision.retrain is (reason is not RetrainReason.SKIP)
+    assert decision.detail
+
+
+def test_retrain_detail_explains_drift_window() -> None:
+    decision = decide_retrain(POLICY, RetrainInputs(force=False, has_champion=True, drift_flags=[True, True]))
+    assert decision.detail == "drift in 2 of the last 2 monitor runs (trigger: 2 of 3)"
+
+
+def test_lower_is_better_performance_metric() -> None:
+    policy = Retrain(performance_metric="log_loss", performance_threshold=0.5)
+    assert decide_retrain(policy, RetrainInputs(False, True, champion_performance=0.6)).reason is RetrainReason.DECAY
+    assert decide_retrain(policy, RetrainInputs(False, True, champion_performance=0.4)).reason is RetrainReason.SKIP
+
+
+def _primary(
+    champion: float | None,
+    challenger: float,
+    ci: tuple[float, float] | None = (0.01, 0.05),
+    metric: str = "roc_auc",
+    higher: bool = True,
+    p_value: float | None = None,
+) -> MetricComparison:
+    low, high = ci if ci else (None, None)
+    return MetricComparison(metric, champion, challenger, higher, low, high, p_value, "paired bootstrap")
+
+
+def _evaluation(primary: MetricComparison, *, champion: int | None = 1, extra=(), slices=()) -> EvaluationResult:
+    metrics = {primary.metric: primary, **{m.metric: m for m in extra}}
+    return EvaluationResult(champion, 2, 1000, primary, metrics, list(slices))
+
+
+POLICY_EVAL = Evaluation(
+    primary_metric="roc_auc",
+    min_improvement=0.01,
+    guardrails=[Guardrail(metric="brier", tolerance=0.01)],
+    slices=[SliceSpec(column="contract", tolerance=0.02, min_rows=50)],
+)
+
+
+def test_clear_win_is_promoted_with_every_check_recorded() -> None:
+    verdict = decide_promotion(
+        _evaluation(_primary(0.80, 0.83), extra=[MetricComparison("brier", 0.20, 0.19, False)]), POLICY_EVAL
+    )
+    assert verdict.promote
+    assert [c.name for c in verdict.checks] == ["primary", "guardrail:brier", "slice:contract"]
+    assert verdict.as_dict()["decision"] == "promote"
+
+
+def test_interval_including_zero_is_not_significant() -> None:
+    verdict = decide_promotion(
+        _evaluation(_primary(0.80, 0.83, ci=(-0.001, 0.05)), extra=[MetricComparison("brier", 0.2, 0.2, False)]),
+        POLICY_EVAL,
+    )
+    assert not verdict.promote and "the interval includes zero" in verdict.reason
+
+
+def test_tie_and_small_gain_are_rejected() -> None:
+    tie = decide_promotion(_evaluation(_primary(0.80, 0.80, ci=(-0.01, 0.01))), POLICY_EVAL)
+    small = decide_promotion(_evaluation(_primary(0.80, 0.805, ci=(0.001, 0.009))), POLICY_EVAL)
+    assert not tie.promote and not small.promote
+    assert "below the minimum improvement 0.01" in small.reason
+
+
+def test_guardrail_regression_blocks_promotion() -> None:
+    verdict = decide_promotion(
+        _evaluation(_primary(0.80, 0.85), extra=[MetricComparison("brier", 0.20, 0.22, False)]), POLICY_EVAL
+    )
+    assert not verdict.promote and "guardrail brier 0.2000 -> 0.2200 (worse than tolerance 0.01)" in verdict.reason
+
+
+def test_missing_guardrail_metric_fails_closed() -> None:
+    verdict = decide_promotion(_evaluation(_primary(0.80, 0.85)), POLICY_EVAL)
+    assert not verdict.promote and "brier: not measured" in verdict.reason
+
+
+def test_slice_regression_blocks_promotion_but_small_slices_are_ignored() -> None:
+    slices = [
+        SliceComparison("contract", "two-year", 400, 0.80, 0.75, True),
+        SliceComparison("contract", "tiny", 10, 0.90, 0.10, True),
+    ]
+    verdict = decide_promotion(
+        _evaluation(_primary(0.80, 0.85), extra=[MetricComparison("brier", 0.2, 0.2, False)], slices=slices),
+        POLICY_EVAL,
+    )
+    assert not verdict.promote and "contract=two-year (-0.0500)" in verdict.reason and "tiny" not in verdict.reason
+
+
+def test_no_champion_uses_absolute_thresholds_only() -> None:
+    policy = Evaluation(primary_metric="roc_auc", absolute_thresholds={"roc_auc": 0.7})
+    passing = decide_promotion(_evaluation(_primary(None, 0.75, ci=None), champion=None), policy)
+    failing = decide_promotion(_evaluation(_primary(None, 0.65, ci=None), champion=None), policy)
+    assert passing.promote and passing.champion_version is None
+    assert not failing.promote and "roc_auc 0.6500 misses >= 0.7" in failing.reason
+
+
+def test_no_champion_and_no_thresholds_never_promotes() -> None:
+    verdict = decide_promotion(_evaluation(_primary(None, 0.99, ci=None), champion=None), Evaluation())
+    assert not verdict.promote and "no champion and no absolute thresholds configured" in verdict.reason
+
+
+def test_missing_interval_fails_closed() -> None:
+    verdict = decide_promotion(_evaluation(_primary(0.80, 0.90, ci=None)), Evaluation())
+    assert not verdict.promote and "no paired comparison available" in verdict.reason
+
+
+def test_lower_is_better_primary_metric() -> None:
+    policy = Evaluation(primary_metric="log_loss", min_improvement=0.01)
+    better = _primary(0.50, 0.45, ci=(-0.08, -0.02), metric="log_loss", higher=False)
+    worse = _primary(0.45, 0.50, ci=(0.02, 0.08), metric="log_loss", higher=False)
+    assert decide_promotion(_evaluation(better), policy).promote
+    assert not decide_promotion(_evaluation(worse), policy).promote
+
+
+def test_mcnemar_p_value_decides_for_accuracy() -> None:
+    policy = Evaluation(primary_metric="accuracy", significance_level=0.05)
+    significant = _primary(0.80, 0.85, ci=(0.01, 0.09), metric="accuracy", p_value=0.01)
+    not_significant = _primary(0.80, 0.85, ci=(0.01, 0.09), metric="accuracy", p_value=0.2)
+    assert decide_promotion(_evaluation(significant), policy).promote
+    verdict = decide_promotion(_evaluation(not_significant), policy)
+    assert not verdict.promote and "p=0.2 not significant" in verdict.reason

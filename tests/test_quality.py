@@ -1,0 +1,96 @@
+"""The GX suite from the spec: critical failures name the expectation and what was observed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modelgate.datasets.churn import generate_day
+from modelgate.quality import QualityGateFailed, QualityResult, build_suite, load_custom_expectations, validate
+from modelgate.spec import parse_spec
+from tests.conftest import REPO_ROOT
+
+SPEC = parse_spec((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return pd.concat([generate_day(dt.date(2026, 1, 1) + dt.timedelta(days=i)) for i in range(3)], ignore_index=True)
+
+
+def test_suite_covers_columns_types_ranges_categories_rows_and_target() -> None:
+    suite = build_suite(SPEC)
+    labels = {e.label for e in suite}
+    assert "expect_table_row_count_to_be_between" in labels
+    assert "expect_column_to_exist(contract)" in labels
+    assert "expect_column_values_to_be_in_set(churned)" in labels
+    assert "expect_column_values_to_be_unique(customer_id)" in labels
+    ranges = [e for e in suite if e.type == "expect_column_values_to_be_between"]
+    assert all(e.severity == "warning" for e in ranges) and len(ranges) == 5
+
+
+def test_clean_window_passes_and_writes_data_docs(frame: pd.DataFrame, tmp_path: Path) -> None:
+    result = validate(SPEC, frame, build_suite(SPEC), docs_dir=tmp_path / "docs")
+    assert result.passed and result.failures == [] and result.evaluated == len(build_suite(SPEC))
+    assert result.docs_path is not None and Path(result.docs_path).is_file()
+    assert "churn" in Path(result.docs_path).read_text()
+
+
+def test_missing_column_and_null_targets_are_critical(frame: pd.DataFrame) -> None:
+    broken = frame.drop(columns=["contract"])
+    broken.loc[:9, "churned"] = None
+    broken.loc[0, "tenure_months"] = 500  # out of range: a warning only
+    result = validate(SPEC, broken, build_suite(SPEC))
+    assert not result.passed
+    failures = {str(f) for f in result.failures}
+    assert "expect_column_to_exist(contract): observed column missing" in failures
+    assert any(f.startswith("expect_column_values_to_not_be_null(churned): observed 10 unexpected") for f in failures)
+    warnings = {w.expectation + (w.column or "") for w in result.warnings}
+    assert "expect_column_values_to_be_betweentenure_months" in warnings
+    error = QualityGateFailed("churn", result)
+    assert "data quality gate failed for churn" in str(error) and "FAILED expect_column_to_exist" in str(error)
+
+
+def test_empty_window_fails_on_row_count() -> None:
+    empty = generate_day(dt.date(2026, 1, 1)).iloc[0:0]
+    result = validate(SPEC, empty, build_suite(SPEC))
+    assert any(str(f) == "expect_table_row_count_to_be_between: observed 0" for f in result.failures)
+
+
+def test_custom_expectations(tmp_path: Path, frame: pd.DataFrame) -> None:
+    path = tmp_path / "churn.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "expect_column_max_to_be_between",
+                    "kwargs": {"column": "support_tickets", "max_value": 1},
+                    "severity": "critical",
+                }
+            ]
+        )
+    )
+    custom = load_custom_expectations(path)
+    result: QualityResult = validate(SPEC, frame, build_suite(SPEC, custom))
+    assert [f.expectation for f in result.failures] == ["expect_column_max_to_be_between"]
+    shipped = load_custom_expectations(REPO_ROOT / "include" / "expectations" / "churn.json")
+    assert len(shipped) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{x", "not valid JSON"),
+        ('[{"type": "nope"}]', "needs a 'type' starting with 'expect_'"),
+        ('[{"type": "expect_x", "severity": "fatal"}]', "severity must be critical or warning"),
+    ],
+)
+def test_bad_custom_expectation_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_custom_expectations(path)

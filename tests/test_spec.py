@@ -1,0 +1,90 @@
+"""Spec validation: file, field and reason for each problem; one bad spec never hides the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelgate.spec import InvalidSpec, ModelSpec, load_spec, load_specs, parse_spec
+from tests.conftest import REPO_ROOT
+
+MODELS = REPO_ROOT / "include" / "models"
+
+
+def _base() -> dict:
+    return yaml.safe_load((MODELS / "churn.yaml").read_text())
+
+
+def _errors(raw: dict) -> list[str]:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(yaml.safe_dump(raw), "x.yaml")
+    return [f"{e.field}: {e.reason}" for e in info.value.errors]
+
+
+def test_shipped_examples_are_valid() -> None:
+    specs, errors = load_specs(MODELS)
+    assert errors == []
+    assert {s.name for s in specs} == {"churn", "weather_rain"}
+    churn = next(s for s in specs if s.name == "churn")
+    assert churn.cron == "0 0 * * 0" and churn.evaluation.higher_is_better
+    assert churn.categorical_features == ["contract", "internet_service", "payment_method"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r.update(name="Churn"), "name: Value error, invalid model name 'Churn'"),
+        (lambda r: r.pop("target"), "target: Field required"),
+        (lambda r: r["source"].update(kind="s3"), "source: Input tag 's3' found using 'kind' does not match"),
+        (lambda r: r["source"].update(table="churn; drop table x"), "is not a plain SQL identifier"),
+        (lambda r: r.update(task="clustering"), "task: Input should be 'binary_classification' or 'regression'"),
+        (lambda r: r["estimator"].update(name="xgboost"), "estimator.name: Input should be"),
+        (lambda r: r["features"].append({"name": "tenure_months", "type": "numeric"}), "duplicate feature names"),
+        (lambda r: r["features"].append({"name": "churned", "type": "numeric"}), "must not include the time, id"),
+        (lambda r: r["features"].append({"name": "x", "type": "numeric", "min": 5, "max": 1}), "min 5.0 is above"),
+        (lambda r: r["features"].append({"name": "x", "type": "categorical", "min": 0}), "apply to numeric"),
+        (lambda r: r["evaluation"].update(primary_metric="rmse"), "metrics rmse do not apply to binary_class"),
+        (lambda r: r["evaluation"]["slices"].append({"column": "ghost"}), "slices name unknown features: ghost"),
+        (lambda r: r["retrain"].update(drift_runs_k=3, drift_runs_n=2), "drift_runs_k (3) cannot exceed"),
+        (lambda r: r["deploy"].update(canary_steps=[50, 10, 100]), "canary_steps must increase and end at 100"),
+        (lambda r: r.update(schedule="@sometimes"), "unknown schedule preset '@sometimes'"),
+        (lambda r: r.update(schedule="0 0 *"), "is not a 5-field cron expression"),
+        (lambda r: r.update(holdout_fraction=1.5), "holdout_fraction: Input should be less than 0.9"),
+        (lambda r: r.update(surprise=1), "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_name_field_and_reason(mutate, expected: str) -> None:
+    raw = _base()
+    mutate(raw)
+    errors = _errors(raw)
+    assert any(expected in e for e in errors), errors
+
+
+def test_yaml_errors_and_non_mappings() -> None:
+    with pytest.raises(InvalidSpec, match=r"x.yaml: <yaml>: not valid YAML"):
+        parse_spec("name: [unclosed", "x.yaml")
+    with pytest.raises(InvalidSpec, match=r"x.yaml: <root>: a spec is a YAML mapping"):
+        parse_spec("- a\n- b\n", "x.yaml")
+
+
+def test_name_must_match_file(tmp_path: Path) -> None:
+    raw = _base()
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InvalidSpec, match=r"other.yaml: name: must match the file name \('other'\)"):
+        load_spec(path)
+
+
+def test_one_invalid_spec_does_not_stop_the_others(tmp_path: Path) -> None:
+    good = _base()
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(good))
+    bad = _base()
+    bad["name"] = "broken"
+    bad.pop("time_column")
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(bad))
+    specs, errors = load_specs(tmp_path)
+    assert [s.name for s in specs] == ["churn"]
+    assert len(errors) == 1 and errors[0].file.endswith("broken.yaml") and errors[0].field == "time_column"
+    assert isinstance(specs[0], ModelSpec)
