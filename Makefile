@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export UV_COMPILE_BYTECODE := 1
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-RUN := $(UV) run --frozen
+RUN := $(UV) run --frozen --no-sync
 
 .PHONY: help uv install demo test lint typecheck pytest bench airflow clean
 

@@ -192,7 +192,7 @@ def test_b_no_drift_skips_with_its_reason(world: dict[str, Any]) -> None:
 
 def test_c_drift_retrains_and_the_challenger_wins(world: dict[str, Any]) -> None:
     monitor = run_dag(world, "modelgate_monitor__churn", sunday(3, 15))
-    assert monitor["signal_drift"] == "success"  # emits modelgate://churn/drift
+    assert monitor["signal_drift"] == "success"  # emits x-modelgate://churn/drift
     row = world["monitoring"].drift_timeline("churn")[-1]
     assert row.drifted and {"monthly_charges", "internet_service"} <= {c for c, s in row.scores.items() if s["drifted"]}
     assert "drift: share" in notes(world)

@@ -65,8 +65,8 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     assert "Asset" in type(retrain.timetable).__name__  # time OR drift Asset
     assert set(retrain.params) == {"force", "window_days", "dry_run", "approval", "promote_on_backfill"}
     monitor = bag.dags["modelgate_monitor__churn"]
-    assert [a.uri for a in monitor.get_task("signal_drift").outlets] == ["modelgate://churn/drift"]
-    assert [a.uri for a in retrain.get_task("promote_champion").outlets] == ["modelgate://churn/champion"]
+    assert [a.uri for a in monitor.get_task("signal_drift").outlets] == ["x-modelgate://churn/drift"]
+    assert [a.uri for a in retrain.get_task("promote_champion").outlets] == ["x-modelgate://churn/champion"]
 
 
 def test_params_are_validated_by_json_schema(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,33 +104,71 @@ def _few_unique(ref: np.ndarray, cur: np.ndarray, limit: int) -> int:
 
 
 def _shares(ref: Any, cur: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    import numpy as np
+    """Share of each value present in either sample (pandas counts categorical codes, not strings)."""
     import pandas as pd
 
-    ref_counts = pd.Series(ref).value_counts()
-    cur_counts = pd.Series(cur).value_counts()
+    ref_series = ref if isinstance(ref, pd.Series) else pd.Series(ref)
+    cur_series = cur if isinstance(cur, pd.Series) else pd.Series(cur)
+    ref_counts = ref_series.value_counts(dropna=True)
+    cur_counts = cur_series.value_counts(dropna=True)
+    ref_counts = ref_counts[ref_counts > 0]
+    cur_counts = cur_counts[cur_counts > 0]
     keys = list(set(ref_counts.index) | set(cur_counts.index))
-    ref_share = np.array([ref_counts.get(k, 0) for k in keys], dtype=float) / len(ref)
-    cur_share = np.array([cur_counts.get(k, 0) for k in keys], dtype=float) / len(cur)
+    ref_share = ref_counts.reindex(keys, fill_value=0).to_numpy(dtype=float) / int(ref_counts.sum())
+    cur_share = cur_counts.reindex(keys, fill_value=0).to_numpy(dtype=float) / int(cur_counts.sum())
     return ref_share, cur_share, keys
+
+
+def wasserstein(u: np.ndarray, v: np.ndarray) -> float:
+    """Exact first Wasserstein distance (scipy.stats.wasserstein_distance), ~3x faster on large samples.
+
+    Integrates |F_u - F_v| over the merged sorted values; the CDFs come from running counts over one stable
+    merge of the two individually sorted samples, instead of re-sorting and binary-searching 2n values.
+    """
+    import numpy as np
+
+    n, m = len(u), len(v)
+    merged = np.empty(n + m)
+    merged[:n] = u
+    merged[n:] = v
+    merged[:n].sort()
+    merged[n:].sort()
+    seen_u = np.cumsum(np.argsort(merged, kind="stable") < n, dtype=np.int32)[:-1]  # merge of two sorted runs
+    merged.sort(kind="stable")  # the same merge, in place: the pooled values in order
+    # F_u - F_v at the k-th pooled value = seen_u/n - (k - seen_u)/m = seen_u (1/n + 1/m) - k/m
+    gap = seen_u * (1 / n + 1 / m)
+    gap -= np.arange(1, n + m, dtype=np.float64) / m
+    np.abs(gap, out=gap)
+    return float(np.dot(gap, np.diff(merged)))
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """scipy.spatial.distance.jensenshannon (natural log) without importing SciPy on the hot path."""
+    import numpy as np
+
+    p = p / p.sum()
+    q = q / q.sum()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(p > 0, p * np.log(p / m), 0.0)
+        right = np.where(q > 0, q * np.log(q / m), 0.0)
+    return float(np.sqrt(max((left.sum() + right.sum()) / 2, 0.0)))
 
 
 def _jensenshannon(ref: np.ndarray, cur: np.ndarray, numeric: bool) -> float:
     import numpy as np
-    from scipy.spatial import distance
 
-    if numeric and len(np.unique(ref[:50_000])) > 20:
+    if numeric and len(np.unique(np.asarray(ref)[:50_000])) > 20:
         bins = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
         ref_share = np.histogram(ref, bins)[0] / len(ref)
         cur_share = np.histogram(cur, bins)[0] / len(cur)
     else:
         ref_share, cur_share, _ = _shares(ref, cur)
-    return float(distance.jensenshannon(ref_share, cur_share))
+    return js_distance(ref_share, cur_share)
 
 
 def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     import numpy as np
-    from scipy.stats import norm
 
     keys = sorted(set(np.unique(ref).tolist()) | set(np.unique(cur).tolist()), key=str)
     if len(keys) == 1:
@@ -140,7 +180,7 @@ def _z_test(ref: np.ndarray, cur: np.ndarray) -> float:
     denom = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if denom == 0:
         return 1.0
-    return float(2 * (1 - norm.cdf(abs((p1 - p2) / denom))))
+    return math.erfc(abs((p1 - p2) / denom) / math.sqrt(2))  # two-sided normal p-value
 
 
 def _chisquare(ref: np.ndarray, cur: np.ndarray) -> float:
@@ -152,85 +192,148 @@ def _chisquare(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(chisquare(observed, expected)[1])
 
 
-def column_drift(
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which test a column gets and its threshold: known before any score is computed."""
+
+    column: str
+    kind: str
+    method: str
+    threshold: float
+
+
+def _non_null(values: pd.Series, numeric: bool) -> Any:
+    if numeric:
+        return _clean(values, True)
+    return values.dropna()
+
+
+def plan_column(
     column: str, kind: str, reference: pd.Series, current: pd.Series, threshold: float | None
-) -> ColumnDrift:
-    """One column, with Evidently's default test for its type and size."""
+) -> ColumnPlan:
+    """Evidently's default test for this column's type and size (its `_get_default_stattest` rules)."""
     import numpy as np
-    from scipy import stats
 
     numeric = kind == "numeric"
-    ref = _clean(reference, numeric)
-    cur = _clean(current, numeric)
+    ref = _non_null(reference, numeric)
+    cur = _non_null(current, numeric)
     if len(ref) == 0:
         raise DriftError(f"column {column!r} is empty (all null) in the reference")
     if len(cur) == 0:
         raise DriftError(f"column {column!r} is empty (all null) in the current window")
-    n_values = _few_unique(ref, cur, 5)
+    if numeric:
+        n_values = _few_unique(ref, cur, 5)
+    else:
+        n_values = len(set(np.asarray(ref.unique()).tolist()) | set(np.asarray(cur.unique()).tolist()))
     if len(ref) <= SMALL_REFERENCE:
         method = ("chisquare" if n_values > 2 else "z") if (not numeric or n_values <= 5) else "ks"
     elif numeric and n_values > 5:
         method = "wasserstein"
     else:
         method = "jensenshannon"
-    limit = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
+    return ColumnPlan(column, kind, method, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
+
+
+def score_column(plan: ColumnPlan, reference: pd.Series, current: pd.Series) -> ColumnDrift:
+    """The planned test on the full columns."""
+    import numpy as np
+
+    numeric = plan.kind == "numeric"
+    ref = _non_null(reference, numeric)
+    cur = _non_null(current, numeric)
+    method = plan.method
     if method == "wasserstein":
         norm = max(float(np.std(ref)), 0.001)
-        score = float(stats.wasserstein_distance(ref, cur) / norm)
+        score = wasserstein(ref, cur) / norm
     elif method == "jensenshannon":
         score = _jensenshannon(ref, cur, numeric)
     elif method == "ks":
+        from scipy import stats
+
         score = float(stats.ks_2samp(ref, cur)[1])
     elif method == "chisquare":
         score = _chisquare(ref, cur)
     else:
-        score = _z_test(ref, cur)
-    drifted = score < limit if method in P_VALUE_METHODS else score >= limit
-    return ColumnDrift(column, kind, method, score, limit, bool(drifted))
+        score = _z_test(np.asarray(ref), np.asarray(cur))
+    drifted = score < plan.threshold if method in P_VALUE_METHODS else score >= plan.threshold
+    return ColumnDrift(plan.column, plan.kind, method, score, plan.threshold, bool(drifted))
 
 
-def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult:
-    """Per-feature drift on the full frames; the decision."""
+def column_drift(
+    column: str, kind: str, reference: pd.Series, current: pd.Series, threshold: float | None
+) -> ColumnDrift:
+    """One column, with Evidently's default test for its type and size."""
+    return score_column(plan_column(column, kind, reference, current, threshold), reference, current)
+
+
+def _check_columns(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> None:
     missing = [c for c in spec.feature_names if c not in current or c not in reference]
     if missing:
         raise DriftError(f"{spec.name}: features missing for drift: {', '.join(missing)}")
     if current.empty:
         raise DriftError(f"{spec.name}: the current window has no rows")
-    columns = [
-        column_drift(f.name, f.type, reference[f.name], current[f.name], spec.drift.threshold) for f in spec.features
+
+
+def _plans(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> list[ColumnPlan]:
+    _check_columns(spec, reference, current)
+    return [
+        plan_column(f.name, f.type, reference[f.name], current[f.name], spec.drift.threshold) for f in spec.features
     ]
+
+
+def _pool(spec: ModelSpec, *, spare_cores: int = 0) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # numpy's sorts release the GIL: columns are scored in parallel on the cores not kept for the report.
+    cores = (os.cpu_count() or 1) - spare_cores
+    return ThreadPoolExecutor(max_workers=max(1, min(len(spec.features), cores)))
+
+
+def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult:
+    """Per-feature drift on the full frames: the decision."""
+    plans = _plans(spec, reference, current)
+    with _pool(spec) as pool:
+        columns = list(pool.map(lambda p: score_column(p, reference[p.column], current[p.column]), plans))
     return DriftResult(columns, spec.drift.drift_share, len(reference), len(current))
 
 
 def stratified_sample(frame: pd.DataFrame, size: int, time_column: str | None) -> pd.DataFrame:
-    """Evenly spaced rows in time order: every part of the window is represented."""
+    """Evenly spaced rows in time order: every part of the window is represented (no copy of the frame)."""
     import numpy as np
 
     if len(frame) <= size:
         return frame
-    ordered = frame.sort_values(time_column, kind="mergesort") if time_column and time_column in frame else frame
-    positions = np.linspace(0, len(ordered) - 1, size).round().astype(int)
-    return ordered.iloc[positions]
+    positions = np.linspace(0, len(frame) - 1, size).round().astype(int)
+    if time_column and time_column in frame:
+        times = frame[time_column]
+        keys = times.values if hasattr(times, "dt") else times.to_numpy()  # datetime64, not Timestamp objects
+        order = np.argsort(keys, kind="stable")
+        positions = order[positions]
+    return frame.iloc[positions]
 
 
 _REGISTER_LOCK = threading.Lock()
 
 
-def _register_precomputed(result: ColumnDrift) -> str:
-    """An Evidently StatTest that answers with the engine's full-data result for this one column."""
+def _register_precomputed(plan: ColumnPlan, result: Future[ColumnDrift]) -> str:
+    """An Evidently StatTest that answers with the engine's full-data result for this one column.
+
+    The report may run while the engine still computes: the test waits for its column's result.
+    """
     from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
     from evidently.legacy.core import ColumnType
 
-    name = f"modelgate_{result.method}_{uuid.uuid4().hex[:10]}"
+    name = f"modelgate_{plan.method}_{uuid.uuid4().hex[:10]}"
     stat_test = StatTest(
         name=name,
-        display_name=f"{DISPLAY[result.method]} (full data)",
+        display_name=f"{DISPLAY[plan.method]} (full data)",
         allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical],
-        default_threshold=result.threshold,
+        default_threshold=plan.threshold,
     )
 
     def precomputed(reference: Any, current: Any, feature_type: Any, threshold: float) -> tuple[float, bool]:
-        return result.score, result.drifted
+        column = result.result()
+        return column.score, column.drifted
 
     with _REGISTER_LOCK:
         register_stattest(stat_test, default_impl=precomputed)
@@ -238,14 +341,19 @@ def _register_precomputed(result: ColumnDrift) -> str:
 
 
 def write_report(
-    spec: ModelSpec, result: DriftResult, reference: pd.DataFrame, current: pd.DataFrame, path: Path
-) -> Path:
+    spec: ModelSpec,
+    plans: list[ColumnPlan],
+    results: dict[str, Future[ColumnDrift]],
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    path: Path,
+) -> Any:
     """Evidently's DataDriftPreset HTML, drawn on samples, with the engine's per-column results."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    per_column_method = {c.column: _register_precomputed(c) for c in result.columns}
-    per_column_threshold = {c.column: c.threshold for c in result.columns}
+    per_column_method = {p.column: _register_precomputed(p, results[p.column]) for p in plans}
+    per_column_threshold = {p.column: p.threshold for p in plans}
     definition = DataDefinition(numerical_columns=spec.numeric_features, categorical_columns=spec.categorical_features)
     size = spec.drift.report_sample_size
     ref_sample = stratified_sample(reference, size, spec.time_column)[spec.feature_names]
@@ -266,11 +374,7 @@ def write_report(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
-    verdicts = report_verdicts(snapshot)
-    disagreements = {c.column for c in result.columns if verdicts.get(c.column) != c.drifted}
-    if disagreements:  # cannot happen by construction; refuse to publish a contradicting report
-        raise DriftError(f"drift report disagrees with the decision on {sorted(disagreements)}")
-    return path
+    return snapshot
 
 
 def report_verdicts(snapshot: Any) -> dict[str, bool]:
@@ -289,28 +393,28 @@ def report_verdicts(snapshot: Any) -> dict[str, bool]:
     return verdicts
 
 
-def prefetch_evidently() -> threading.Thread:
-    """Start importing Evidently (several seconds) in the background while the engine computes."""
-
-    def _import() -> None:
-        try:
-            import evidently.presets  # noqa: F401
-        except Exception:  # the report step will raise it properly
-            log.debug("background import of evidently failed", exc_info=True)
-
-    thread = threading.Thread(target=_import, name="evidently-import", daemon=True)
-    thread.start()
-    return thread
-
-
 def compare(
     spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame, *, report_path: Path | None = None
 ) -> DriftResult:
-    """Decision on the full frames, then (optionally) the Evidently report showing that same decision."""
-    importer = prefetch_evidently() if report_path is not None else None
-    result = compute_drift(spec, reference, current)
-    if report_path is not None:
-        assert importer is not None
-        importer.join()
-        result.report_path = str(write_report(spec, result, reference, current, report_path))
+    """The decision on the full frames and, optionally, the Evidently report showing that same decision.
+
+    Engine and report run concurrently: the report's per-column tests wait for the engine's results.
+    """
+    plans = _plans(spec, reference, current)
+    with _pool(spec, spare_cores=1 if report_path is not None else 0) as pool:
+        futures: dict[str, Future[ColumnDrift]] = {
+            p.column: pool.submit(score_column, p, reference[p.column], current[p.column]) for p in plans
+        }
+        snapshot = None
+        if report_path is not None:
+            snapshot = write_report(spec, plans, futures, reference, current, report_path)
+        columns = [futures[p.column].result() for p in plans]
+    result = DriftResult(columns, spec.drift.drift_share, len(reference), len(current))
+    if snapshot is not None and report_path is not None:
+        verdicts = report_verdicts(snapshot)
+        disagreements = sorted(c.column for c in columns if verdicts.get(c.column) != c.drifted)
+        if disagreements:  # cannot happen by construction; refuse to publish a contradicting report
+            report_path.unlink(missing_ok=True)
+            raise DriftError(f"drift report disagrees with the decision on {disagreements}")
+        result.report_path = str(report_path)
     return result

@@ -95,7 +95,6 @@ def write_days(
     import pandas as pd
 
     engine = sa.create_engine(normalize_url(url))
-    inserted = 0
     try:
         with engine.begin() as conn:
             for statement in DDL.strip().split(";"):
@@ -113,11 +112,13 @@ def write_days(
         from sqlalchemy.dialects.postgresql import insert
 
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        count = sa.text(f"SELECT count(*) FROM {TABLE}")
         with engine.begin() as conn:
+            before = conn.execute(count).scalar_one()
             for offset in range(0, len(records), 5000):
                 stmt = insert(table).values(records[offset : offset + 5000])
-                result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["customer_id"]))
-                inserted += result.rowcount or 0
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=["customer_id"]))
+            inserted = conn.execute(count).scalar_one() - before
     finally:
         engine.dispose()
     return inserted

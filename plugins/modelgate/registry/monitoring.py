@@ -48,14 +48,7 @@ class MonitoringStore:
         self._registry = registry
 
     def upsert_drift(self, row: DriftRow, *, run_id: str | None = None) -> None:
-        values = {**row.__dict__, "run_id": run_id}
-        stmt = insert(t.drift_result).values(**values)
-        update = {k: stmt.excluded[k] for k in values if k not in ("model", "interval_start", "interval_end")}
-        with self._registry._tx("record drift") as conn:
-            self._registry.create_model_in(conn, row.model)
-            conn.execute(
-                stmt.on_conflict_do_update(constraint="pk_drift_result", set_={**update, "updated_at": sa.func.now()})
-            )
+        self._upsert(t.drift_result, "pk_drift_result", row.__dict__, run_id, "record drift")
 
     def drift_timeline(
         self, model: str, *, until: dt.datetime | None = None, limit: int | None = None
@@ -73,15 +66,18 @@ class MonitoringStore:
         return [DriftRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
 
     def record_decision(self, row: DecisionRow, *, run_id: str | None = None) -> None:
-        values = {**row.__dict__, "run_id": run_id}
-        stmt = insert(t.retrain_decision).values(**values)
-        update = {k: stmt.excluded[k] for k in values if k not in ("model", "interval_start", "interval_end")}
-        with self._registry._tx("record retrain decision") as conn:
-            self._registry.create_model_in(conn, row.model)
+        self._upsert(t.retrain_decision, "pk_retrain_decision", row.__dict__, run_id, "record retrain decision")
+
+    def _upsert(self, table: sa.Table, constraint: str, row: dict[str, Any], run_id: str | None, action: str) -> None:
+        """Insert the (model, interval) row, or overwrite it: re-running an interval never adds a row."""
+        values = {**row, "run_id": run_id}
+        stmt = insert(table).values(**values)
+        keys = ("model", "interval_start", "interval_end")
+        update = {k: stmt.excluded[k] for k in values if k not in keys}
+        with self._registry._tx(action) as conn:
+            self._registry.create_model_in(conn, row["model"])
             conn.execute(
-                stmt.on_conflict_do_update(
-                    constraint="pk_retrain_decision", set_={**update, "updated_at": sa.func.now()}
-                )
+                stmt.on_conflict_do_update(constraint=constraint, set_={**update, "updated_at": sa.func.now()})
             )
 
     def decisions(self, model: str) -> list[DecisionRow]:

@@ -1,0 +1,1 @@
+"""Benchmark helpers run by `make bench` (python -m modelgate.bench)."""
