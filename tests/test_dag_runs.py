@@ -266,7 +266,7 @@ class _Approver:
         return self.name
 
 
-def _approve_when_asked(dag_id: str, approver: str, done: threading.Event) -> None:
+def _approve_when_asked(dag_id: str, approver: str, done: threading.Event, choice: str = "Approve") -> None:
     """Answer the HITL request through the same function the REST API and the UI's Required Actions use."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
@@ -289,7 +289,7 @@ def _approve_when_asked(dag_id: str, approver: str, done: threading.Event) -> No
                     dag_id=dag_id,
                     dag_run_id=ti.run_id,
                     task_id="approve",
-                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=["Approve"]),
+                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[choice]),
                     user=_Approver(approver),
                     session=session,
                 )
@@ -312,6 +312,28 @@ def test_h_approval_waits_then_records_the_approver(world: dict[str, Any]) -> No
     assert promote.actor == "alice" and promote.reason.startswith("approved by alice:")
     assert promote.verdict["approver"] == "alice"
     assert champion_version(world) == promote.to_version
+    assert states["record_human_rejection"] == "skipped"
+
+
+def test_h_an_approver_saying_no_rejects_the_challenger(world: dict[str, Any]) -> None:
+    # A weak (pre-drift) champion, so that the verdict says promote and the approver is asked.
+    world["registry"].rollback("churn", 1, actor="tests", reason="weak champion for the approval test")
+    champion_before = champion_version(world)
+    assert champion_before == 1
+    done = threading.Event()
+    responder = threading.Thread(target=_approve_when_asked, args=("modelgate_retrain__churn", "bob", done, "Reject"))
+    responder.start()
+    states = run_dag(
+        world, "modelgate_retrain__churn", sunday(4, 26), {"force": True, "approval": "required", "window_days": 21}
+    )
+    done.set()
+    responder.join(timeout=30)
+    assert states["approve"] == "success" and states["promote_champion"] == "skipped"
+    assert states["record_human_rejection"] == "success"
+    assert champion_version(world) == champion_before
+    event = world["registry"].history("churn", kinds=["reject"])[-1]
+    assert event.actor == "bob" and event.reason.startswith("rejected by approver bob")
+    assert world["registry"].get_version("churn", event.to_version or 0).status is VersionStatus.REJECTED
 
 
 def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[str, Any]) -> None:

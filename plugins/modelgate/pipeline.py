@@ -435,5 +435,19 @@ def promote(
     return change.changed
 
 
+def record_human_rejection(
+    spec: ModelSpec, run: RunInfo, services: Services, outcome: dict[str, Any], *, approver: str
+) -> bool:
+    """An approver said no: the challenger is rejected, with who and why in the event. False if already so."""
+    return services.registry.reject(
+        spec.name,
+        outcome["challenger_version"],
+        actor=approver,
+        reason=f"rejected by approver {approver} (verdict was: {outcome['reason']})",
+        verdict={"decision": "reject", "approver": approver, **{k: v for k, v in outcome.items() if k != "settled"}},
+        run=run.ref("record_human_rejection"),
+    )
+
+
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

@@ -181,9 +181,21 @@ def _retrain_params(spec: ModelSpec) -> dict[str, Param]:
     }
 
 
+def _approval(context: Any) -> tuple[str | None, str | None]:
+    """(approver, chosen option) from the approve task's result; (None, None) when nobody was asked."""
+    answer = context["ti"].xcom_pull(task_ids="approve", key="answer")
+    if not answer:
+        return None, None
+    user = answer.get("responded_by_user") or {}
+    approver = user.get("name") or user.get("id") or "approver"
+    chosen = answer.get("chosen_options") or [None]
+    return str(approver), chosen[0]
+
+
 def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from modelgate.airflow.approval import RecordedApprovalOperator
 
     if spec.retrain_cron:
         schedule: Any = AssetOrTimeSchedule(
@@ -280,7 +292,7 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             log.info("not promoting %s v%s (%s): verdict recorded", spec.name, outcome["challenger_version"], why)
             return why
 
-        approve = ApprovalOperator(
+        approve = RecordedApprovalOperator(
             task_id="approve",
             subject=f"Promote {spec.name} challenger?",
             body="{{ ti.xcom_pull(task_ids='evaluate_challenger')['reason'] }}\n\n"
@@ -298,17 +310,26 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
             outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger")
 
-            approval = context["ti"].xcom_pull(task_ids="approve")
-            approver = None
-            if approval:
-                user = approval.get("responded_by_user") or {}
-                approver = user.get("name") or user.get("id") or "approver"
+            approver, _ = _approval(context)
             with fail_fast():
                 changed = promote(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
             if not changed:
                 raise AirflowSkipException(f"v{outcome['challenger_version']} already is the champion")
             send(spec, "promotion", f"v{outcome['challenger_version']} is the champion ({outcome['reason']})", context)
             return int(outcome["challenger_version"])
+
+        @task(trigger_rule="all_done")
+        def record_human_rejection(**context: Any) -> str | None:
+            """Runs after promotion whatever happened; records a human 'Reject' (the operator only skips)."""
+            from modelgate.pipeline import record_human_rejection as record
+
+            approver, choice = _approval(context)
+            if approver is None or choice != "Reject":
+                raise AirflowSkipException("no human rejection to record")
+            outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger")
+            with fail_fast():
+                record(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
+            return approver
 
         decision = decide_retrain()
         training_data_quality() >> decision
@@ -318,7 +339,7 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         outcome = evaluate_challenger(version)
         route = route_verdict(outcome)
         route >> [notify_rejection(outcome), hold_promotion(outcome), approve, auto_approve]
-        [approve, auto_approve] >> promote_champion()
+        [approve, auto_approve] >> promote_champion() >> record_human_rejection()
 
     return retrain()
 
