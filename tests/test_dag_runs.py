@@ -134,6 +134,27 @@ def snapshot(world: dict[str, Any]) -> tuple[int, int, int, int]:
     return counts[0], counts[1], counts[2], counts[3]
 
 
+def report_link(dag_id: str, task_id: str) -> str | None:
+    """The URL the task's 'modelgate report' extra link resolved to, as the worker stored it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            sa.select(XComModel)
+            .where(
+                XComModel.dag_id == dag_id, XComModel.task_id == task_id, XComModel.key == "_link_ModelgateReportLink"
+            )
+            .order_by(XComModel.timestamp.desc())
+        ).first()
+        if row is None:
+            return None
+        try:
+            return json.loads(row.value)
+        except (TypeError, ValueError):
+            return str(row.value)
+
+
 def decision_for(world: dict[str, Any], end: dt.datetime) -> Any:
     return next(d for d in world["monitoring"].decisions("churn") if d.interval_end == end)
 
@@ -179,6 +200,9 @@ def test_b_no_drift_skips_with_its_reason(world: dict[str, Any]) -> None:
     row = world["monitoring"].drift_timeline("churn")[-1]
     assert row.interval_end == sunday(2, 8) and not row.drifted and row.champion_version == 1
     assert Path(row.report_uri or "").is_file()
+    assert report_link("modelgate_monitor__churn", "detect_drift") == f"file://{row.report_uri}"
+    docs = report_link("modelgate_monitor__churn", "data_quality") or ""
+    assert docs.startswith("file://") and docs.endswith(".html") and Path(docs.removeprefix("file://")).is_file()
     before = snapshot(world)
     monitor_again = run_dag(world, "modelgate_monitor__churn", sunday(2, 8))
     assert monitor_again["__run__"] == "success" and snapshot(world) == before  # upserted, not appended
@@ -205,6 +229,7 @@ def test_c_drift_retrains_and_the_challenger_wins(world: dict[str, Any]) -> None
     verdict = world["registry"].history("churn", kinds=["promote"])[-1].verdict
     assert verdict["champion_seen"] == 1 and verdict["primary"]["challenger"] > verdict["primary"]["champion"]
     assert Path(verdict["report"]).is_file() and "ROC on the holdout" in Path(verdict["report"]).read_text()
+    assert report_link("modelgate_retrain__churn", "evaluate_challenger") == f"file://{verdict['report']}"
 
 
 def test_d_degraded_challenger_is_rejected_and_champion_kept(world: dict[str, Any]) -> None:
@@ -348,6 +373,8 @@ def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[s
     monitor = run_dag(world, "modelgate_monitor__churn", sunday(4, 26))
     assert monitor["data_quality"] == "failed" and monitor["detect_drift"] == "upstream_failed"
     assert "expect_column_values_to_not_be_null(churned): observed 200 unexpected" in notes(world)
+    failed_docs = report_link("modelgate_monitor__churn", "data_quality") or ""
+    assert "/quality/monitor/20260419T0000-20260426T0000/" in failed_docs  # the Data Docs of the failure
 
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE churn_events RENAME COLUMN contract TO contract_type"))

@@ -101,11 +101,29 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _quality(spec: ModelSpec, include_dir: Path, window: Any, stage: str) -> dict[str, Any]:
+def _quality(spec: ModelSpec, include_dir: Path, window: Any, stage: str, context: Any) -> dict[str, Any]:
+    from modelgate.airflow.links import push_report_link
     from modelgate.pipeline import check_quality
+    from modelgate.quality import QualityGateFailed
 
-    with fail_fast():
-        return check_quality(spec, window, _services(spec, include_dir), stage=stage)
+    try:
+        with fail_fast():
+            result = check_quality(spec, window, _services(spec, include_dir), stage=stage)
+    except AirflowFailException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, QualityGateFailed):
+            push_report_link(context, cause.result.docs_path)  # the Data Docs explain the failure
+        raise
+    push_report_link(context, result.get("docs_path"))
+    return result
+
+
+def _link_reports(*tasks: Any) -> None:
+    """Give these TaskFlow tasks the 'modelgate report' extra link (set on their operators)."""
+    from modelgate.airflow.links import ModelgateReportLink
+
+    for xcom_arg in tasks:
+        xcom_arg.operator.operator_extra_links = (ModelgateReportLink(),)
 
 
 def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
@@ -125,14 +143,17 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         @task
         def data_quality(**context: Any) -> dict[str, Any]:
             with fail_fast():
-                return _quality(spec, include_dir, _run(spec, context).interval, "monitor")
+                return _quality(spec, include_dir, _run(spec, context).interval, "monitor", context)
 
         @task
         def detect_drift(**context: Any) -> dict[str, Any]:
+            from modelgate.airflow.links import push_report_link
             from modelgate.pipeline import monitor_drift
 
             with fail_fast():
-                return monitor_drift(spec, _run(spec, context), _services(spec, include_dir))
+                result = monitor_drift(spec, _run(spec, context), _services(spec, include_dir))
+            push_report_link(context, result.get("report"))
+            return result
 
         @task.short_circuit(ignore_downstream_trigger_rules=False)
         def drift_detected(result: dict[str, Any]) -> bool:
@@ -152,7 +173,9 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             return result
 
         drift = detect_drift()
-        data_quality() >> drift
+        quality = data_quality()
+        _link_reports(quality, drift)
+        quality >> drift
         drift_detected(drift) >> signal_drift(drift)
 
     return monitor()
@@ -232,7 +255,7 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             with fail_fast():
                 run = _run(spec, context)
                 window = training_window(spec, run.interval.end, params_of(context).window_days)
-                return _quality(spec, include_dir, window, "training")
+                return _quality(spec, include_dir, window, "training", context)
 
         @task.branch
         def decide_retrain(**context: Any) -> str:
@@ -258,10 +281,13 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         @task
         def evaluate_challenger(version: int, **context: Any) -> dict[str, Any]:
+            from modelgate.airflow.links import push_report_link
             from modelgate.pipeline import evaluate_challenger as evaluate
 
             with fail_fast():
-                return evaluate(spec, _run(spec, context), _services(spec, include_dir), params_of(context), version)
+                outcome = evaluate(spec, _run(spec, context), _services(spec, include_dir), params_of(context), version)
+            push_report_link(context, outcome.get("report"))
+            return outcome
 
         @task.branch
         def route_verdict(outcome: dict[str, Any], **context: Any) -> str:
@@ -332,11 +358,13 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             return approver
 
         decision = decide_retrain()
-        training_data_quality() >> decision
+        training_quality = training_data_quality()
+        training_quality >> decision
         decision >> skip_retrain()
         version = train_challenger()
         decision >> version
         outcome = evaluate_challenger(version)
+        _link_reports(training_quality, outcome)
         route = route_verdict(outcome)
         route >> [notify_rejection(outcome), hold_promotion(outcome), approve, auto_approve]
         [approve, auto_approve] >> promote_champion() >> record_human_rejection()

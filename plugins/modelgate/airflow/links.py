@@ -1,0 +1,29 @@
+"""The task's extra link to what it produced: GX Data Docs, the drift report, the evaluation report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperatorLink
+
+REPORT_XCOM_KEY = "modelgate_report"
+
+
+class ModelgateReportLink(BaseOperatorLink):
+    """Evaluated by the worker when the task finishes; the URL is what the task pushed under REPORT_XCOM_KEY."""
+
+    name = "modelgate report"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        value = BaseXCom.get_value(ti_key=ti_key, key=REPORT_XCOM_KEY)
+        return str(value) if value else ""
+
+
+def push_report_link(context: Any, path: str | None) -> None:
+    """Log the report's location and keep it for the task's extra link."""
+    if not path:
+        return
+    url = path if "://" in path else f"file://{path}"
+    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=url)
