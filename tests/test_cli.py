@@ -51,7 +51,7 @@ def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tu
         '{"team": "growth"}',
         env=cli_env,
     )
-    assert v2["version"] == 2 and v2["tags"] == {"team": "growth"}
+    assert v2["version"] == 2 and v2["tags"] == {"task": "binary_classification", "team": "growth"}
 
     promoted = run_cli("promote", "churn", "1", "--expect-champion", "none", "--reason", "first", env=cli_env)
     assert "promoted v1 (was no champion)" in promoted.stdout

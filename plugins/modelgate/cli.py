@@ -355,7 +355,7 @@ def register_cmd(
             library_versions=facts.library_versions,
             params=parsed_params or facts.params,
             metrics=parsed_metrics,
-            tags=parsed_tags,
+            tags={"task": facts.task, **parsed_tags},
             feature_schema=facts.feature_schema,
             created_by=who,
             description=description,
@@ -400,8 +400,102 @@ def rollback_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Return to the previous champion (or --to VERSION)."""
-    change = _registry().rollback(name, to, actor=_actor(actor), reason=reason)
+    registry = _registry()
+    change = registry.rollback(name, to, actor=_actor(actor), reason=reason)
     _print_change(change, as_json, "rolled back to")
+    _follow_with_traffic(registry, name, change.version, _actor(actor))
+
+
+def _follow_with_traffic(registry: Any, name: str, version: int, actor: str) -> None:
+    """If NAME is deployed locally, move its traffic to `version` at once (same code path as deploy)."""
+    from modelgate.config import serving_root
+    from modelgate.deploy.controller import deploy_local
+    from modelgate.deploy.local import LocalTarget
+    from modelgate.registry.artifacts import default_artifact_store
+
+    target = LocalTarget(serving_root())
+    state = target.read_state(name)
+    if state is None:
+        return
+    entry = registry.get_version(name, version)
+    deploy_local(
+        registry,
+        default_artifact_store(),
+        target,
+        model=name,
+        version=version,
+        features=state.features,
+        task=entry.tags.get("task", state.task),
+        steps=[100],
+        actor=actor,
+    )
+    err.print(f"{name}: local traffic moved to v{version}")
+
+
+@app.command("serve")
+def serve_cmd(
+    name: str,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve JSON predictions from the locally deployed version(s) of NAME (reloads on every switch)."""
+    from modelgate.config import serving_root
+    from modelgate.deploy.serve import serve
+
+    serve(name, host=host, port=port, root=serving_root())
+
+
+@app.command("deploy")
+def deploy_cmd(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="Version to deploy (default: the champion).")] = None,
+    steps: Annotated[str, typer.Option(help="Canary steps, percent of traffic, comma-separated.")] = "10,50,100",
+    actor: ActorOpt = None,
+) -> None:
+    """Deploy a version to the local target through canary steps (traffic goes back on failure)."""
+    from modelgate.config import serving_root
+    from modelgate.deploy.controller import deploy_local
+    from modelgate.deploy.local import LocalTarget
+    from modelgate.registry.artifacts import default_artifact_store
+
+    registry = _registry()
+    chosen = _resolve_version(registry, name, version)
+    features = list(chosen.feature_schema) or []
+    percents = _parse_steps(steps)
+    result = deploy_local(
+        registry,
+        default_artifact_store(),
+        LocalTarget(serving_root()),
+        model=name,
+        version=chosen.version,
+        features=features,
+        task="binary_classification",
+        steps=percents,
+        actor=_actor(actor),
+    )
+    if result is None:
+        out.print(f"{name}: v{chosen.version} already serves all local traffic")
+    else:
+        out.print(f"{name}: v{chosen.version} live on the local target {result.traffic}")
+
+
+def _resolve_version(registry: Any, name: str, version: int | None) -> Any:
+    if version is not None:
+        return registry.get_version(name, version)
+    champion = registry.get_champion(name)
+    if champion is None:
+        raise InvalidInput(f"model {name!r} has no champion: name a version with --version")
+    return champion
+
+
+def _parse_steps(raw: str) -> list[int]:
+    try:
+        steps = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InvalidInput(f"--steps must be comma-separated integers, got {raw!r}") from exc
+    if not steps or steps[-1] != 100 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise InvalidInput("--steps must increase and end at 100")
+    return steps
 
 
 def _print_change(change: Any, as_json: bool, verb: str) -> None:

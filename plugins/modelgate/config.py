@@ -44,3 +44,9 @@ def project_dir() -> Path:
     if configured:
         return Path(configured)
     return project_root() or Path.cwd()
+
+
+def serving_root() -> Path:
+    """Where the local deployment target keeps serving/<model>/: $MODELGATE_SERVING_DIR or <home>/serving."""
+    configured = os.environ.get("MODELGATE_SERVING_DIR")
+    return Path(configured) if configured else modelgate_home() / "serving"

@@ -258,7 +258,12 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             library_versions=library_versions(),
             params={"estimator": spec.estimator.name, "seed": spec.seed, **trained.params},
             metrics={k: round(v, 6) for k, v in trained.metrics.items() if math.isfinite(v)},
-            tags={"run_type": run.run_type, "airflow_run_id": run.run_id, "holdout_rows": str(len(holdout))},
+            tags={
+                "run_type": run.run_type,
+                "airflow_run_id": run.run_id,
+                "holdout_rows": str(len(holdout)),
+                "task": spec.task.value,
+            },
             window_start=window.start,
             window_end=window.end,
             data_fingerprint=fingerprint(frame),

@@ -18,6 +18,7 @@ class EstimatorFacts:
     library_versions: dict[str, str]
     params: dict[str, Any] = field(default_factory=dict)
     feature_schema: dict[str, str] = field(default_factory=dict)
+    task: str = "binary_classification"
 
 
 def library_versions() -> dict[str, str]:
@@ -51,7 +52,8 @@ def describe_estimator(estimator: Any) -> EstimatorFacts:
         schema = {str(n): "any" for n in names}
     elif getattr(estimator, "n_features_in_", None) is not None:
         schema = {f"x{i}": "any" for i in range(int(estimator.n_features_in_))}
-    return EstimatorFacts(framework, library_versions(), _scalar_params(estimator), schema)
+    task = "binary_classification" if callable(getattr(estimator, "predict_proba", None)) else "regression"
+    return EstimatorFacts(framework, library_versions(), _scalar_params(estimator), schema, task)
 
 
 def describe_estimator_file(path: Path) -> EstimatorFacts:

@@ -107,3 +107,35 @@ retrain_decision = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+deployment = sa.Table(
+    "deployment",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("previous_version", sa.Integer),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("endpoint", sa.Text),
+    sa.Column("deployed_ids", JSONB, nullable=False),
+    sa.Column("traffic", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+batch_prediction = sa.Table(
+    "batch_prediction",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("interval_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("interval_end", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("row_id", sa.Text, primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("label", sa.Float),
+    sa.Column("risk_tier", sa.Text),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
