@@ -77,6 +77,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
         "MODELGATE_INCLUDE_DIR": str(include),
         "MODELGATE_ARTIFACT_ROOT": str(root / "artifacts"),
         "MODELGATE_REPORTS_DIR": str(root / "reports"),
+        "MODELGATE_SERVING_DIR": str(root / "serving"),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -94,6 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
         "url": url,
         "notes": notes,
         "reports": root / "reports",
+        "serving": root / "serving",
     }
     registry.close()
     for key, value in saved.items():
@@ -359,6 +361,31 @@ def test_h_an_approver_saying_no_rejects_the_challenger(world: dict[str, Any]) -
     event = world["registry"].history("churn", kinds=["reject"])[-1]
     assert event.actor == "bob" and event.reason.startswith("rejected by approver bob")
     assert world["registry"].get_version("churn", event.to_version or 0).status is VersionStatus.REJECTED
+
+
+def test_i_deploy_and_batch_predict_the_champion(world: dict[str, Any]) -> None:
+    from modelgate.deploy.local import LocalTarget
+
+    champion = champion_version(world)
+    states = run_dag(world, "modelgate_deploy__churn", sunday(4, 19))
+    assert states["deploy_champion"] == "success"
+    state = LocalTarget(world["serving"]).read_state("churn")
+    assert state is not None and state.stable.version == champion and state.canary is None
+    deploy = world["registry"].history("churn", kinds=["deploy"])[-1]
+    assert deploy.to_version == champion and deploy.verdict["status"] == "live"
+
+    scored = run_dag(world, "modelgate_batch_predict__churn", sunday(4, 19))
+    assert scored["score_interval"] == "success"
+    again = run_dag(world, "modelgate_batch_predict__churn", sunday(4, 19))
+    assert again["score_interval"] == "success"
+    with world["registry"].engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT count(*), min(model_version), max(model_version) FROM batch_prediction "
+                "WHERE interval_end = '2026-04-19'"
+            )
+        ).one()
+    assert rows == (7 * 200, champion, champion)  # one set of rows per interval, stamped with the version
 
 
 def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[str, Any]) -> None:

@@ -41,10 +41,9 @@ def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.M
     bag = _dagbag(monkeypatch)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
-        "modelgate_monitor__churn",
-        "modelgate_retrain__churn",
-        "modelgate_monitor__weather_rain",
-        "modelgate_retrain__weather_rain",
+        f"modelgate_{stage}__{model}"
+        for stage in ("monitor", "retrain", "deploy", "batch_predict")
+        for model in ("churn", "weather_rain")
     }
 
 
@@ -57,7 +56,10 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
         assert dag.catchup is False, dag_id
         assert dag.max_active_runs == 1, dag_id
         assert dag.default_args["retries"] >= 1, dag_id
-        assert type(dag.timetable).__name__ in ("CronDataIntervalTimetable", "AssetOrTimeSchedule"), dag_id
+        expected = (
+            "AssetTriggeredTimetable" if "deploy" in dag_id else ("CronDataIntervalTimetable", "AssetOrTimeSchedule")
+        )
+        assert type(dag.timetable).__name__ in expected, dag_id
         for task in dag.tasks:
             if task.task_id != "approve":  # a human's answer is not retried
                 assert task.retries >= 1, f"{dag_id}.{task.task_id}"
@@ -122,6 +124,9 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
         [sys.executable, "-c", probe.format(dags=str(DAGS_DIR))], capture_output=True, text=True, check=True, env=env
     )
     dags_line, errors_line = result.stdout.strip().splitlines()[-2:]
-    assert dags_line == "['modelgate_monitor__churn', 'modelgate_retrain__churn']"
+    assert dags_line == (
+        "['modelgate_batch_predict__churn', 'modelgate_deploy__churn', 'modelgate_monitor__churn', "
+        "'modelgate_retrain__churn']"
+    )
     assert "broken.yaml: window_days: Input should be greater than or equal to 1" in errors_line
     assert "invalid model spec, its DAGs are not generated" in result.stdout + result.stderr

@@ -454,5 +454,63 @@ def record_human_rejection(
     )
 
 
+def deploy_champion(
+    spec: ModelSpec,
+    run: RunInfo,
+    services: Services,
+    *,
+    serving_root: Path,
+    version: int | None = None,
+    steps: list[int] | None = None,
+    rollback: bool = False,
+) -> dict[str, Any]:
+    """Deploy the champion (or `version`) to the spec's local target through canary steps.
+
+    With `rollback`, the registry goes back to the previous champion first and traffic follows at once.
+    A failed rollout puts traffic back; the registry champion is rolled back only if the spec says so.
+    """
+    from modelgate.deploy.controller import ProbeBatch, deploy_local
+    from modelgate.deploy.local import DeployError, LocalTarget
+    from modelgate.spec import Task
+
+    registry = services.registry
+    actor = f"airflow:{run.dag_id}"
+    if rollback:
+        change = registry.rollback(
+            spec.name, actor=actor, reason="rollback requested on the deploy DAG", run=run.ref("deploy")
+        )
+        version, steps = change.version, [100]
+    if version is None:
+        champion = registry.get_champion(spec.name)
+        if champion is None:
+            raise DeployError(f"{spec.name} has no champion to deploy")
+        version = champion.version
+    window = training_window(spec, run.interval.end)
+    probe_rows = load_window(spec, window, url=services.data_url).tail(200)
+    if probe_rows.empty:
+        raise DeployError(f"{spec.name}: no recent rows in {window} to probe the new version with")
+    try:
+        deployment = deploy_local(
+            registry,
+            services.artifacts,
+            LocalTarget(serving_root),
+            model=spec.name,
+            version=version,
+            features=spec.feature_names,
+            task=spec.task.value,
+            steps=steps or spec.deploy.canary_steps,
+            probe=ProbeBatch(probe_rows, classification=spec.task is Task.BINARY),
+            actor=actor,
+            run=run.ref("deploy"),
+        )
+    except DeployError:
+        if spec.deploy.rollback_registry_on_failure and not rollback:
+            registry.rollback(spec.name, actor=actor, reason=f"deployment of v{version} failed", run=run.ref("deploy"))
+        raise
+    if deployment is None:
+        return {"version": version, "changed": False}
+    return {"version": version, "changed": True, "deployment_id": deployment.id, "traffic": deployment.traffic}
+
+
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

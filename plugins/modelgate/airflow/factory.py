@@ -372,6 +372,91 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     return retrain()
 
 
+def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    @dag(
+        dag_id=f"modelgate_deploy__{spec.name}",
+        description=f"Deploy the champion of {spec.name} to its {spec.deploy.target} target",
+        schedule=[champion_asset(spec.name)],
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        tags=_tags(spec, "deploy"),
+        default_args=_default_args(spec),
+        params={
+            "version": Param(None, type=["null", "integer"], minimum=1, description="Default: the champion."),
+            "canary_steps": Param(
+                list(spec.deploy.canary_steps),
+                type="array",
+                items={"type": "integer", "minimum": 1, "maximum": 100},
+                description="Percent of traffic at each step; must end at 100.",
+            ),
+            "rollback": Param(False, type="boolean", description="Roll the registry back and move traffic too."),
+        },
+        doc_md=f"Deploys `{spec.name}` when its champion changes (or on demand): canary steps with a probe batch "
+        "between them; any failure puts traffic back on the previous version.",
+    )
+    def deploy() -> None:
+        @task
+        def deploy_champion(**context: Any) -> dict[str, Any]:
+            from modelgate.config import serving_root
+            from modelgate.deploy.local import DeployError
+            from modelgate.pipeline import deploy_champion as run_deploy
+
+            params = context["params"]
+            with fail_fast():
+                try:
+                    return run_deploy(
+                        spec,
+                        _run(spec, context),
+                        _services(spec, include_dir),
+                        serving_root=serving_root(),
+                        version=params.get("version"),
+                        steps=list(params.get("canary_steps") or []) or None,
+                        rollback=bool(params.get("rollback")),
+                    )
+                except DeployError as exc:
+                    raise AirflowFailException(str(exc)) from exc
+
+        deploy_champion()
+
+    return deploy()
+
+
+def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    @dag(
+        dag_id=f"modelgate_batch_predict__{spec.name}",
+        description=f"Score each data interval of {spec.name} with the champion",
+        schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None,
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        tags=_tags(spec, "batch_predict"),
+        default_args=_default_args(spec),
+        doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first) and "
+        "replaces that interval's rows in `batch_prediction`, each stamped with the model version.",
+    )
+    def batch_predict() -> None:
+        @task
+        def score_interval(**context: Any) -> dict[str, Any]:
+            from modelgate.deploy.batch import batch_predict as score
+
+            services = _services(spec, include_dir)
+            run = _run(spec, context)
+            with fail_fast():
+                result = score(
+                    spec,
+                    run.interval,
+                    registry=services.registry,
+                    artifacts=services.artifacts,
+                    data_url=services.data_url,
+                )
+            return {"version": result.version, "rows": result.rows}
+
+        score_interval()
+
+    return batch_predict()
+
+
 def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[SpecError]]:
     """Every DAG of every valid spec; invalid specs are reported and skipped, the others still load."""
     specs, errors = load_specs(specs_dir)
@@ -379,6 +464,17 @@ def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[
         log.error("modelgate: invalid model spec, its DAGs are not generated: %s", error)
     dags: dict[str, DAG] = {}
     for spec in specs:
-        for built in (build_monitor_dag(spec, include_dir), build_retrain_dag(spec, include_dir)):
+        built_dags = [
+            build_monitor_dag(spec, include_dir),
+            build_retrain_dag(spec, include_dir),
+            build_batch_predict_dag(spec, include_dir),
+        ]
+        if spec.deploy.target == "local":
+            built_dags.append(build_deploy_dag(spec, include_dir))
+        elif spec.deploy.target == "vertex":
+            log.warning(
+                "modelgate: %s targets Vertex AI, which this version cannot deploy to yet: no deploy DAG", spec.name
+            )
+        for built in built_dags:
             dags[built.dag_id] = built
     return dags, errors
