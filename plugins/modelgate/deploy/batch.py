@@ -74,19 +74,24 @@ def batch_predict(
     scores = score_frame(spec, estimator, frame)
     labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
     tiers = risk_tiers(spec, scores)
-    rows = [
+    import io
+
+    import pandas as pd
+
+    out = pd.DataFrame(
         {
             "model": spec.name,
-            "interval_start": interval.start,
-            "interval_end": interval.end,
-            "row_id": str(row_id),
-            "score": float(score),
-            "label": float(label),
-            "risk_tier": tier,
+            "interval_start": interval.start.isoformat(),
+            "interval_end": interval.end.isoformat(),
+            "row_id": frame[spec.id_column].astype(str).to_numpy(),
+            "score": scores,
+            "label": labels,
+            "risk_tier": tiers,
             "model_version": champion.version,
         }
-        for row_id, score, label, tier in zip(frame[spec.id_column], scores, labels, tiers, strict=True)
-    ]
+    )
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, header=False, na_rep="")
     p = t.batch_prediction.c
     with registry._tx("write batch predictions") as conn:
         conn.execute(
@@ -94,7 +99,15 @@ def batch_predict(
                 p.model == spec.name, p.interval_start == interval.start, p.interval_end == interval.end
             )
         )
-        for offset in range(0, len(rows), 5000):
-            conn.execute(sa.insert(t.batch_prediction), rows[offset : offset + 5000])
+        # COPY in the same transaction: the interval's rows are replaced all at once or not at all.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        columns = ", ".join(out.columns)
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY batch_prediction ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
+        ):
+            copy.write(buffer.getvalue())
+    rows = out
     log.info("scored %s rows of %s with v%s for %s", len(rows), spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, len(rows), interval)
