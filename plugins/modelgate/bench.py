@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -242,38 +243,48 @@ def _churn_world(url: str, tmp: str, days: int, rows_per_day: int) -> tuple[Any,
     return spec, interval, registry, artifacts
 
 
-def bench_batch() -> dict[str, Any]:
-    """Postgres source -> batch_prediction table, against raw predict_proba on the same in-memory rows."""
-    from modelgate.data import load_window
-    from modelgate.deploy.batch import batch_predict, score_frame
-
+@contextmanager
+def _churn_scratch(days: int, rows_per_day: int) -> Iterator[tuple[Any, Any, Any, Any, str, str]]:
+    """A throwaway registry database with churn rows and a champion: (spec, interval, registry, artifacts,
+    tmp dir, url); everything is dropped afterwards."""
     url, drop = _scratch_database()
     engine = create_registry_engine(url)
     try:
         upgrade(engine)
         with tempfile.TemporaryDirectory() as tmp:
-            spec, interval, registry, artifacts = _churn_world(url, tmp, days=20, rows_per_day=5000)
-            champion = registry.get_champion(spec.name)
-            assert champion is not None
-            model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-            frame = load_window(spec, interval, url=url)
-            start = time.perf_counter()
-            score_frame(spec, model, frame)
-            raw = time.perf_counter() - start
-            start = time.perf_counter()
-            result = batch_predict(spec, interval, registry=registry, artifacts=artifacts, data_url=url)
-            batch = time.perf_counter() - start
-            registry.close()
-        return {
-            "rows": result.rows,
-            "raw_predict_rows_per_s": round(result.rows / raw),
-            "batch_rows_per_s": round(result.rows / batch),
-            "batch_vs_raw": round(raw / batch, 3),
-            "goal": ">= 0.8",
-        }
+            spec, interval, registry, artifacts = _churn_world(url, tmp, days=days, rows_per_day=rows_per_day)
+            try:
+                yield spec, interval, registry, artifacts, tmp, url
+            finally:
+                registry.close()
     finally:
         engine.dispose()
         drop()
+
+
+def bench_batch() -> dict[str, Any]:
+    """Postgres source -> batch_prediction table, against raw predict_proba on the same in-memory rows."""
+    from modelgate.data import load_window
+    from modelgate.deploy.batch import batch_predict, score_frame
+
+    with _churn_scratch(days=20, rows_per_day=5000) as (spec, interval, registry, artifacts, _, url):
+        champion = registry.get_champion(spec.name)
+        assert champion is not None
+        model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+        frame = load_window(spec, interval, url=url)
+        start = time.perf_counter()
+        score_frame(spec, model, frame)
+        raw = time.perf_counter() - start
+        start = time.perf_counter()
+        result = batch_predict(spec, interval, registry=registry, artifacts=artifacts, data_url=url)
+        batch = time.perf_counter() - start
+    return {
+        "rows": result.rows,
+        "raw_predict_rows_per_s": round(result.rows / raw),
+        "batch_rows_per_s": round(result.rows / batch),
+        "batch_vs_raw": round(raw / batch, 3),
+        "goal": ">= 0.8",
+    }
 
 
 def bench_serve(requests: int = 500) -> dict[str, Any]:
@@ -289,63 +300,54 @@ def bench_serve(requests: int = 500) -> dict[str, Any]:
     from modelgate.deploy.local import LocalTarget
     from modelgate.deploy.serve import create_app
 
-    url, drop = _scratch_database()
-    engine = create_registry_engine(url)
-    try:
-        upgrade(engine)
-        with tempfile.TemporaryDirectory() as tmp:
-            spec, interval, registry, artifacts = _churn_world(url, tmp, days=2, rows_per_day=500)
-            target = LocalTarget(Path(tmp) / "serving")
-            champion = registry.get_champion(spec.name)
-            assert champion is not None
-            deploy_local(
-                registry,
-                artifacts,
-                target,
-                model=spec.name,
-                version=champion.version,
-                features=spec.feature_names,
-                task=spec.task.value,
-                steps=[100],
-            )
-            rows = load_window(spec, interval, url=url)[spec.feature_names].head(100).to_dict("records")
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            server = uvicorn.Server(
-                uvicorn.Config(create_app(target, spec.name), host="127.0.0.1", port=port, log_level="warning")
-            )
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client() as client:
-                for _ in range(100):
-                    try:
-                        if client.get(f"{base}/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.05)
-                out: dict[str, Any] = {}
-                for label, batch in (("1_row", rows[:1]), ("100_rows", rows)):
-                    latencies = []
-                    start = time.perf_counter()
-                    for _ in range(requests):
-                        t0 = time.perf_counter()
-                        response = client.post(f"{base}/predict", json={"instances": batch})
-                        latencies.append(time.perf_counter() - t0)
-                        assert response.status_code == 200
-                    total = time.perf_counter() - start
-                    latencies.sort()
-                    out[f"{label}_p50_ms"] = round(latencies[len(latencies) // 2] * 1e3, 2)
-                    out[f"{label}_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1] * 1e3, 2)
-                    out[f"{label}_requests_per_s"] = round(requests / total, 1)
-            server.should_exit = True
-            thread.join(timeout=10)
-            registry.close()
-        return out
-    finally:
-        engine.dispose()
-        drop()
+    with _churn_scratch(days=2, rows_per_day=500) as (spec, interval, registry, artifacts, tmp, url):
+        target = LocalTarget(Path(tmp) / "serving")
+        champion = registry.get_champion(spec.name)
+        assert champion is not None
+        deploy_local(
+            registry,
+            artifacts,
+            target,
+            model=spec.name,
+            version=champion.version,
+            features=spec.feature_names,
+            task=spec.task.value,
+            steps=[100],
+        )
+        rows = load_window(spec, interval, url=url)[spec.feature_names].head(100).to_dict("records")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(target, spec.name), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client() as client:
+            for _ in range(100):
+                try:
+                    if client.get(f"{base}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            out: dict[str, Any] = {}
+            for label, batch in (("1_row", rows[:1]), ("100_rows", rows)):
+                latencies = []
+                start = time.perf_counter()
+                for _ in range(requests):
+                    t0 = time.perf_counter()
+                    response = client.post(f"{base}/predict", json={"instances": batch})
+                    latencies.append(time.perf_counter() - t0)
+                    assert response.status_code == 200
+                total = time.perf_counter() - start
+                latencies.sort()
+                out[f"{label}_p50_ms"] = round(latencies[len(latencies) // 2] * 1e3, 2)
+                out[f"{label}_p99_ms"] = round(latencies[int(len(latencies) * 0.99) - 1] * 1e3, 2)
+                out[f"{label}_requests_per_s"] = round(requests / total, 1)
+        server.should_exit = True
+        thread.join(timeout=10)
+    return out
 
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {

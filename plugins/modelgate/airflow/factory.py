@@ -57,6 +57,22 @@ def _tags(spec: ModelSpec, stage: str) -> list[str]:
     return ["modelgate", stage, f"model:{spec.name}", *spec.tags]
 
 
+def _dag_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
+    """What every modelgate DAG shares: id, start, no catchup, one run at a time, tags, retries, notifiers."""
+    return {
+        "dag_id": f"modelgate_{stage}__{spec.name}",
+        "start_date": _start(spec),
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": _tags(spec, stage),
+        "default_args": _default_args(spec),
+    }
+
+
+def _interval_schedule(spec: ModelSpec) -> Any:
+    return CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None
+
+
 def _schedule_span(spec: ModelSpec) -> dt.timedelta:
     cron = spec.cron or "0 0 * * *"
     if cron.startswith("0 * "):
@@ -128,14 +144,9 @@ def _link_reports(*tasks: Any) -> None:
 
 def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     @dag(
-        dag_id=f"modelgate_monitor__{spec.name}",
+        **_dag_args(spec, "monitor"),
         description=f"Data quality and drift of {spec.name} over each data interval",
-        schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None,
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        tags=_tags(spec, "monitor"),
-        default_args=_default_args(spec),
+        schedule=_interval_schedule(spec),
         doc_md=f"Monitors `{spec.name}`: Great Expectations on the interval's rows, then Evidently drift against "
         "the champion's training reference; drift emits the model's drift Asset.",
     )
@@ -228,14 +239,9 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         schedule = [drift_asset(spec.name)]
 
     @dag(
-        dag_id=f"modelgate_retrain__{spec.name}",
+        **_dag_args(spec, "retrain"),
         description=f"Retrain {spec.name} if needed, evaluate champion vs challenger, promote",
         schedule=schedule,
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        tags=_tags(spec, "retrain"),
-        default_args=_default_args(spec),
         params=_retrain_params(spec),
         doc_md=f"Retrains `{spec.name}` when a trigger fires (no champion, drift, decay, staleness, new data, "
         "`force`), evaluates the challenger against the re-scored champion on the same holdout and promotes "
@@ -374,14 +380,9 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
 def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     @dag(
-        dag_id=f"modelgate_deploy__{spec.name}",
+        **_dag_args(spec, "deploy"),
         description=f"Deploy the champion of {spec.name} to its {spec.deploy.target} target",
         schedule=[champion_asset(spec.name)],
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        tags=_tags(spec, "deploy"),
-        default_args=_default_args(spec),
         params={
             "version": Param(None, type=["null", "integer"], minimum=1, description="Default: the champion."),
             "canary_steps": Param(
@@ -424,14 +425,9 @@ def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
 def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     @dag(
-        dag_id=f"modelgate_batch_predict__{spec.name}",
+        **_dag_args(spec, "batch_predict"),
         description=f"Score each data interval of {spec.name} with the champion",
-        schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None,
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        tags=_tags(spec, "batch_predict"),
-        default_args=_default_args(spec),
+        schedule=_interval_schedule(spec),
         doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first) and "
         "replaces that interval's rows in `batch_prediction`, each stamped with the model version.",
     )
