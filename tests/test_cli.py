@@ -145,3 +145,33 @@ def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     result = run_cli("models", env=env, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("error: registry database unavailable during schema check")
+
+
+def test_deploy_and_rollback_move_local_traffic(
+    cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json
+
+    env = {**cli_env, "MODELGATE_SERVING_DIR": str(tmp_path / "serving")}
+    first, second = model_files
+    run_json("register", "churn", "--artifact", str(first), env=env)
+    run_json("register", "churn", "--artifact", str(second), env=env)
+    run_cli("promote", "churn", "1", "--reason", "first", env=env)
+    deployed = run_cli("deploy", "churn", env=env)
+    assert "v1 live on the local target {'v1': 100}" in deployed.stdout
+    state_path = tmp_path / "serving" / "churn" / "state.json"
+    assert json.loads(state_path.read_text())["stable"]["version"] == 1
+
+    run_cli("promote", "churn", "2", "--reason", "better", env=env)
+    assert "v2 live" in run_cli("deploy", "churn", "--steps", "25,100", env=env).stdout
+    assert json.loads(state_path.read_text())["stable"]["version"] == 2
+    again = run_cli("deploy", "churn", env=env)
+    assert "already serves all local traffic" in again.stdout
+
+    rolled = run_cli("rollback", "churn", "--reason", "bad canary", env=env)
+    assert "local traffic moved to v1" in rolled.stderr
+    assert json.loads(state_path.read_text())["stable"]["version"] == 1
+    deploys = [e for e in run_json("history", "churn", env=env) if e["kind"] == "deploy"]
+    assert [(e["from_version"], e["to_version"]) for e in deploys] == [(None, 1), (1, 2), (2, 1)]
+    bad = run_cli("deploy", "churn", "--steps", "50,10", env=env, check=False)
+    assert bad.returncode == 1 and "error: --steps must increase and end at 100" in bad.stderr
