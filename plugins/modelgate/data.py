@@ -59,7 +59,6 @@ def load_window(spec: ModelSpec, interval: Interval, *, url: str | None = None) 
 
 
 def _load_postgres(spec: ModelSpec, source: PostgresSource, interval: Interval, url: str) -> pd.DataFrame:
-    import pandas as pd
     import sqlalchemy as sa
 
     from modelgate.registry.connection import normalize_url
@@ -76,13 +75,53 @@ def _load_postgres(spec: ModelSpec, source: PostgresSource, interval: Interval, 
         for required in (spec.time_column,):
             if required not in present:
                 raise DataError(f"{spec.name}: time column {required!r} missing from {source.table}")
-        table = sa.table(source.table, *[sa.column(c) for c in selected], schema=source.db_schema)
-        time_col = table.c[spec.time_column]
-        query = sa.select(*table.c).where(time_col >= interval.start, time_col < interval.end)
+        text_columns = [
+            c["name"]
+            for c in inspector.get_columns(source.table, schema=source.db_schema)
+            if c["name"] in selected and isinstance(c["type"], sa.String)
+        ]
         with engine.connect() as conn:
-            return pd.read_sql(query, conn)
+            return _copy_out(conn, source, selected, spec.time_column, interval, text_columns)
     finally:
         engine.dispose()
+
+
+def _copy_out(
+    conn: Any, source: PostgresSource, columns: list[str], time_column: str, interval: Interval, text: list[str]
+) -> pd.DataFrame:
+    """The window's rows through one COPY ... TO STDOUT (CSV): several times faster than read_sql.
+
+    NULL is written as \\N so it stays distinct from an empty string; text columns keep their exact
+    text (no numeric inference on ids); numeric columns are inferred as read_sql would (int64, or float64
+    with NaN for NULLs).
+    """
+    import io
+
+    import pandas as pd
+    from psycopg import sql
+
+    query = sql.SQL(
+        "COPY (SELECT {columns} FROM {table} WHERE {time} >= %s AND {time} < %s) "
+        "TO STDOUT WITH (FORMAT csv, HEADER true, NULL '\\N')"
+    ).format(
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        table=sql.Identifier(source.db_schema, source.table),
+        time=sql.Identifier(time_column),
+    )
+    buffer = io.BytesIO()
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(query, (interval.start, interval.end)) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer,
+        dtype={c: str for c in text},
+        keep_default_na=False,
+        na_values=["\\N"],
+        true_values=["t"],
+        false_values=["f"],
+    )
 
 
 def _load_files(spec: ModelSpec, source: FileSource, interval: Interval) -> pd.DataFrame:
