@@ -342,3 +342,13 @@ def test_urls_are_normalized_to_psycopg3(url: str, expected: str) -> None:
 def test_non_postgres_url_is_refused() -> None:
     with pytest.raises(ValueError, match="the registry must be PostgreSQL"):
         normalize_url("sqlite:///x.db")
+
+
+def test_find_by_source(registry: Registry) -> None:
+    from modelgate.registry import Source
+
+    assert registry.find_by_source("churn", Source("modelgate_retrain__churn", "run-1", "train")) is None  # no model
+    created = registry.register("churn", draft("run-1"))
+    found = registry.find_by_source("churn", Source("modelgate_retrain__churn", "run-1", "train"))
+    assert found == created
+    assert registry.find_by_source("churn", Source("modelgate_retrain__churn", "run-2", "train")) is None

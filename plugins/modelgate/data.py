@@ -35,9 +35,6 @@ class Interval:
         if self.end <= self.start:
             raise DataError(f"empty interval: end {self.end.isoformat()} is not after start {self.start.isoformat()}")
 
-    def shift_start(self, days: float) -> Interval:
-        return Interval(self.end - dt.timedelta(days=days), self.end)
-
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
@@ -192,7 +189,3 @@ def split_holdout(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, p
     cut = int(round(len(frame) * (1 - spec.holdout_fraction)))
     cut = min(max(cut, 1), len(frame) - 1) if len(frame) > 1 else 1
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
-
-
-def feature_frame(spec: ModelSpec, frame: pd.DataFrame) -> Any:
-    return frame[spec.feature_names]

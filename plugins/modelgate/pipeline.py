@@ -6,7 +6,6 @@ drift rows are upserts or deduplicated events, so re-running an interval changes
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from modelgate.data import Interval, fingerprint, load_window, split_holdout, tr
 from modelgate.policy import RetrainDecision, RetrainInputs, Verdict, decide_promotion, decide_retrain
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.entities import ModelVersion, RunRef, Source, VersionDraft, VersionStatus
+from modelgate.registry.errors import ModelNotFound
 from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
@@ -125,7 +125,7 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
     """Drift of the run's interval against the champion's reference sample; upserted into the timeline."""
     from modelgate.drift import compare
 
-    champion = services.registry.get_champion(spec.name) if _model_exists(services, spec) else None
+    champion = _champion(services, spec)
     if champion is None or not champion.reference_uri or not champion.reference_sha256:
         log.info("%s has no champion with a reference sample yet: no drift to measure", spec.name)
         return {"measured": False, "drifted": False, "reason": "no champion reference"}
@@ -159,8 +159,12 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
     }
 
 
-def _model_exists(services: Services, spec: ModelSpec) -> bool:
-    return any(m.name == spec.name for m in services.registry.list_models())
+def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
+    """The champion, or None also before the model's first registration."""
+    try:
+        return services.registry.get_champion(spec.name)
+    except ModelNotFound:
+        return None
 
 
 # --------------------------------------------------------------------------------------------- retrain decision
@@ -172,7 +176,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     from modelgate.training import predict_scores
 
     window = training_window(spec, run.interval.end, params.window_days)
-    champion = services.registry.get_champion(spec.name) if _model_exists(services, spec) else None
+    champion = _champion(services, spec)
     policy = spec.retrain
     inputs_extra: dict[str, Any] = {}
     drift_flags: list[bool] = []
@@ -236,7 +240,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
 
     window = training_window(spec, run.interval.end, params.window_days)
     source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
-    existing = _version_for_source(services, spec, source)
+    existing = services.registry.find_by_source(spec.name, source)
     if existing is not None:
         log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, window)
         return existing.version
@@ -280,19 +284,6 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
         "registered %s v%s (challenger) trained on %s rows of %s", spec.name, version.version, len(train_frame), window
     )
     return version.version
-
-
-def _version_for_source(services: Services, spec: ModelSpec, source: Source) -> ModelVersion | None:
-    if not _model_exists(services, spec):
-        return None
-    for version in services.registry.list_versions(spec.name):
-        if (version.source.dag_id, version.source.run_id, version.source.task_id) == (
-            source.dag_id,
-            source.run_id,
-            source.task_id,
-        ):
-            return version
-    return None
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -510,7 +501,3 @@ def deploy_champion(
     if deployment is None:
         return {"version": version, "changed": False}
     return {"version": version, "changed": True, "deployment_id": deployment.id, "traffic": deployment.traffic}
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

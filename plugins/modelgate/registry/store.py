@@ -217,6 +217,12 @@ class Registry:
             created = self._version(conn, model, version)
         return created
 
+    def find_by_source(self, model: str, source: Source) -> ModelVersion | None:
+        """The version registered from this source key; None if none is (or the model does not exist yet)."""
+        validate_model_name(model)
+        with self._read("find version by source") as conn:
+            return self._version_by_source(conn, model, source)
+
     def get_version(self, model: str, version: int) -> ModelVersion:
         validate_model_name(model)
         with self._read("get version") as conn:
