@@ -3,42 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelgate.registry import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore, InvalidInput
-
-
-class FakeGCSHook:
-    """Stands in for airflow.providers.google GCSHook: buckets are folders of a temp dir."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.uploads: list[str] = []
-
-    def _path(self, bucket: str, name: str) -> Path:
-        return self.root / bucket / name
-
-    def exists(self, bucket_name: str, object_name: str) -> bool:
-        return self._path(bucket_name, object_name).exists()
-
-    def upload(self, bucket_name: str, object_name: str, filename: str | None = None) -> None:
-        assert filename is not None
-        target = self._path(bucket_name, object_name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(filename, target)
-        self.uploads.append(object_name)
-
-    def download(self, bucket_name: str, object_name: str, filename: str | None = None) -> str:
-        source = self._path(bucket_name, object_name)
-        if not source.exists():
-            raise type("NotFound", (Exception,), {})(f"404 {object_name}")
-        assert filename is not None
-        shutil.copyfile(source, filename)
-        return filename
+from tests.fakes.gcs import FakeGCS
 
 
 def _model() -> LogisticRegression:
@@ -78,7 +49,7 @@ def test_missing_artifact_and_bad_scheme(tmp_path: Path) -> None:
 
 
 def test_gcs_store_through_the_hook(tmp_path: Path) -> None:
-    hook = FakeGCSHook(tmp_path / "gcs")
+    hook = FakeGCS(tmp_path / "gcs")
     store = ArtifactStore("gs://models-bucket/modelgate", gcs_hook=hook)
     stored = store.save(_model())
     assert stored.uri.startswith(f"gs://models-bucket/modelgate/sha256/{stored.sha256[:2]}/{stored.sha256}")

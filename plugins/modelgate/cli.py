@@ -32,6 +32,10 @@ err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who is acting (default: the OS user).")]
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", help="The model's spec (default: include/models/NAME.yaml, when it exists)."),
+]
 
 
 @dataclasses.dataclass
@@ -396,23 +400,29 @@ def rollback_cmd(
     to: Annotated[
         int | None, typer.Option("--to", help="Roll back to this version (default: the previous champion).")
     ] = None,
+    spec_path: SpecOpt = None,
     actor: ActorOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Return to the previous champion (or --to VERSION)."""
+    """Return to the previous champion (or --to VERSION); where it is deployed, traffic follows."""
     registry = _registry()
+    spec = _find_spec(name, spec_path)
     change = registry.rollback(name, to, actor=_actor(actor), reason=reason)
     _print_change(change, as_json, "rolled back to")
-    _follow_with_traffic(registry, name, change.version, _actor(actor))
+    _follow_with_traffic(registry, name, change.version, _actor(actor), spec)
 
 
-def _follow_with_traffic(registry: Any, name: str, version: int, actor: str) -> None:
-    """If NAME is deployed locally, move its traffic to `version` at once (same code path as deploy)."""
+def _follow_with_traffic(registry: Any, name: str, version: int, actor: str, spec: Any = None) -> None:
+    """Move NAME's traffic to `version` at once, where it is deployed (same code path as deploy)."""
     from modelgate.config import serving_root
     from modelgate.deploy.controller import deploy_local
     from modelgate.deploy.local import LocalTarget
     from modelgate.registry.artifacts import default_artifact_store
 
+    if spec is not None and spec.deploy.target == "vertex":
+        _deploy_with_spec(registry, spec, version, [100], actor)
+        err.print(f"{name}: Vertex AI traffic moved to v{version}")
+        return
     target = LocalTarget(serving_root())
     state = target.read_state(name)
     if state is None:
@@ -432,6 +442,52 @@ def _follow_with_traffic(registry: Any, name: str, version: int, actor: str) -> 
     err.print(f"{name}: local traffic moved to v{version}")
 
 
+def _find_spec(name: str, path: Path | None) -> Any:
+    """The model's spec: --spec, else <include>/models/<name>.yaml if there is one (None otherwise)."""
+    import os
+
+    from modelgate.config import project_dir
+    from modelgate.spec import load_spec
+
+    if path is None:
+        include = Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include")
+        found = [p for p in (include / "models" / f"{name}.yaml", include / "models" / f"{name}.yml") if p.is_file()]
+        if not found:
+            return None
+        path = found[0]
+    if not path.is_file():
+        raise InvalidInput(f"no spec file at {path}")
+    spec = load_spec(path)
+    if spec.name != name:
+        raise InvalidInput(f"{path} is the spec of {spec.name!r}, not {name!r}")
+    return spec
+
+
+def _deploy_with_spec(registry: Any, spec: Any, version: int, steps: list[int], actor: str) -> Any:
+    """Deploy through the spec's target, probing with the version's own reference sample (sha-checked)."""
+    from modelgate.config import modelgate_home, serving_root
+    from modelgate.pipeline import Services, deploy_to_target
+    from modelgate.registry.artifacts import default_artifact_store
+
+    entry = registry.get_version(spec.name, version)
+    artifacts = default_artifact_store()
+    if not entry.reference_uri or not entry.reference_sha256:
+        raise InvalidInput(
+            f"{spec.name} v{version} has no reference sample to probe the deployment with: deploy it from the DAG"
+        )
+    probe_rows = artifacts.load(entry.reference_uri, entry.reference_sha256)
+    services = Services(registry=registry, data_url=None, artifacts=artifacts, reports_dir=modelgate_home() / "reports")
+    return deploy_to_target(
+        spec,
+        services,
+        version=version,
+        steps=steps,
+        probe_rows=probe_rows,
+        serving_root=serving_root(),
+        actor=actor,
+    )
+
+
 @app.command("serve")
 def serve_cmd(
     name: str,
@@ -449,10 +505,13 @@ def serve_cmd(
 def deploy_cmd(
     name: str,
     version: Annotated[int | None, typer.Option(help="Version to deploy (default: the champion).")] = None,
-    steps: Annotated[str, typer.Option(help="Canary steps, percent of traffic, comma-separated.")] = "10,50,100",
+    steps: Annotated[
+        str | None, typer.Option(help="Canary steps, percent of traffic, comma-separated (default: the spec's).")
+    ] = None,
+    spec_path: SpecOpt = None,
     actor: ActorOpt = None,
 ) -> None:
-    """Deploy a version to the local target through canary steps (traffic goes back on failure)."""
+    """Deploy a version to the spec's target (local or Vertex AI) by canary steps; traffic goes back on failure."""
     from modelgate.config import serving_root
     from modelgate.deploy.controller import deploy_local
     from modelgate.deploy.local import LocalTarget
@@ -460,23 +519,30 @@ def deploy_cmd(
 
     registry = _registry()
     chosen = _resolve_version(registry, name, version)
-    features = list(chosen.feature_schema) or []
-    percents = _parse_steps(steps)
-    result = deploy_local(
-        registry,
-        default_artifact_store(),
-        LocalTarget(serving_root()),
-        model=name,
-        version=chosen.version,
-        features=features,
-        task="binary_classification",
-        steps=percents,
-        actor=_actor(actor),
-    )
-    if result is None:
-        out.print(f"{name}: v{chosen.version} already serves all local traffic")
+    spec = _find_spec(name, spec_path)
+    if spec is not None and spec.deploy.target == "none":
+        raise InvalidInput(f"{name}: the spec's deploy.target is 'none'")
+    percents = _parse_steps(steps) if steps else (list(spec.deploy.canary_steps) if spec else [10, 50, 100])
+    if spec is not None and spec.deploy.target == "vertex":
+        result = _deploy_with_spec(registry, spec, chosen.version, percents, _actor(actor))
+        where = "Vertex AI"
     else:
-        out.print(f"{name}: v{chosen.version} live on the local target {result.traffic}")
+        result = deploy_local(
+            registry,
+            default_artifact_store(),
+            LocalTarget(serving_root()),
+            model=name,
+            version=chosen.version,
+            features=spec.feature_names if spec else list(chosen.feature_schema),
+            task=spec.task.value if spec else chosen.tags.get("task", "binary_classification"),
+            steps=percents,
+            actor=_actor(actor),
+        )
+        where = "the local target"
+    if result is None:
+        out.print(f"{name}: v{chosen.version} already serves all traffic on {where}")
+    else:
+        out.print(f"{name}: v{chosen.version} live on {where} {result.traffic}")
 
 
 def _resolve_version(registry: Any, name: str, version: int | None) -> Any:
@@ -513,9 +579,12 @@ def main() -> None:
 
     Typer's standalone mode handles usage errors itself (exit 2, with the usage line).
     """
+    from modelgate.deploy.local import DeployError
+    from modelgate.spec import InvalidSpec
+
     try:
         app()
-    except RegistryError as exc:
+    except (RegistryError, DeployError, InvalidSpec) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
 

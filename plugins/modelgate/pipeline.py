@@ -455,14 +455,12 @@ def deploy_champion(
     steps: list[int] | None = None,
     rollback: bool = False,
 ) -> dict[str, Any]:
-    """Deploy the champion (or `version`) to the spec's local target through canary steps.
+    """Deploy the champion (or `version`) to the spec's target (local or Vertex AI) through canary steps.
 
     With `rollback`, the registry goes back to the previous champion first and traffic follows at once.
     A failed rollout puts traffic back; the registry champion is rolled back only if the spec says so.
     """
-    from modelgate.deploy.controller import ProbeBatch, deploy_local
-    from modelgate.deploy.local import DeployError, LocalTarget
-    from modelgate.spec import Task
+    from modelgate.deploy.local import DeployError
 
     registry = services.registry
     actor = f"airflow:{run.dag_id}"
@@ -477,20 +475,17 @@ def deploy_champion(
             raise DeployError(f"{spec.name} has no champion to deploy")
         version = champion.version
     window = training_window(spec, run.interval.end)
-    probe_rows = load_window(spec, window, url=services.data_url).tail(200)
+    probe_rows = load_window(spec, window, url=services.data_url).tail(max(200, spec.deploy.probe_rows))
     if probe_rows.empty:
         raise DeployError(f"{spec.name}: no recent rows in {window} to probe the new version with")
     try:
-        deployment = deploy_local(
-            registry,
-            services.artifacts,
-            LocalTarget(serving_root),
-            model=spec.name,
+        deployment = deploy_to_target(
+            spec,
+            services,
             version=version,
-            features=spec.feature_names,
-            task=spec.task.value,
             steps=steps or spec.deploy.canary_steps,
-            probe=ProbeBatch(probe_rows, classification=spec.task is Task.BINARY),
+            probe_rows=probe_rows,
+            serving_root=serving_root,
             actor=actor,
             run=run.ref("deploy"),
         )
@@ -501,3 +496,56 @@ def deploy_champion(
     if deployment is None:
         return {"version": version, "changed": False}
     return {"version": version, "changed": True, "deployment_id": deployment.id, "traffic": deployment.traffic}
+
+
+def deploy_to_target(
+    spec: ModelSpec,
+    services: Services,
+    *,
+    version: int,
+    steps: list[int],
+    probe_rows: Any,
+    serving_root: Path,
+    actor: str,
+    run: RunRef | None = None,
+) -> Any:
+    """One rollout to the spec's target: the code shared by the deploy DAG and `modelgate deploy/rollback`."""
+    from modelgate.deploy.local import DeployError
+    from modelgate.spec import Task
+
+    if spec.deploy.target == "vertex":
+        from modelgate.deploy.vertex import VertexApi, VertexHooks, VertexSettings, deploy_vertex
+
+        settings = VertexSettings.from_spec(spec)
+        return deploy_vertex(
+            services.registry,
+            services.artifacts,
+            VertexApi(VertexHooks.connect(settings.gcp_conn_id), settings),
+            model=spec.name,
+            version=version,
+            features=spec.feature_names,
+            numeric=spec.numeric_features,
+            task=spec.task.value,
+            steps=steps,
+            probe_rows=probe_rows.tail(spec.deploy.probe_rows),
+            actor=actor,
+            run=run,
+        )
+    if spec.deploy.target == "local":
+        from modelgate.deploy.controller import ProbeBatch, deploy_local
+        from modelgate.deploy.local import LocalTarget
+
+        return deploy_local(
+            services.registry,
+            services.artifacts,
+            LocalTarget(serving_root),
+            model=spec.name,
+            version=version,
+            features=spec.feature_names,
+            task=spec.task.value,
+            steps=steps,
+            probe=ProbeBatch(probe_rows, classification=spec.task is Task.BINARY),
+            actor=actor,
+            run=run,
+        )
+    raise DeployError(f"{spec.name}: deploy.target is {spec.deploy.target!r}: nothing to deploy to")

@@ -182,13 +182,26 @@ class Notifier(_Strict):
 
 
 class Deploy(_Strict):
+    """Where the champion serves. `vertex` needs project, region, gcs_prefix and a serving container."""
+
     target: Literal["local", "vertex", "none"] = "local"
     canary_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
     project: str | None = None
     region: str | None = None
-    endpoint_display_name: str | None = None
+    endpoint_display_name: str | None = Field(None, description="defaults to modelgate-<model>")
+    model_display_name: str | None = Field(None, description="the parent Vertex model; defaults to modelgate-<model>")
     serving_container_image_uri: str | None = None
-    gcs_prefix: str | None = None
+    gcs_prefix: str | None = Field(None, description="gs://bucket/path the serving artifacts are copied under")
+    machine_type: str = "n1-standard-2"
+    min_replica_count: int = Field(1, ge=1)
+    max_replica_count: int = Field(1, ge=1)
+    operation_timeout_seconds: float = Field(1800, gt=0, description="upper bound on one Vertex operation")
+    probe_rows: int = Field(20, ge=1, le=1000, description="rows per probe request between canary steps")
+    probe_max_requests: int = Field(100, ge=1, description="requests per step to reach the canary")
+    min_probe_agreement: float = Field(
+        0.99, ge=0, le=1, description="share of probe rows Vertex must score as modelgate does"
+    )
+    batch_prediction_job: bool = Field(False, description="batch-score through a Vertex batch prediction job")
     rollback_registry_on_failure: bool = False
     gcp_conn_id: str = "google_cloud_default"
 
@@ -200,6 +213,29 @@ class Deploy(_Strict):
         if any(s <= 0 or s > 100 for s in steps):
             raise ValueError("canary_steps are percentages in (0, 100]")
         return steps
+
+    @field_validator("gcs_prefix")
+    @classmethod
+    def _gcs(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("gs://") or len(value) <= 5 or value[5] == "/"):
+            raise ValueError(f"gcs_prefix {value!r} must look like gs://bucket[/path]")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _vertex_needs(self) -> Deploy:
+        if self.target == "vertex":
+            missing = [
+                name
+                for name in ("project", "region", "gcs_prefix", "serving_container_image_uri")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"deploy.target vertex needs {', '.join(missing)}")
+        if self.batch_prediction_job and self.target != "vertex":
+            raise ValueError("batch_prediction_job runs on Vertex: it needs deploy.target vertex")
+        if self.min_replica_count > self.max_replica_count:
+            raise ValueError("min_replica_count cannot exceed max_replica_count")
+        return self
 
 
 class ModelSpec(_Strict):

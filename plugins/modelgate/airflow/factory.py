@@ -465,12 +465,8 @@ def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[
             build_retrain_dag(spec, include_dir),
             build_batch_predict_dag(spec, include_dir),
         ]
-        if spec.deploy.target == "local":
+        if spec.deploy.target != "none":
             built_dags.append(build_deploy_dag(spec, include_dir))
-        elif spec.deploy.target == "vertex":
-            log.warning(
-                "modelgate: %s targets Vertex AI, which this version cannot deploy to yet: no deploy DAG", spec.name
-            )
         for built in built_dags:
             dags[built.dag_id] = built
     return dags, errors
