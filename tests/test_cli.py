@@ -26,7 +26,11 @@ def model_files(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def cli_env(registry_url: str, tmp_path: Path) -> dict[str, str]:
-    return {"MODELGATE_REGISTRY_URL": registry_url, "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts")}
+    return {
+        "MODELGATE_REGISTRY_URL": registry_url,
+        "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "MODELGATE_INCLUDE_DIR": str(tmp_path / "include"),  # no specs: these models are bare files
+    }
 
 
 def test_console_script_is_installed() -> None:
@@ -166,7 +170,7 @@ def test_deploy_and_rollback_move_local_traffic(
     assert "v2 live" in run_cli("deploy", "churn", "--steps", "25,100", env=env).stdout
     assert json.loads(state_path.read_text())["stable"]["version"] == 2
     again = run_cli("deploy", "churn", env=env)
-    assert "already serves all local traffic" in again.stdout
+    assert "already serves all traffic on the local target" in again.stdout
 
     rolled = run_cli("rollback", "churn", "--reason", "bad canary", env=env)
     assert "local traffic moved to v1" in rolled.stderr

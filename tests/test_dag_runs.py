@@ -13,6 +13,7 @@ intervals of generated data whose drift starts on 2026-03-01:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -62,6 +63,21 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     spec["notifiers"] = [{"name": "tests.notifiers.FileNotifier", "params": {"path": str(notes)}}]
     spec["evaluation"]["bootstrap_samples"] = 400
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
+    vertex_spec = {
+        **spec,
+        "name": "churn_vertex",
+        "deploy": {
+            "target": "vertex",
+            "project": "test-project",
+            "region": "us-central1",
+            "gcs_prefix": "gs://mg-bucket/serving",
+            "serving_container_image_uri": "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-5:latest",
+            "canary_steps": [25, 100],
+            "rollback_registry_on_failure": True,
+            "batch_prediction_job": True,
+        },
+    }
+    (include / "models" / "churn_vertex.yaml").write_text(yaml.safe_dump(vertex_spec))
 
     parsed = sa.engine.make_url(url)
     env = {
@@ -386,6 +402,66 @@ def test_i_deploy_and_batch_predict_the_champion(world: dict[str, Any]) -> None:
             )
         ).one()
     assert rows == (7 * 200, champion, champion)  # one set of rows per interval, stamped with the version
+
+
+def test_j_deploy_dag_rolls_out_to_vertex_and_rolls_the_registry_back_on_failure(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The vertex deploy DAG through dag.test(): the provider's hooks talk to the fake Vertex AI over gRPC."""
+    from modelgate.deploy.store import DeploymentStore
+    from modelgate.registry import ANY_CHAMPION, Source
+    from tests.fakes.gcs import FakeGCS, patch_gcs_hook
+    from tests.fakes.vertex import FakeVertex, patch_vertex_hooks
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "google_cloud_platform"}))
+    gcs = FakeGCS(tmp_path / "gcs")
+    fake = FakeVertex(gcs)
+    patch_vertex_hooks(monkeypatch, fake.start())
+    patch_gcs_hook(monkeypatch, gcs)
+    registry: Registry = world["registry"]
+    versions = [v for v in registry.list_versions("churn") if v.reference_uri][-2:]
+    assert len(versions) == 2
+    for source in versions:  # two trained churn versions, registered again under the vertex-targeted spec
+        copy = dataclasses.replace(_draft_of(source), source=Source("tests", f"vertex-{source.version}", "train"))
+        registry.register("churn_vertex", copy)
+    registry.promote("churn_vertex", 1, expected_champion=ANY_CHAMPION, actor="tests")
+
+    try:
+        states = run_dag(world, "modelgate_deploy__churn_vertex", sunday(4, 19))
+        assert states["deploy_champion"] == "success"
+        assert fake.traffic("modelgate-churn_vertex") == {"churn_vertex-v1": 100}
+        assert "champion" in fake.aliases("modelgate-churn_vertex")["1"]
+
+        registry.promote("churn_vertex", 2, expected_champion=1, actor="tests")
+        fake.fail_operation("DeployModel")
+        failed = run_dag(world, "modelgate_deploy__churn_vertex", sunday(4, 26))
+        assert failed["deploy_champion"] == "failed"
+        assert fake.traffic("modelgate-churn_vertex") == {"churn_vertex-v1": 100}
+        assert registry.get_champion("churn_vertex").version == 1  # the spec asks for a registry rollback
+        last = DeploymentStore(registry).history("churn_vertex")[-1]
+        assert last.status == "failed" and "injected: the operation failed" in (last.error or "")
+        assert registry.history("churn_vertex", kinds=["rollback"])[-1].reason == "deployment of v2 failed"
+
+        scored = run_dag(world, "modelgate_batch_predict__churn_vertex", sunday(4, 19))
+        assert scored["score_interval"] == "success"
+        assert len(fake.requests("CreateBatchPredictionJob")) == 1
+        with registry.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT count(*), min(model_version), max(model_version) FROM batch_prediction "
+                    "WHERE model = 'churn_vertex' AND interval_end = '2026-04-19'"
+                )
+            ).one()
+        assert rows == (7 * 200, 1, 1)
+    finally:
+        fake.stop()
+
+
+def _draft_of(version: Any) -> Any:
+    from modelgate.registry import VersionDraft
+
+    fields = {f: getattr(version, f) for f in VersionDraft.__dataclass_fields__ if hasattr(version, f)}
+    return VersionDraft(**fields)
 
 
 def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[str, Any]) -> None:

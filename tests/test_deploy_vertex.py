@@ -357,3 +357,142 @@ def test_vertex_spec_needs_its_settings() -> None:
         Deploy(target="vertex")
     with pytest.raises(ValueError, match="must look like gs://bucket"):
         Deploy(target="vertex", project="p", region="r", gcs_prefix="s3://x", serving_container_image_uri="i")
+
+
+# -- batch prediction jobs
+
+
+def _spec_yaml(tmp_path: Path, *, batch: bool) -> str:
+    frame = _frame(48, seed=3)
+    frame["id"] = [f"c{i:03d}" for i in range(48)]
+    frame["t"] = pd.date_range("2026-01-01", periods=48, freq="h", tz="UTC")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    return f"""
+name: demo
+source: {{kind: files, path: {tmp_path / "rows.csv"}}}
+time_column: t
+id_column: id
+target: y
+features: [{{name: a, type: numeric}}, {{name: c, type: categorical}}]
+estimator: {{name: logistic_regression}}
+risk_tiers: {{low: 0.0, high: 0.5}}
+deploy:
+  target: vertex
+  project: {PROJECT}
+  region: {REGION}
+  gcs_prefix: gs://mg-bucket/serving
+  serving_container_image_uri: {CONTAINER}
+  batch_prediction_job: {str(batch).lower()}
+"""
+
+
+def _batch_spec(tmp_path: Path) -> Any:
+    from modelgate.spec import parse_spec
+
+    spec = parse_spec(_spec_yaml(tmp_path, batch=True))
+    return spec, pd.read_csv(tmp_path / "rows.csv")
+
+
+def test_vertex_batch_prediction_job_scores_the_interval_once(setup: dict[str, Any], tmp_path: Path) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from modelgate.data import Interval
+    from modelgate.deploy.vertex_batch import BatchJobFailed, vertex_batch_predict
+
+    fake: FakeVertex = setup["fake"]
+    registry: Registry = setup["registry"]
+    spec, frame = _batch_spec(tmp_path)
+    _promote(setup, 1)
+    day = Interval(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+
+    def run() -> Any:
+        return vertex_batch_predict(
+            spec,
+            day,
+            registry=registry,
+            artifacts=setup["artifacts"],
+            data_url=None,
+            api=setup["api"],
+            poll_seconds=0.01,
+        )
+
+    def stored() -> list[tuple[str, float, int, str]]:
+        with registry.engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    sa.text("SELECT row_id, label, model_version, risk_tier FROM batch_prediction ORDER BY row_id")
+                )
+            ]
+
+    assert run().rows == 24
+    job = fake.requests("CreateBatchPredictionJob")[0].batch_prediction_job
+    assert job.model.endswith("@1") and list(job.instance_config.included_fields) == FEATURES
+    assert job.instance_config.key_field == "id" and job.input_config.gcs_source.uris[0].endswith("instances.jsonl")
+    first = stored()
+    expected = _fit(1.0).predict(frame[FEATURES].iloc[:24].fillna({"a": np.nan}))
+    assert [r[0] for r in first] == list(frame["id"].iloc[:24])
+    assert [r[1] for r in first] == [float(v) for v in expected]  # the container's predict(), per row by key
+    assert {r[2] for r in first} == {1} and {r[3] for r in first} <= {"low", "high"}
+
+    assert run().rows == 24 and stored() == first  # the same interval again: one set of rows
+    fake.fail_operation("CreateBatchPredictionJob", "quota exceeded")
+    with pytest.raises(BatchJobFailed, match="ended JOB_STATE_FAILED: quota exceeded"):
+        run()
+    assert stored() == first  # a failed job replaces nothing
+
+
+def test_cli_deploy_and_rollback_move_vertex_traffic(
+    registry_url: str, tmp_path: Path, gcp: tuple[FakeVertex, FakeGCS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelgate deploy` and `modelgate rollback` go through the same rollout when the spec targets Vertex."""
+    from typer.testing import CliRunner
+
+    from modelgate.cli import app
+
+    fake = gcp[0]
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    (include / "models" / "demo.yaml").write_text(_spec_yaml(tmp_path, batch=False))
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"))
+    reference = artifacts.save(_frame(40, seed=5)[FEATURES], suffix=".reference.joblib")
+    registry = Registry.connect(registry_url)
+    for i, c in enumerate((1.0, 0.05), start=1):
+        stored = artifacts.save(_fit(c))
+        draft = VersionDraft(
+            artifact_uri=stored.uri,
+            artifact_sha256=stored.sha256,
+            artifact_size=stored.size,
+            source=Source("tests", f"cli{i}", "train"),
+            reference_uri=reference.uri,
+            reference_sha256=reference.sha256,
+        )
+        registry.register("demo", draft)
+    for key, value in {
+        "MODELGATE_REGISTRY_URL": registry_url,
+        "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "MODELGATE_INCLUDE_DIR": str(include),
+    }.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    cli("promote", "demo", "1", "--reason", "first")
+    assert "v1 live on Vertex AI {'v1': 100}" in cli("deploy", "demo").output
+    cli("promote", "demo", "2", "--reason", "better")
+    assert "v2 live on Vertex AI {'v2': 100}" in cli("deploy", "demo", "--steps", "50,100").output
+    assert _splits(fake)[-2:] == [{"demo-v1": 50, "demo-v2": 50}, {"demo-v2": 100}]
+
+    rolled = cli("rollback", "demo", "--reason", "bad canary")
+    assert "Vertex AI traffic moved to v1" in rolled.output
+    assert fake.traffic("modelgate-demo") == {"demo-v1": 100} and fake.deployed("modelgate-demo") == ["demo-v1"]
+    assert "champion" in fake.aliases("modelgate-demo")["1"]
+    deploys = registry.history("demo", kinds=["deploy"])
+    assert [(e.from_version, e.to_version) for e in deploys] == [(None, 1), (1, 2), (2, 1)]
+    registry.close()

@@ -530,13 +530,23 @@ class FakeVertex:
         lines: list[str] = []
         for uri in job.input_config.gcs_source.uris:
             lines += [line for line in self.gcs.path_of(uri).read_text().splitlines() if line.strip()]
-        instances = [json.loads(line) for line in lines]
+        records = [json.loads(line) for line in lines]
+        config = job.instance_config
+        if config.instance_type == "array" and config.included_fields:  # objects -> arrays in that field order
+            instances = [[r.get(f) for f in config.included_fields] for r in records]
+        else:
+            instances = records
         predictions = self._container_predict(version, instances) if instances else []
         out_dir = f"{job.output_config.gcs_destination.output_uri_prefix.rstrip('/')}/prediction-{job.name[-4:]}"
         target = self.gcs.path_of(f"{out_dir}/predictions_00001.jsonl")
         target.parent.mkdir(parents=True, exist_ok=True)
-        pairs = zip(instances, predictions, strict=True)
-        target.write_text("".join(json.dumps({"instance": i, "prediction": p}) + "\n" for i, p in pairs))
+        out = []
+        for record, instance, prediction in zip(records, instances, predictions, strict=True):
+            if config.key_field:
+                out.append({"key": record[config.key_field], "prediction": prediction})
+            else:
+                out.append({"instance": instance, "prediction": prediction})
+        target.write_text("".join(json.dumps(o) + "\n" for o in out))
         job.output_info = batch_pb.BatchPredictionJob.OutputInfo(gcs_output_directory=out_dir)
         job.state = job_state.JobState.JOB_STATE_SUCCEEDED
 

@@ -428,13 +428,17 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         **_dag_args(spec, "batch_predict"),
         description=f"Score each data interval of {spec.name} with the champion",
         schedule=_interval_schedule(spec),
-        doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first) and "
-        "replaces that interval's rows in `batch_prediction`, each stamped with the model version.",
+        doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first), here or "
+        "in a Vertex AI batch prediction job (`deploy.batch_prediction_job`), and replaces that interval's rows "
+        "in `batch_prediction`, each stamped with the model version.",
     )
     def batch_predict() -> None:
         @task
         def score_interval(**context: Any) -> dict[str, Any]:
-            from modelgate.deploy.batch import batch_predict as score
+            from modelgate.deploy.batch import batch_predict
+            from modelgate.deploy.vertex_batch import vertex_batch_predict
+
+            score = vertex_batch_predict if spec.deploy.batch_prediction_job else batch_predict
 
             services = _services(spec, include_dir)
             run = _run(spec, context)

@@ -73,7 +73,23 @@ def batch_predict(
     frame = load_window(spec, interval, url=data_url)
     scores = score_frame(spec, estimator, frame)
     labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
-    tiers = risk_tiers(spec, scores)
+    write_predictions(
+        registry, spec, interval, champion.version, frame[spec.id_column].astype(str).to_numpy(), scores, labels
+    )
+    log.info("scored %s rows of %s with v%s for %s", len(frame), spec.name, champion.version, interval)
+    return BatchResult(spec.name, champion.version, len(frame), interval)
+
+
+def write_predictions(
+    registry: Registry,
+    spec: ModelSpec,
+    interval: Interval,
+    version: int,
+    row_ids: Any,
+    scores: np.ndarray,
+    labels: Any,
+) -> None:
+    """Replace the interval's rows with these, in one transaction (COPY inside it)."""
     import io
 
     import pandas as pd
@@ -83,11 +99,11 @@ def batch_predict(
             "model": spec.name,
             "interval_start": interval.start.isoformat(),
             "interval_end": interval.end.isoformat(),
-            "row_id": frame[spec.id_column].astype(str).to_numpy(),
+            "row_id": row_ids,
             "score": scores,
             "label": labels,
-            "risk_tier": tiers,
-            "model_version": champion.version,
+            "risk_tier": risk_tiers(spec, scores),
+            "model_version": version,
         }
     )
     buffer = io.StringIO()
@@ -108,6 +124,3 @@ def batch_predict(
             cursor.copy(f"COPY batch_prediction ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
         ):
             copy.write(buffer.getvalue())
-    rows = out
-    log.info("scored %s rows of %s with v%s for %s", len(rows), spec.name, champion.version, interval)
-    return BatchResult(spec.name, champion.version, len(rows), interval)

@@ -488,6 +488,19 @@ def _probe(api: VertexApi, endpoint: str, new_id: str, expectation: ProbeExpecta
     raise DeployError(f"probe: the new deployed model answered none of {api.settings.probe_max_requests} requests")
 
 
+def upload_serving_version(
+    api: VertexApi, parent: str | None, *, model: str, version: int, sha256: str, serving: Any
+) -> VertexVersion:
+    """Copy the serving artifact to GCS and upload it as version `v<version>` of the parent model."""
+    return api.upload_version(
+        parent,
+        artifact_uri=api.copy_serving_artifact(model, sha256, serving),
+        aliases=[f"v{version}"],
+        labels={"modelgate-model": _label(model), "modelgate-version": str(version)},
+        description=f"modelgate {model} v{version} (registry artifact sha256 {sha256})",
+    )
+
+
 # -- the rollout
 
 
@@ -548,14 +561,9 @@ def deploy_vertex(
     store = DeploymentStore(registry)
     deployment_id = store.start(model, version, previous_version, "vertex", run.run_id if run else None)
     rollout = _Rollout(endpoint=endpoint, restore_split=_prior_split(before, existing))
-    labels = {"modelgate-model": _label(model), "modelgate-version": str(version)}
     try:
-        rollout.version = existing or api.upload_version(
-            parent,
-            artifact_uri=api.copy_serving_artifact(model, entry.artifact_sha256, serving),
-            aliases=[f"v{version}"],
-            labels=labels,
-            description=f"modelgate {model} v{version} (registry artifact sha256 {entry.artifact_sha256})",
+        rollout.version = existing or upload_serving_version(
+            api, parent, model=model, version=version, sha256=entry.artifact_sha256, serving=serving
         )
         if rollout.endpoint is None:
             rollout.endpoint = api.create_endpoint({"modelgate-model": _label(model)})

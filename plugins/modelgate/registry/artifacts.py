@@ -30,11 +30,15 @@ class StoredArtifact:
 class GCSHookLike(Protocol):
     """The part of airflow.providers.google's GCSHook the store uses (so tests can fake the boundary)."""
 
-    def upload(self, bucket_name: str, object_name: str, filename: str | None = None) -> Any: ...
+    def upload(
+        self, bucket_name: str, object_name: str, filename: str | None = None, data: str | bytes | None = None
+    ) -> Any: ...
 
     def download(self, bucket_name: str, object_name: str, filename: str | None = None) -> Any: ...
 
     def exists(self, bucket_name: str, object_name: str) -> bool: ...
+
+    def list(self, bucket_name: str, prefix: str | None = None) -> Any: ...
 
 
 def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:

@@ -1,0 +1,164 @@
+"""Batch prediction through a Vertex AI batch prediction job, from and to GCS.
+
+The interval's rows go to GCS as JSON lines keyed by the spec's id column; the job turns each into the
+feature array the prebuilt container expects (`instance_config`: included_fields in feature order, key_field
+the id) and answers `{"key", "prediction"}` lines, which replace the interval's rows in `batch_prediction`
+exactly as the local path does. The champion's artifact is sha256-checked before anything leaves.
+
+The prebuilt scikit-learn container answers `predict()`: for a classifier the rows carry the predicted
+label as both label and score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from modelgate.data import Interval, load_window
+from modelgate.deploy.batch import BatchResult, write_predictions
+from modelgate.deploy.local import DeployError
+from modelgate.deploy.vertex import (
+    VertexApi,
+    VertexHooks,
+    VertexSettings,
+    rows_to_instances,
+    serving_estimator,
+    upload_serving_version,
+)
+from modelgate.registry.artifacts import ArtifactStore
+from modelgate.registry.errors import NoChampion
+from modelgate.registry.store import Registry
+from modelgate.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+class BatchJobFailed(DeployError):
+    """The Vertex batch prediction job did not succeed, or its output does not cover the interval."""
+
+
+def vertex_batch_predict(
+    spec: ModelSpec,
+    interval: Interval,
+    *,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    data_url: str | None,
+    api: VertexApi | None = None,
+    poll_seconds: float = 10.0,
+) -> BatchResult:
+    settings = VertexSettings.from_spec(spec)
+    api = api or VertexApi(VertexHooks.connect(settings.gcp_conn_id), settings)
+    champion = registry.get_champion(spec.name)
+    if champion is None:
+        raise NoChampion(f"{spec.name} has no champion to score with")
+    estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
+    frame = load_window(spec, interval, url=data_url)
+    ids = frame[spec.id_column].astype(str).to_numpy()
+    if len(frame):
+        parent = api.find_parent_model()
+        version = (api.get_version(parent, f"v{champion.version}") if parent else None) or upload_serving_version(
+            api,
+            parent,
+            model=spec.name,
+            version=champion.version,
+            sha256=champion.artifact_sha256,
+            serving=serving_estimator(estimator, spec.feature_names, spec.numeric_features),
+        )
+        predictions = _run_job(api, spec, interval, f"{version.parent}@{version.version_id}", frame, poll_seconds)
+        missing = [i for i in ids if i not in predictions]
+        if missing:
+            raise BatchJobFailed(f"the batch job returned no prediction for {len(missing)} rows, e.g. {missing[:3]}")
+        import numpy as np
+
+        scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
+    else:
+        import numpy as np
+
+        scores = np.array([], dtype=float)
+    write_predictions(registry, spec, interval, champion.version, ids, scores, scores)
+    log.info("scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval)
+    return BatchResult(spec.name, champion.version, len(ids), interval)
+
+
+def _run_job(
+    api: VertexApi, spec: ModelSpec, interval: Interval, model: str, frame: Any, poll_seconds: float
+) -> dict[str, Any]:
+    s = api.settings
+    key = f"{interval.start:%Y%m%dT%H%M%S}-{interval.end:%Y%m%dT%H%M%S}"
+    bucket, _, prefix = s.gcs_prefix.removeprefix("gs://").partition("/")
+    base = "/".join(p for p in (prefix, spec.name, "batch", key) if p)
+    rows = rows_to_instances(frame, spec.feature_names)
+    lines = "".join(
+        json.dumps({spec.id_column: row_id, **dict(zip(spec.feature_names, row, strict=True))}) + "\n"
+        for row_id, row in zip(frame[spec.id_column].astype(str), rows, strict=True)
+    )
+    api.hooks.gcs.upload(bucket_name=bucket, object_name=f"{base}/instances.jsonl", data=lines)
+    client = api.hooks.job.get_job_service_client(s.region)
+    job = client.create_batch_prediction_job(
+        parent=f"projects/{s.project}/locations/{s.region}",
+        batch_prediction_job={
+            "display_name": f"modelgate-{spec.name}-{key}",
+            "model": model,
+            "input_config": {
+                "instances_format": "jsonl",
+                "gcs_source": {"uris": [f"gs://{bucket}/{base}/instances.jsonl"]},
+            },
+            "instance_config": {
+                "instance_type": "array",
+                "included_fields": spec.feature_names,
+                "key_field": spec.id_column,
+            },
+            "output_config": {
+                "predictions_format": "jsonl",
+                "gcs_destination": {"output_uri_prefix": f"gs://{bucket}/{base}/output"},
+            },
+            "dedicated_resources": {
+                "machine_spec": {"machine_type": s.machine_type},
+                "starting_replica_count": s.min_replica_count,
+                "max_replica_count": s.max_replica_count,
+            },
+            "labels": {"modelgate-model": spec.name.replace("_", "-")},
+        },
+        timeout=s.call_timeout_seconds,
+    )
+    log.info("%s: batch prediction job %s started", spec.name, job.name)
+    deadline = time.monotonic() + s.operation_timeout_seconds
+    delay = min(1.0, poll_seconds)
+    while True:
+        job = api.hooks.job.get_batch_prediction_job(
+            project_id=s.project, region=s.region, batch_prediction_job=job.name.rpartition("/")[2]
+        )
+        state = job.state.name
+        if state in _TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise BatchJobFailed(f"batch prediction job {job.name} still {state} after {s.operation_timeout_seconds}s")
+        time.sleep(delay)
+        delay = min(delay * 2, poll_seconds)
+    if state != "JOB_STATE_SUCCEEDED":
+        raise BatchJobFailed(f"batch prediction job {job.name} ended {state}: {job.error.message or 'no error given'}")
+    return _read_output(api, job.output_info.gcs_output_directory)
+
+
+def _read_output(api: VertexApi, directory: str) -> dict[str, Any]:
+    bucket, _, prefix = directory.removeprefix("gs://").partition("/")
+    found: dict[str, Any] = {}
+    names = [n for n in api.hooks.gcs.list(bucket, prefix=f"{prefix}/") if "/prediction" in n]
+    for name in names:
+        raw = api.hooks.gcs.download(bucket_name=bucket, object_name=name)
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if "error" in record:
+                raise BatchJobFailed(f"the batch job could not score key {record.get('key')}: {record['error']}")
+            found[str(record["key"])] = record["prediction"]
+    if not names:
+        raise BatchJobFailed(f"the batch job wrote no prediction files under {directory}")
+    return found
