@@ -327,7 +327,7 @@ def test_a_left_over_canary_is_resumed_not_duplicated(setup: dict[str, Any]) -> 
     # an earlier attempt uploaded v2 and put it at 10 %, then its worker died
     fake.inject("UpdateEndpoint", grpc.StatusCode.DEADLINE_EXCEEDED)  # fail at 50% ...
     fake.fail_operation("UndeployModel")  # ... and the restore cannot clean up
-    with pytest.raises(DeployError, match="restoring traffic also failed"):
+    with pytest.raises(DeployError, match="traffic NOT fully restored.*restoring traffic also failed"):
         _deploy(setup, 2)
     fake._faults.clear()
     endpoint = api.find_endpoint()

@@ -611,7 +611,8 @@ def deploy_vertex(
             deployed_ids=_ids(rollout),
             run=run,
         )
-        raise DeployError(f"{model} v{version} Vertex deployment failed, traffic restored: {error}") from exc
+        outcome = "traffic NOT fully restored, check the endpoint" if restore_error else "traffic restored"
+        raise DeployError(f"{model} v{version} Vertex deployment failed, {outcome}: {error}") from exc
     return store.finish(
         deployment_id,
         status="live",
