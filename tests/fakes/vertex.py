@@ -66,12 +66,6 @@ class _Fault:
 
 
 @dataclass
-class _Loaded:
-    model: Any
-    version_id: str
-
-
-@dataclass
 class FakeVertex:
     gcs: FakeGCS
     project: str = "test-project"

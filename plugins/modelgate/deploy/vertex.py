@@ -37,6 +37,17 @@ CHAMPION_ALIAS = "champion"
 _VERSION_NAME = re.compile(r"-v(\d+)$")
 
 
+def resource_id(name: str) -> str:
+    """The last segment of a Vertex resource name (projects/p/locations/r/endpoints/<id> -> <id>)."""
+    return name.rpartition("/")[2]
+
+
+def split_gs_uri(uri: str) -> tuple[str, str]:
+    """gs://bucket/some/path -> ("bucket", "some/path")."""
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
 @dataclass(frozen=True)
 class VertexSettings:
     """The spec's `deploy:` block, resolved for one model."""
@@ -111,10 +122,6 @@ class VertexVersion:
     version_id: str
     artifact_uri: str
 
-    @property
-    def parent_id(self) -> str:
-        return self.parent.rpartition("/")[2]
-
 
 @dataclass(frozen=True)
 class DeployedModelInfo:
@@ -137,10 +144,6 @@ class EndpointState:
     name: str
     deployed: dict[str, DeployedModelInfo] = field(default_factory=dict)
     split: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def endpoint_id(self) -> str:
-        return self.name.rpartition("/")[2]
 
     def live(self) -> dict[str, int]:
         """Deployed models that take traffic."""
@@ -198,7 +201,7 @@ class VertexApi:
 
         try:
             m = self.hooks.model.get_model(
-                model_id=f"{parent.rpartition('/')[2]}@{alias_or_id}", **self._where(), **self._calls(mutation=False)
+                model_id=f"{resource_id(parent)}@{alias_or_id}", **self._where(), **self._calls(mutation=False)
             )
         except NotFound:
             return None
@@ -217,7 +220,7 @@ class VertexApi:
         }
         operation = self.hooks.model.upload_model(
             model=model,
-            parent_model=parent.rpartition("/")[2] if parent else None,
+            parent_model=resource_id(parent) if parent else None,
             **self._where(),
             **self._calls(mutation=True),
         )
@@ -228,29 +231,18 @@ class VertexApi:
         version = self.get_version(parent, alias)
         return version.version_id if version else None
 
-    def move_alias(self, parent: str, alias: str, version_id: str) -> str | None:
-        """Put `alias` on `version_id` (taking it off its holder first); returns the previous holder."""
-        holder = self.alias_holder(parent, alias)
-        if holder == version_id:
-            return holder
-        model_id = parent.rpartition("/")[2]
+    def move_alias(self, parent: str, alias: str, holder: str | None, to: str | None) -> None:
+        """Take `alias` off version `holder` (if any) and put it on version `to` (if any)."""
+        if holder == to:
+            return
+        model_id = resource_id(parent)
         if holder is not None:
             self.hooks.model.delete_version_aliases(
                 model_id=f"{model_id}@{holder}", version_aliases=[alias], **self._where(), **self._calls(mutation=True)
             )
-        self.hooks.model.add_version_aliases(
-            model_id=f"{model_id}@{version_id}", version_aliases=[alias], **self._where(), **self._calls(mutation=True)
-        )
-        return holder
-
-    def remove_alias(self, parent: str, alias: str) -> None:
-        holder = self.alias_holder(parent, alias)
-        if holder is not None:
-            self.hooks.model.delete_version_aliases(
-                model_id=f"{parent.rpartition('/')[2]}@{holder}",
-                version_aliases=[alias],
-                **self._where(),
-                **self._calls(mutation=True),
+        if to is not None:
+            self.hooks.model.add_version_aliases(
+                model_id=f"{model_id}@{to}", version_aliases=[alias], **self._where(), **self._calls(mutation=True)
             )
 
     # -- endpoints
@@ -274,7 +266,7 @@ class VertexApi:
 
     def read_endpoint(self, name: str) -> EndpointState:
         ep = self.hooks.endpoint.get_endpoint(
-            endpoint=name.rpartition("/")[2], **self._where(), **self._calls(mutation=False)
+            endpoint=resource_id(name), **self._where(), **self._calls(mutation=False)
         )
         deployed = {
             dm.id: DeployedModelInfo(dm.id, dm.display_name, dm.model.partition("@")[0], dm.model_version_id)
@@ -286,7 +278,7 @@ class VertexApi:
         """Deploy `version` with `split` ("0" names the new deployed model); returns its deployed model id."""
         s = self.settings
         operation = self.hooks.endpoint.deploy_model(
-            endpoint=endpoint.rpartition("/")[2],
+            endpoint=resource_id(endpoint),
             deployed_model={
                 "model": f"{version.parent}@{version.version_id}",
                 "display_name": display_name,
@@ -304,7 +296,7 @@ class VertexApi:
 
     def set_split(self, endpoint: str, split: dict[str, int]) -> None:
         self.hooks.endpoint.update_endpoint(
-            endpoint_id=endpoint.rpartition("/")[2],
+            endpoint_id=resource_id(endpoint),
             endpoint={"traffic_split": split},
             update_mask={"paths": ["traffic_split"]},
             **self._where(),
@@ -313,7 +305,7 @@ class VertexApi:
 
     def undeploy(self, endpoint: str, deployed_model_id: str) -> None:
         operation = self.hooks.endpoint.undeploy_model(
-            endpoint=endpoint.rpartition("/")[2],
+            endpoint=resource_id(endpoint),
             deployed_model_id=deployed_model_id,
             **self._where(),
             **self._calls(mutation=True),
@@ -340,12 +332,16 @@ class VertexApi:
 
     # -- storage
 
+    def gcs_location(self, *parts: str) -> tuple[str, str]:
+        """(bucket, object path) of `parts` under the spec's gcs_prefix."""
+        bucket, prefix = split_gs_uri(self.settings.gcs_prefix)
+        return bucket, "/".join(p for p in (prefix, *parts) if p)
+
     def copy_serving_artifact(self, model: str, registry_sha256: str, serving: Any) -> str:
         """Write the serving artifact under a path named by the registry artifact's sha256 (once)."""
         import joblib
 
-        bucket, _, prefix = self.settings.gcs_prefix.removeprefix("gs://").partition("/")
-        directory = "/".join(p for p in (prefix, model, "sha256", registry_sha256) if p)
+        bucket, directory = self.gcs_location(model, "sha256", registry_sha256)
         object_name = f"{directory}/model.joblib"
         if not self.hooks.gcs.exists(bucket, object_name):
             with tempfile.TemporaryDirectory() as tmp:
@@ -554,7 +550,7 @@ def deploy_vertex(
         if len(live) == 1 and before.deployed[next(iter(live))].serves(existing):
             log.info("%s v%s already serves 100%% of %s", model, version, before.name)
             if is_champion and parent:
-                api.move_alias(parent, CHAMPION_ALIAS, existing.version_id)
+                api.move_alias(parent, CHAMPION_ALIAS, api.alias_holder(parent, CHAMPION_ALIAS), existing.version_id)
             return None
 
     previous_version = _primary_version(before)
@@ -586,7 +582,7 @@ def deploy_vertex(
         if is_champion:
             rollout.alias_was_on = api.alias_holder(rollout.version.parent, CHAMPION_ALIAS)
             rollout.alias_moved = rollout.alias_was_on != rollout.version.version_id  # a failure puts it back
-            api.move_alias(rollout.version.parent, CHAMPION_ALIAS, rollout.version.version_id)
+            api.move_alias(rollout.version.parent, CHAMPION_ALIAS, rollout.alias_was_on, rollout.version.version_id)
         state = api.read_endpoint(rollout.endpoint)
         for dm_id in list(state.deployed):
             if dm_id == rollout.deployed_id:
@@ -639,7 +635,7 @@ def _restore(api: VertexApi, rollout: _Rollout) -> tuple[dict[str, int], str | N
             api.set_split(rollout.endpoint, keep)
         elif rollout.restore_split and sum(keep.values()) != 100:
             errors.append(f"the previous deployed models {sorted(rollout.restore_split)} are gone")
-        for dm_id, info in api.read_endpoint(rollout.endpoint).deployed.items():
+        for dm_id, info in state.deployed.items():  # a split change leaves the deployed models as they are
             ours = dm_id == rollout.deployed_id or (rollout.version is not None and info.serves(rollout.version))
             if ours and dm_id not in rollout.restore_split:
                 api.undeploy(rollout.endpoint, dm_id)
@@ -647,10 +643,8 @@ def _restore(api: VertexApi, rollout: _Rollout) -> tuple[dict[str, int], str | N
         errors.append(f"{type(exc).__name__}: {exc}")
     if rollout.alias_moved and rollout.version is not None:
         try:
-            if rollout.alias_was_on is not None:
-                api.move_alias(rollout.version.parent, CHAMPION_ALIAS, rollout.alias_was_on)
-            else:
-                api.remove_alias(rollout.version.parent, CHAMPION_ALIAS)
+            parent = rollout.version.parent
+            api.move_alias(parent, CHAMPION_ALIAS, api.alias_holder(parent, CHAMPION_ALIAS), rollout.alias_was_on)
         except Exception as exc:
             errors.append(f"champion alias: {type(exc).__name__}: {exc}")
     try:
@@ -679,9 +673,10 @@ def _prior_split(state: EndpointState | None, ours: VertexVersion | None) -> dic
 
 
 def _primary_version(state: EndpointState | None) -> int | None:
-    if state is None or not state.live():
+    live = state.live() if state is not None else {}
+    if state is None or not live:
         return None
-    dm_id = max(state.live(), key=lambda k: state.live()[k])
+    dm_id = max(live, key=lambda k: live[k])
     info = state.deployed.get(dm_id)
     return info.registry_version if info else None
 

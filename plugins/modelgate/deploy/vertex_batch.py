@@ -23,8 +23,10 @@ from modelgate.deploy.vertex import (
     VertexApi,
     VertexHooks,
     VertexSettings,
+    resource_id,
     rows_to_instances,
     serving_estimator,
+    split_gs_uri,
     upload_serving_version,
 )
 from modelgate.registry.artifacts import ArtifactStore
@@ -58,7 +60,10 @@ def vertex_batch_predict(
         raise NoChampion(f"{spec.name} has no champion to score with")
     estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
     frame = load_window(spec, interval, url=data_url)
+    import numpy as np
+
     ids = frame[spec.id_column].astype(str).to_numpy()
+    scores = np.array([], dtype=float)
     if len(frame):
         parent = api.find_parent_model()
         version = (api.get_version(parent, f"v{champion.version}") if parent else None) or upload_serving_version(
@@ -73,13 +78,7 @@ def vertex_batch_predict(
         missing = [i for i in ids if i not in predictions]
         if missing:
             raise BatchJobFailed(f"the batch job returned no prediction for {len(missing)} rows, e.g. {missing[:3]}")
-        import numpy as np
-
         scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
-    else:
-        import numpy as np
-
-        scores = np.array([], dtype=float)
     write_predictions(registry, spec, interval, champion.version, ids, scores, scores)
     log.info("scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, len(ids), interval)
@@ -90,8 +89,7 @@ def _run_job(
 ) -> dict[str, Any]:
     s = api.settings
     key = f"{interval.start:%Y%m%dT%H%M%S}-{interval.end:%Y%m%dT%H%M%S}"
-    bucket, _, prefix = s.gcs_prefix.removeprefix("gs://").partition("/")
-    base = "/".join(p for p in (prefix, spec.name, "batch", key) if p)
+    bucket, base = api.gcs_location(spec.name, "batch", key)
     rows = rows_to_instances(frame, spec.feature_names)
     lines = "".join(
         json.dumps({spec.id_column: row_id, **dict(zip(spec.feature_names, row, strict=True))}) + "\n"
@@ -131,7 +129,7 @@ def _run_job(
     delay = min(1.0, poll_seconds)
     while True:
         job = api.hooks.job.get_batch_prediction_job(
-            project_id=s.project, region=s.region, batch_prediction_job=job.name.rpartition("/")[2]
+            project_id=s.project, region=s.region, batch_prediction_job=resource_id(job.name)
         )
         state = job.state.name
         if state in _TERMINAL:
@@ -146,7 +144,7 @@ def _run_job(
 
 
 def _read_output(api: VertexApi, directory: str) -> dict[str, Any]:
-    bucket, _, prefix = directory.removeprefix("gs://").partition("/")
+    bucket, prefix = split_gs_uri(directory)
     found: dict[str, Any] = {}
     names = [n for n in api.hooks.gcs.list(bucket, prefix=f"{prefix}/") if "/prediction" in n]
     for name in names:
