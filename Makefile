@@ -13,7 +13,7 @@ help:
 	@echo "make test   - ruff + mypy + pytest (needs PostgreSQL on 127.0.0.1:5432)"
 	@echo "make lint   - ruff check and format check"
 	@echo "make bench  - benchmarks, printing ratios against a baseline measured in the same run"
-	@echo "make airflow - airflow standalone with modelgate's DAGs (UI on :8080)"
+	@echo "make airflow - a running Airflow on PostgreSQL with modelgate's DAGs (UI on :8080)"
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -39,9 +39,10 @@ test: lint typecheck pytest
 bench: install
 	$(RUN) python -m modelgate.bench
 
+# Airflow on PostgreSQL (the embedded server unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is set), registry migrated,
+# the churn example seeded up to now; AIRFLOW_ARGS="--executor celery" for CeleryExecutor on local Redis.
 airflow: install
-	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins $(RUN) airflow standalone
+	$(RUN) modelgate airflow $(AIRFLOW_ARGS)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench-results

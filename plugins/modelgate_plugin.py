@@ -1,12 +1,14 @@
-"""Registers modelgate's operator extra link with Airflow (so the API server can show it)."""
+"""modelgate's Airflow plugin: the tasks' extra link, and the report pages mounted in the api-server."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
 from modelgate.airflow.links import ModelgateReportLink
+from modelgate.airflow.web import URL_PREFIX, LazyApp
 
 
 class ModelgatePlugin(AirflowPlugin):
     name = "modelgate"
     operator_extra_links = [ModelgateReportLink()]
+    fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "modelgate reports"}]

@@ -62,6 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     notes = root / "notifications.log"
     spec["notifiers"] = [{"name": "tests.notifiers.FileNotifier", "params": {"path": str(notes)}}]
     spec["evaluation"]["bootstrap_samples"] = 400
+    spec.update(start_date="2025-11-01", catchup=False)  # the shipped spec's start is relative (live example)
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
     vertex_spec = {
         **spec,

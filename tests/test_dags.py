@@ -50,10 +50,15 @@ def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.M
 def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     monkeypatch: pytest.MonkeyPatch, airflow_db: Path
 ) -> None:
+    from modelgate.spec import load_specs
+
+    specs = {s.name: s for s in load_specs(REPO_ROOT / "include" / "models")[0]}
     bag = _dagbag(monkeypatch)
     for dag_id, dag in bag.dags.items():
         assert "modelgate" in dag.tags and any(t.startswith("model:") for t in dag.tags), dag_id
-        assert dag.catchup is False, dag_id
+        spec = specs[dag_id.rsplit("__", 1)[1]]
+        assert dag.catchup is spec.catchup, dag_id  # explicit, from the spec (default False)
+        assert dag.start_date == spec.start(), dag_id
         assert dag.max_active_runs == 1, dag_id
         assert dag.default_args["retries"] >= 1, dag_id
         expected = (
@@ -130,3 +135,14 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     )
     assert "broken.yaml: window_days: Input should be greater than or equal to 1" in errors_line
     assert "invalid model spec, its DAGs are not generated" in result.stdout + result.stderr
+
+
+def test_example_data_dag_only_where_asked(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:
+    """`make airflow` asks for the live churn example's appender; a plain deployment never gets one."""
+    assert not any("example_data" in d for d in _dagbag(monkeypatch).dag_ids)
+    monkeypatch.setenv("MODELGATE_EXAMPLE_DATA", "churn,weather_rain")
+    bag = _dagbag(monkeypatch)
+    assert [d for d in bag.dag_ids if "example_data" in d] == ["modelgate_example_data__churn"]  # no generator else
+    example = bag.dags["modelgate_example_data__churn"]
+    assert example.catchup is False and type(example.timetable).__name__ == "CronDataIntervalTimetable"
+    assert [t.task_id for t in example.tasks] == ["append_rows"]

@@ -88,3 +88,22 @@ def test_one_invalid_spec_does_not_stop_the_others(tmp_path: Path) -> None:
     assert [s.name for s in specs] == ["churn"]
     assert len(errors) == 1 and errors[0].file.endswith("broken.yaml") and errors[0].field == "time_column"
     assert isinstance(specs[0], ModelSpec)
+
+
+def test_start_date_may_be_relative_to_today() -> None:
+    import datetime as dt
+
+    raw = _base()
+    raw.update(start_date="-5w", catchup=True)
+    spec = parse_spec(yaml.safe_dump(raw))
+    assert spec.catchup is True
+    assert spec.start(dt.date(2026, 11, 29)) == dt.datetime(2026, 10, 25, tzinfo=dt.UTC)
+    raw.update(start_date="-3d")
+    assert parse_spec(yaml.safe_dump(raw)).start(dt.date(2026, 11, 29)) == dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    raw.update(start_date="2026-01-04")
+    assert parse_spec(yaml.safe_dump(raw)).start() == dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
+    for bad in ("5w", "-5m", "yesterday", "2026-13-01"):
+        raw.update(start_date=bad)
+        assert _errors(raw) == [
+            f"start_date: Value error, start_date {bad!r} is neither a date (YYYY-MM-DD) nor relative (-28d, -5w)"
+        ]

@@ -574,6 +574,146 @@ def _print_change(change: Any, as_json: bool, verb: str) -> None:
         out.print(f"{change.model}: v{change.version} already is the champion; nothing changed")
 
 
+# ---------------------------------------------------------------------------------------------- running Airflow
+
+
+def _moment(raw: str | None) -> dt.datetime:
+    """An ISO date or date-time (UTC unless it says otherwise); None is now."""
+    if raw is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(f"--until {raw!r} is not an ISO date or date-time (2026-05-01, 2026-05-01T12:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@app.command("example-data")
+def example_data_cmd(
+    name: Annotated[str, typer.Argument(help="The example (only `churn` has a generator).")] = "churn",
+    until: Annotated[
+        str | None, typer.Option("--until", help="Write every row before this date/time (default: now, UTC).")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="How far back before --until.")] = 84,
+    drift_weeks_ago: Annotated[
+        int,
+        typer.Option("--drift-weeks-ago", min=0, max=520, help="Drift starts this many weeks before --until."),
+    ] = 2,
+    no_drift: Annotated[bool, typer.Option("--no-drift", help="A stationary stream.")] = False,
+) -> None:
+    """Load the example's generated rows into its table (idempotent; the drift start is kept from the first load)."""
+    from modelgate.datasets.churn import TABLE, seed_until
+    from modelgate.registry.connection import resolve_target
+
+    if name != "churn":
+        raise InvalidInput(f"no generator for {name!r}: only the churn example has one")
+    target = resolve_target(_state.registry_url)
+    if target.embedded:
+        from modelgate.registry.connection import create_registry_engine
+        from modelgate.registry.migrate import upgrade
+
+        engine = create_registry_engine(target.url, pool_size=1)
+        upgrade(engine)
+        engine.dispose()
+    result = seed_until(
+        target.url, _moment(until), history_days=days, drift_weeks_ago=None if no_drift else drift_weeks_ago
+    )
+    drift = f"drift from {result.drift_start}" if result.drift_start else "no drift"
+    out.print(
+        f"{TABLE}: {result.inserted} new rows from {result.first_day} until {result.until:%Y-%m-%d %H:%M} UTC "
+        f"({result.total_rows} in all; {drift}; {target.origin} database)"
+    )
+
+
+@app.command("airflow")
+def airflow_cmd(
+    executor: Annotated[str, typer.Option("--executor", help="local or celery (needs Redis).")] = "local",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The UI and API port.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=16, help="Celery workers.")] = 2,
+    broker_url: Annotated[str, typer.Option("--broker-url", help="Celery broker.")] = "redis://127.0.0.1:6379/0",
+    example: Annotated[bool, typer.Option("--example/--no-example", help="Seed, keep the churn example live.")] = True,
+) -> None:
+    """Run Airflow with modelgate's DAGs on PostgreSQL (the embedded server unless configured) until Ctrl-C."""
+    import os
+    import signal
+    import time
+
+    from modelgate.config import modelgate_home, project_root
+    from modelgate.registry.connection import resolve_target
+    from modelgate.stack import Stack, StackConfig, prepare, redis_answers
+
+    if executor not in ("local", "celery"):
+        raise InvalidInput(f"--executor must be local or celery, got {executor!r}")
+    root = project_root()
+    if root is None:
+        raise InvalidInput("modelgate airflow runs from a modelgate checkout (it needs dags/ and include/)")
+    if executor == "celery" and not redis_answers(broker_url):
+        raise InvalidInput(f"the Celery broker {broker_url} does not answer: start Redis or pass --broker-url")
+    target = resolve_target(_state.registry_url)
+    metadata = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if metadata is None:
+        import sqlalchemy as sa
+
+        metadata = sa.engine.make_url(target.url).set(database="airflow").render_as_string(hide_password=False)
+    elif metadata.startswith("sqlite"):
+        raise InvalidInput(
+            "Airflow on SQLite is not a real Airflow (its scheduler dies on 'database is locked'): "
+            "give AIRFLOW__DATABASE__SQL_ALCHEMY_CONN a PostgreSQL URL, or leave it unset"
+        )
+    home = modelgate_home()
+    extra = {"MODELGATE_EXAMPLE_DATA": "churn"} if example else {}
+    config = StackConfig(
+        airflow_home=Path(os.environ.get("AIRFLOW_HOME") or home / "airflow"),
+        metadata_url=metadata,
+        registry_url=target.url,
+        modelgate_home=home,
+        repo_root=root,
+        executor="celery" if executor == "celery" else "local",
+        celery_workers=workers,
+        broker_url=broker_url,
+        port=port,
+        extra_env=extra,
+    )
+    started = time.monotonic()
+    out.print(f"preparing: Airflow metadata and registry on the {target.origin} PostgreSQL, migrations …")
+    password = prepare(config)
+    if example:
+        from modelgate.datasets.churn import seed_until
+
+        seeded = seed_until(target.url, dt.datetime.now(dt.UTC))
+        out.print(f"example: churn_events has {seeded.total_rows} rows up to now (drift from {seeded.drift_start})")
+    stack = Stack(config)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+        out.print(
+            f"starting {', '.join(config.components())} ({config.executor} executor, {config.parallelism} task slots) …"
+        )
+        stack.wait_ready()
+        out.print(
+            f"\nAirflow is up in {time.monotonic() - started:.0f} s: {config.base_url}  "
+            f"login {config.username} / {password}"
+        )
+        out.print(f"logs: {config.log_dir}   stop: Ctrl-C")
+        while not stopping:
+            dead = stack.dead()
+            if dead:
+                raise InvalidInput(f"{', '.join(dead)} exited:\n{stack.tail(dead[0])}")
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave components running
+        out.print("stopping Airflow …")
+        stack.stop()
+
+
 def main() -> None:
     """Console-script entry point: domain errors become one line on stderr and exit code 1.
 

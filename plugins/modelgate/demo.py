@@ -83,6 +83,19 @@ def _airflow_env(home: Path, root: Path, url: str, state: Path) -> dict[str, str
     }
 
 
+def _demo_include(root: Path, state: Path) -> Path:
+    """The checkout's include/ with the churn spec pinned to the demo's dates (it ships a live, relative start)."""
+    import yaml
+
+    include = state / "include"
+    shutil.copytree(root / "include", include)
+    path = include / "models" / "churn.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec.update(start_date=f"{FIRST_WEEK - dt.timedelta(days=7):%Y-%m-%d}", catchup=False)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return include
+
+
 def _run(dag: Any, logical_date: dt.datetime, conf: dict[str, Any] | None, log_path: Path) -> dict[str, str]:
     with _quiet(log_path):
         dag_run = dag.test(logical_date=logical_date, run_conf=conf or {})
@@ -156,6 +169,7 @@ def main() -> None:
     registry = Registry(engine)
     monitoring = MonitoringStore(registry)
 
+    os.environ["MODELGATE_INCLUDE_DIR"] = str(_demo_include(root, state))
     module_spec = importlib.util.spec_from_file_location("modelgate_demo_dags", root / "dags" / "modelgate_dags.py")
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)

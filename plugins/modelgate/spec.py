@@ -37,6 +37,7 @@ CRON_PRESETS = {
     "@weekly": "0 0 * * 0",
     "@monthly": "0 0 1 * *",
 }
+RELATIVE_START = re.compile(r"-(\d{1,4})([dw])")
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
 
@@ -249,7 +250,12 @@ class ModelSpec(_Strict):
     features: list[Feature] = Field(min_length=1)
     schedule: str | None = "@daily"
     retrain_schedule: str | None = Field(None, description="defaults to `schedule`; drift also triggers it")
-    start_date: dt.date = dt.date(2024, 1, 1)
+    start_date: dt.date | str = Field(
+        dt.date(2024, 1, 1),
+        description="first data interval's start: a date, or `-<N>d` / `-<N>w` before today (UTC midnight)",
+    )
+    catchup: bool = Field(False, description="run every interval since start_date, in order, once unpaused")
+    paused_upon_creation: bool = Field(True, description="whether a new Airflow sees the model's DAGs paused")
     window_days: int = Field(28, ge=1)
     holdout_fraction: float = Field(0.25, gt=0, lt=0.9)
     seed: int = 42
@@ -296,6 +302,31 @@ class ModelSpec(_Strict):
         if self.task is Task.REGRESSION and self.estimator.name == "logistic_regression":
             raise ValueError("logistic_regression is a classifier; regression needs another estimator")
         return self
+
+    @field_validator("start_date")
+    @classmethod
+    def _start_date(cls, value: dt.date | str) -> dt.date | str:
+        if isinstance(value, dt.date) or RELATIVE_START.fullmatch(value):
+            return value
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"start_date {value!r} is neither a date (YYYY-MM-DD) nor relative (-28d, -5w)") from None
+
+    def start(self, today: dt.date | None = None) -> dt.datetime:
+        """The start date as UTC midnight; a relative one counts back from `today` (default: today, UTC).
+
+        A relative start moves forward once a day. With catchup that is harmless: the scheduler continues
+        after the last run it made, so an interval that has run is never created again.
+        """
+        value = self.start_date
+        if isinstance(value, str):
+            match = RELATIVE_START.fullmatch(value)
+            assert match is not None  # validated
+            count, unit = int(match.group(1)), match.group(2)
+            base = today or dt.datetime.now(dt.UTC).date()
+            value = base - dt.timedelta(days=count * (7 if unit == "w" else 1))
+        return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
 
     @field_validator("schedule", "retrain_schedule")
     @classmethod

@@ -50,7 +50,7 @@ def _default_args(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _start(spec: ModelSpec) -> dt.datetime:
-    return dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+    return spec.start()
 
 
 def _tags(spec: ModelSpec, stage: str) -> list[str]:
@@ -58,11 +58,12 @@ def _tags(spec: ModelSpec, stage: str) -> list[str]:
 
 
 def _dag_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
-    """What every modelgate DAG shares: id, start, no catchup, one run at a time, tags, retries, notifiers."""
+    """What every modelgate DAG shares: id, start, catchup, one run at a time, tags, retries, notifiers."""
     return {
         "dag_id": f"modelgate_{stage}__{spec.name}",
         "start_date": _start(spec),
-        "catchup": False,
+        "catchup": spec.catchup,
+        "is_paused_upon_creation": spec.paused_upon_creation,
         "max_active_runs": 1,
         "tags": _tags(spec, stage),
         "default_args": _default_args(spec),
@@ -437,24 +438,73 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         def score_interval(**context: Any) -> dict[str, Any]:
             from modelgate.deploy.batch import batch_predict
             from modelgate.deploy.vertex_batch import vertex_batch_predict
+            from modelgate.registry.errors import ModelNotFound, NoChampion
 
             score = vertex_batch_predict if spec.deploy.batch_prediction_job else batch_predict
-
             services = _services(spec, include_dir)
             run = _run(spec, context)
-            with fail_fast():
-                result = score(
-                    spec,
-                    run.interval,
-                    registry=services.registry,
-                    artifacts=services.artifacts,
-                    data_url=services.data_url,
-                )
+            try:
+                with fail_fast():
+                    result = score(
+                        spec,
+                        run.interval,
+                        registry=services.registry,
+                        artifacts=services.artifacts,
+                        data_url=services.data_url,
+                    )
+            except AirflowFailException as exc:
+                if isinstance(exc.__cause__, ModelNotFound | NoChampion):  # nothing to score with yet
+                    raise AirflowSkipException(f"{exc.__cause__}: nothing scored for {run.interval}") from exc
+                raise
             return {"version": result.version, "rows": result.rows}
 
         score_interval()
 
     return batch_predict()
+
+
+EXAMPLE_DATA_ENV = "MODELGATE_EXAMPLE_DATA"
+EXAMPLES = frozenset({"churn"})  # specs whose rows modelgate.datasets can generate
+
+
+def build_example_data_dag(spec: ModelSpec) -> DAG:
+    """Keeps the bundled churn example live: each hour's rows are appended as the hour ends.
+
+    Generated only where the environment asks for it ($MODELGATE_EXAMPLE_DATA=churn, set by `make airflow`
+    and docker-compose), so a production deployment never carries a data generator.
+    """
+
+    @dag(
+        dag_id=f"modelgate_example_data__{spec.name}",
+        description=f"Append the generated {spec.name} example rows of each hour (keeps the example live)",
+        schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+        start_date=spec.start(),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=spec.paused_upon_creation,
+        tags=_tags(spec, "example"),
+        default_args={"owner": "modelgate", "retries": DEFAULT_RETRIES, "retry_delay": _retry_delay()},
+        doc_md=f"Writes the `{spec.name}` example's generated rows up to the end of the run's interval "
+        "(idempotent: rows already there are kept). The same as `modelgate example-data --until`.",
+    )
+    def example_data() -> None:
+        @task
+        def append_rows(**context: Any) -> int:
+            from modelgate.airflow.runtime import data_url, registry_url
+            from modelgate.datasets.churn import seed_until
+
+            url = data_url(spec, registry_url())
+            if url is None:
+                raise AirflowFailException(f"{spec.name}: the example generator writes to a Postgres source")
+            result = seed_until(url, _run(spec, context).interval.end)
+            log.info(
+                "%s: %s new rows up to %s (%s in all)", spec.name, result.inserted, result.until, result.total_rows
+            )
+            return result.inserted
+
+        append_rows()
+
+    return example_data()
 
 
 def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[SpecError]]:
@@ -471,6 +521,8 @@ def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[
         ]
         if spec.deploy.target != "none":
             built_dags.append(build_deploy_dag(spec, include_dir))
+        if spec.name in EXAMPLES and spec.name in os.environ.get(EXAMPLE_DATA_ENV, "").split(","):
+            built_dags.append(build_example_data_dag(spec))
         for built in built_dags:
             dags[built.dag_id] = built
     return dags, errors

@@ -22,8 +22,13 @@ class ModelgateReportLink(BaseOperatorLink):
 
 
 def push_report_link(context: Any, path: str | None) -> None:
-    """Log the report's location and keep it for the task's extra link."""
+    """Keep the report's browser URL for the task's extra link: served by the api-server (modelgate plugin)."""
     if not path:
         return
-    url = path if "://" in path else f"file://{path}"
-    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=url)
+    from airflow.sdk import conf
+
+    from modelgate.airflow.runtime import reports_dir
+    from modelgate.airflow.web import report_url
+
+    base_url = conf.get("api", "base_url", fallback=None) or "http://localhost:8080"
+    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report_url(path, reports_dir=reports_dir(), base_url=base_url))

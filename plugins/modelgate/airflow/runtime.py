@@ -55,19 +55,24 @@ def reports_dir() -> Path:
     return Path(configured) if configured else modelgate_home() / "reports"
 
 
+def data_url(spec: ModelSpec, registry: str) -> str | None:
+    """The URL of the database a Postgres-sourced spec reads from (None for file sources)."""
+    if not isinstance(spec.source, PostgresSource):
+        return None
+    url = registry if spec.source.conn_id == REGISTRY_CONN_ID else connection_url(spec.source.conn_id)
+    if url is None:
+        raise RuntimeError(f"{spec.name}: Airflow connection {spec.source.conn_id!r} is not defined")
+    return url
+
+
 def services_for(spec: ModelSpec, include_dir: Path) -> Services:
     from modelgate.registry.artifacts import ArtifactStore
     from modelgate.registry.store import Registry
 
     url = registry_url()
-    data_url = None
-    if isinstance(spec.source, PostgresSource):
-        data_url = url if spec.source.conn_id == REGISTRY_CONN_ID else connection_url(spec.source.conn_id)
-        if data_url is None:
-            raise RuntimeError(f"{spec.name}: Airflow connection {spec.source.conn_id!r} is not defined")
     return Services(
         registry=Registry.connect(url),
-        data_url=data_url,
+        data_url=data_url(spec, url),
         artifacts=ArtifactStore(artifact_root()),
         reports_dir=reports_dir(),
         expectations_dir=include_dir / "expectations",

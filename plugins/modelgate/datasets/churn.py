@@ -1,13 +1,19 @@
 """A seeded generator of telco-like customer rows, written to a real Postgres table.
 
-Rows for a day depend only on (seed, day), so writing a range twice changes nothing. From `drift_start`
-on, the population shifts (more fibre, higher charges) and so does the churn mechanism (support tickets
-and fibre matter more): an old champion decays and a model trained on the new window does better.
+Rows for a day depend only on (seed, day, drift start), so writing a range twice changes nothing. From
+`drift_start` on, the population shifts (more fibre, higher charges) and so does the churn mechanism
+(support tickets and fibre matter more): an old champion decays and a model trained on the new window
+does better.
+
+For a running Airflow the example is *live*: `seed_until(url, until)` writes every row with an event time
+before `until`, placing the drift relative to the first seeding (weeks before "now") and remembering it in
+`churn_events_meta`, so later top-ups (the example-data DAG, `modelgate example-data`) continue the same stream.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -18,6 +24,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TABLE = "churn_events"
+META_TABLE = "churn_events_meta"
+WEEK = dt.timedelta(days=7)
 CONTRACTS = ["month-to-month", "one-year", "two-year"]
 INTERNET = ["dsl", "fiber", "none"]
 PAYMENT = ["electronic_check", "mailed_check", "bank_transfer", "credit_card"]
@@ -36,6 +44,12 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     churned integer
 );
 CREATE INDEX IF NOT EXISTS ix_{TABLE}_event_time ON {TABLE} (event_time);
+CREATE TABLE IF NOT EXISTS {META_TABLE} (
+    id integer PRIMARY KEY CHECK (id = 1),
+    drift_start date,
+    seed integer NOT NULL,
+    rows_per_day integer NOT NULL
+);
 """
 
 
@@ -82,6 +96,39 @@ def generate_day(day: dt.date, *, rows: int = 300, seed: int = 7, drift_start: d
     )
 
 
+def _ensure_tables(conn: sa.Connection) -> None:
+    for statement in DDL.strip().split(";"):
+        if statement.strip():
+            conn.execute(sa.text(statement))
+
+
+def _insert(conn: sa.Connection, frame: pd.DataFrame) -> int:
+    """Insert the rows that are not there yet (by customer id); returns how many were inserted."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    if frame.empty:
+        return 0
+    table = sa.table(TABLE, *[sa.column(c) for c in frame.columns])
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    inserted = 0
+    for offset in range(0, len(records), 5000):
+        stmt = insert(table).values(records[offset : offset + 5000])
+        stmt = stmt.on_conflict_do_nothing(index_elements=["customer_id"]).returning(table.c.customer_id)
+        inserted += len(conn.execute(stmt).all())
+    return inserted
+
+
+def _frames(start: dt.date, end: dt.date, *, rows_per_day: int, seed: int, drift_start: dt.date | None) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = []
+    day = start
+    while day < end:
+        frames.append(generate_day(day, rows=rows_per_day, seed=seed, drift_start=drift_start))
+        day += dt.timedelta(days=1)
+    return pd.concat(frames, ignore_index=True) if frames else generate_day(start, rows=0)
+
+
 def write_days(
     url: str,
     start: dt.date,
@@ -92,33 +139,78 @@ def write_days(
     drift_start: dt.date | None = None,
 ) -> int:
     """Insert the rows of days [start, end) that are not there yet; returns how many were inserted."""
-    import pandas as pd
-
     engine = sa.create_engine(normalize_url(url))
     try:
         with engine.begin() as conn:
-            for statement in DDL.strip().split(";"):
-                if statement.strip():
-                    conn.execute(sa.text(statement))
-        frames = []
-        day = start
-        while day < end:
-            frames.append(generate_day(day, rows=rows_per_day, seed=seed, drift_start=drift_start))
-            day += dt.timedelta(days=1)
-        if not frames:
-            return 0
-        frame = pd.concat(frames, ignore_index=True)
-        table = sa.table(TABLE, *[sa.column(c) for c in frame.columns])
-        from sqlalchemy.dialects.postgresql import insert
-
-        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        count = sa.text(f"SELECT count(*) FROM {TABLE}")
-        with engine.begin() as conn:
-            before = conn.execute(count).scalar_one()
-            for offset in range(0, len(records), 5000):
-                stmt = insert(table).values(records[offset : offset + 5000])
-                conn.execute(stmt.on_conflict_do_nothing(index_elements=["customer_id"]))
-            inserted = conn.execute(count).scalar_one() - before
+            _ensure_tables(conn)
+            return _insert(conn, _frames(start, end, rows_per_day=rows_per_day, seed=seed, drift_start=drift_start))
     finally:
         engine.dispose()
-    return inserted
+
+
+def last_weekly_boundary(moment: dt.datetime) -> dt.datetime:
+    """The most recent Sunday 00:00 UTC at or before `moment`: where `@weekly` intervals end."""
+    day = moment.astimezone(dt.UTC).date()
+    sunday = day - dt.timedelta(days=(day.weekday() + 1) % 7)
+    return dt.datetime.combine(sunday, dt.time(), tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    inserted: int
+    first_day: dt.date
+    until: dt.datetime
+    drift_start: dt.date | None
+    total_rows: int
+
+
+def seed_until(
+    url: str,
+    until: dt.datetime,
+    *,
+    history_days: int = 84,
+    drift_weeks_ago: int | None = 2,
+    drift_start: dt.date | None = None,
+    rows_per_day: int = 300,
+    seed: int = 7,
+) -> SeedResult:
+    """Write every example row with an event time before `until` (from `history_days` before it).
+
+    The drift start is fixed by the first seeding of a database: `drift_start` when given, else
+    `drift_weeks_ago` weekly intervals before the last weekly boundary before `until` (None: no drift), and
+    kept in `churn_events_meta` so that later calls (a later `until`) extend the same stream. Idempotent:
+    rows already there are left as they are, so calling it again or concurrently inserts nothing twice.
+    """
+    if until.tzinfo is None:
+        raise ValueError("until must be timezone-aware")
+    if history_days < 1:
+        raise ValueError(f"history_days must be at least 1, got {history_days}")
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.begin() as conn:
+            _ensure_tables(conn)
+            conn.execute(sa.text(f"LOCK TABLE {META_TABLE} IN EXCLUSIVE MODE"))  # one seeder at a time
+            meta = conn.execute(sa.text(f"SELECT drift_start, seed, rows_per_day FROM {META_TABLE}")).first()
+            if meta is None:
+                if drift_start is None and drift_weeks_ago is not None:
+                    drift_start = (last_weekly_boundary(until) - drift_weeks_ago * WEEK).date()
+                conn.execute(
+                    sa.text(f"INSERT INTO {META_TABLE} VALUES (1, :drift, :seed, :rows)"),
+                    {"drift": drift_start, "seed": seed, "rows": rows_per_day},
+                )
+            else:
+                drift_start, seed, rows_per_day = meta.drift_start, meta.seed, meta.rows_per_day
+            first_day = until.astimezone(dt.UTC).date() - dt.timedelta(days=history_days)
+            frame = _frames(
+                first_day,
+                until.astimezone(dt.UTC).date() + dt.timedelta(days=1),
+                rows_per_day=rows_per_day,
+                seed=seed,
+                drift_start=drift_start,
+            )
+            frame = frame[frame["event_time"] < until]
+            inserted = _insert(conn, frame)
+            total = conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}")).scalar_one()
+    finally:
+        engine.dispose()
+    return SeedResult(inserted, first_day, until, drift_start, int(total))
