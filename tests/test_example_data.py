@@ -33,7 +33,9 @@ def test_seeding_covers_every_interval_up_to_now_and_keeps_its_drift(registry_ur
     until = dt.datetime(2026, 11, 25, 12, 30, tzinfo=UTC)  # a Wednesday afternoon
     first = seed_until(registry_url, until, history_days=30, rows_per_day=50)
     assert first.drift_start == dt.date(2026, 11, 8)  # two weekly intervals before Sunday 2026-11-22
-    newest, oldest, count = _rows(registry_url, "SELECT max(event_time), min(event_time), count(*) FROM churn_events")[0]
+    newest, oldest, count = _rows(registry_url, "SELECT max(event_time), min(event_time), count(*) FROM churn_events")[
+        0
+    ]
     assert newest < until and oldest.date() == dt.date(2026, 10, 26)
     assert count == first.inserted == first.total_rows
     assert 30 * 50 < count < 31 * 50  # 30 whole days and the part of today before 12:30
@@ -45,6 +47,8 @@ def test_seeding_covers_every_interval_up_to_now_and_keeps_its_drift(registry_ur
     assert later.drift_start == first.drift_start  # the stream the first seeding started goes on
     assert later.total_rows - count == later.inserted > 50
     # the top-up writes exactly the rows the generator makes for those days
+    longer = seed_until(registry_url, until + dt.timedelta(days=2), history_days=40)
+    assert longer.inserted == 8 * 50  # asking for more history fills the older days
     expected = generate_day(dt.date(2026, 11, 26), rows=50, seed=7, drift_start=dt.date(2026, 11, 8))
     stored = _rows(registry_url, "SELECT customer_id FROM churn_events WHERE event_time::date = '2026-11-26'")
     assert sorted(r[0] for r in stored) == sorted(expected["customer_id"])

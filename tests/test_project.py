@@ -8,27 +8,44 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 
-AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+# the component names of the test harness (modelgate.stack) -> the compose services that run them
+HARNESS_TO_COMPOSE = {
+    "api-server": "airflow-apiserver",
+    "scheduler": "airflow-scheduler",
+    "dag-processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+    "worker-1": "airflow-worker",
+    "worker-2": "airflow-worker",
+}
 
 
 def _compose() -> dict:
     return yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
 
 
-def test_compose_has_postgres_and_the_airflow_3_services() -> None:
+def test_compose_is_the_celery_stack() -> None:
     services = _compose()["services"]
-    assert {"postgres", "airflow-init"} | AIRFLOW_SERVICES <= set(services)
+    assert {"postgres", "redis", "airflow-init"} | AIRFLOW_SERVICES <= set(services)
     commands = {name: services[name]["command"] for name in AIRFLOW_SERVICES}
     assert commands == {
         "airflow-apiserver": "api-server",
         "airflow-scheduler": "scheduler",
         "airflow-dag-processor": "dag-processor",
         "airflow-triggerer": "triggerer",
+        "airflow-worker": "celery worker",
     }
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    assert "ping" in services["redis"]["healthcheck"]["test"]
 
 
-def test_compose_mounts_code_and_configures_local_executor() -> None:
+def test_compose_mounts_code_data_and_logs_and_configures_celery() -> None:
     services = _compose()["services"]
     for name in AIRFLOW_SERVICES:
         service = services[name]
@@ -36,11 +53,60 @@ def test_compose_mounts_code_and_configures_local_executor() -> None:
         assert mounts["./dags"] == "/opt/airflow/dags"
         assert mounts["./plugins"] == "/opt/airflow/plugins"
         assert mounts["./include"] == "/opt/airflow/include"
-        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert mounts["modelgate-data"] == "/opt/airflow/modelgate" and mounts["airflow-logs"] == "/opt/airflow/logs"
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
         assert service["env_file"] == ".env"
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    init = services["airflow-init"]
+    assert init["user"] == "0:0"  # to hand the volumes to the Airflow user, as the official file does
+    script = "\n".join(init["command"])
+    for step in ("chown -R", "airflow db migrate", "modelgate db upgrade", "modelgate example-data"):
+        assert step in script, step
     init_script = services["postgres"]["volumes"][1].split(":")[0]
     assert (REPO_ROOT / init_script).is_file()
+
+
+def test_the_tested_stack_is_the_shipped_stack(tmp_path) -> None:
+    """tests/system starts these components with this environment: compose must run the same ones, the same way."""
+    from modelgate.stack import StackConfig, airflow_env
+
+    config = StackConfig(
+        airflow_home=tmp_path,
+        metadata_url="postgresql://u@h/airflow",
+        registry_url="postgresql://u@h/modelgate",
+        modelgate_home=tmp_path,
+        repo_root=REPO_ROOT,
+        executor="celery",
+    )
+    services = _compose()["services"]
+    assert {HARNESS_TO_COMPOSE[name] for name in config.components()} == AIRFLOW_SERVICES
+    harness = {k for k in airflow_env(config) if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "MODELGATE_"))}
+    machine_local = {  # where this machine's stack differs on purpose: paths, ports, sizing, secrets it makes
+        "AIRFLOW__CORE__PARALLELISM",
+        "AIRFLOW__API__HOST",
+        "AIRFLOW__API__PORT",
+        "AIRFLOW__API__WORKERS",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+        "MODELGATE_RETRY_DELAY_SECONDS",
+        "MODELGATE_CODE_VERSION",
+        "MODELGATE_TEST_PG_URL",
+    }
+    compose_env = set(services["airflow-scheduler"]["environment"])
+    assert harness - machine_local - compose_env == set()
+
+
+def test_dockerfile_installs_the_lock_with_airflow_pinned() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "uv export --frozen --no-dev" in dockerfile
+    assert '"apache-airflow==3.3.2" -r /tmp/requirements.txt' in dockerfile
 
 
 def test_env_example_gives_the_registry_connection() -> None:
@@ -59,9 +125,9 @@ def test_dependency_floors_that_matter() -> None:
     assert "evidently>=0.7,<0.8" in joined and "great-expectations>=1" in joined
 
 
-def test_readme_first_lines_give_the_two_commands() -> None:
-    head = "\n".join((REPO_ROOT / "README.md").read_text().splitlines()[:10])
-    assert "make demo" in head and "make test" in head
+def test_readme_first_lines_give_the_three_commands() -> None:
+    head = "\n".join((REPO_ROOT / "README.md").read_text().splitlines()[:20])
+    assert "make demo" in head and "make test" in head and "make airflow" in head
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -31,6 +31,8 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WideFlag = Annotated[bool, typer.Option("--wide", help="One table row per entry, however narrow the terminal.")]
+WIDE_TABLE_COLUMNS = 120  # below this, tables of long cells become unreadable: print one block per entry
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who is acting (default: the OS user).")]
 SpecOpt = Annotated[
     Path | None,
@@ -195,6 +197,26 @@ def models_cmd(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
+def _narrow(wide: bool) -> bool:
+    return not wide and out.width < WIDE_TABLE_COLUMNS
+
+
+def _block(head: str, lines: list[tuple[str, str]]) -> None:
+    """One entry for a narrow terminal: a head line, then labelled lines wrapped under it (ids kept whole)."""
+    import textwrap
+
+    out.print(head, markup=False, highlight=False)
+    width = max(out.width - 4, 40)
+    for label, text in lines:
+        if not text or text == "-":
+            continue
+        first = f"    {label:<7} "
+        wrapped = textwrap.wrap(
+            text, width=width, initial_indent=first, subsequent_indent=" " * len(first), break_long_words=False
+        )
+        out.print("\n".join(wrapped), markup=False, highlight=False, soft_wrap=True)
+
+
 def _versions_table(versions: list[Any]) -> Table:
     table = Table("version", "status", "metrics", "window", "rows", "sha256", "source", "created")
     for v in versions:
@@ -221,6 +243,7 @@ def versions_cmd(
     window_from: Annotated[str | None, typer.Option(help="Training window ends after this ISO date.")] = None,
     window_to: Annotated[str | None, typer.Option(help="Training window starts before this ISO date.")] = None,
     as_json: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """List a model's versions."""
     tags: dict[str, str] = {}
@@ -234,6 +257,17 @@ def versions_cmd(
     )
     if as_json:
         _print_json(found)
+    elif _narrow(wide):
+        for v in found:
+            window = f"{_fmt(v.window_start)} → {_fmt(v.window_end)}" if v.window_start else "no window"
+            _block(
+                f"v{v.version}  {v.status.value}  {window}  {_fmt(v.row_count)} rows  {_fmt(v.created_at)}",
+                [
+                    ("metrics", _fmt(v.metrics)),
+                    ("run", " ".join(x for x in (v.source.dag_id, v.source.run_id) if x)),
+                    ("sha256", v.artifact_sha256[:16]),
+                ],
+            )
     else:
         out.print(_versions_table(found))
 
@@ -301,11 +335,20 @@ def history_cmd(
     name: str,
     limit: Annotated[int | None, typer.Option(help="Only the last N events.")] = None,
     as_json: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """The audit log of a model: registrations, promotions, rejections, rollbacks, deployments."""
     events = _registry().history(name, limit=limit)
     if as_json:
         _print_json(events)
+        return
+    if _narrow(wide):
+        for e in events:
+            change = " → ".join(f"v{v}" for v in (e.from_version, e.to_version) if v)
+            _block(
+                f"#{e.id}  {_fmt(e.at)}  {e.kind.value}  {change}  by {e.actor}",
+                [("run", " ".join(x for x in (e.run.dag_id, e.run.run_id) if x)), ("reason", _fmt(e.reason))],
+            )
         return
     table = Table("#", "at", "event", "from", "to", "actor", "reason", "run")
     for e in events:

@@ -422,8 +422,11 @@ class AirflowClient:
         self.patch(f"/dags/{dag_id}", {"is_paused": paused})
 
     def trigger(self, dag_id: str, conf: Mapping[str, object] | None = None, **body: object) -> str:
-        """A manual run as the UI's trigger form makes it; returns the run id."""
-        payload: dict[str, object] = {"conf": dict(conf or {}), "logical_date": None, **body}
+        """A manual run as the UI's trigger form makes it (logical date: now); returns the run id."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC).isoformat()
+        payload: dict[str, object] = {"conf": dict(conf or {}), "logical_date": now, **body}
         return str(self.post(f"/dags/{dag_id}/dagRuns", payload)["dag_run_id"])
 
     def runs(self, dag_id: str, **params: object) -> list[JsonObject]:

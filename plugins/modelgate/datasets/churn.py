@@ -112,8 +112,8 @@ def _insert(conn: sa.Connection, frame: pd.DataFrame) -> int:
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     inserted = 0
     for offset in range(0, len(records), 5000):
-        stmt = insert(table).values(records[offset : offset + 5000])
-        stmt = stmt.on_conflict_do_nothing(index_elements=["customer_id"]).returning(table.c.customer_id)
+        values = insert(table).values(records[offset : offset + 5000])
+        stmt = values.on_conflict_do_nothing(index_elements=["customer_id"]).returning(table.c.customer_id)
         inserted += len(conn.execute(stmt).all())
     return inserted
 
@@ -201,8 +201,13 @@ def seed_until(
             else:
                 drift_start, seed, rows_per_day = meta.drift_start, meta.seed, meta.rows_per_day
             first_day = until.astimezone(dt.UTC).date() - dt.timedelta(days=history_days)
+            oldest, newest = conn.execute(sa.text(f"SELECT min(event_time), max(event_time) FROM {TABLE}")).one()
+            start_day = first_day
+            if oldest is not None and oldest.astimezone(dt.UTC).date() <= first_day:
+                # the history is there: a top-up generates from the newest stored day on (rows depend on the day)
+                start_day = max(first_day, newest.astimezone(dt.UTC).date())
             frame = _frames(
-                first_day,
+                start_day,
                 until.astimezone(dt.UTC).date() + dt.timedelta(days=1),
                 rows_per_day=rows_per_day,
                 seed=seed,

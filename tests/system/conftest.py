@@ -1,0 +1,195 @@
+"""One running Airflow for the whole system suite: the stack `make airflow` and docker-compose run.
+
+CeleryExecutor with two workers on Redis, Airflow's metadata and the registry in their own databases on the
+test PostgreSQL, the api-server on a free port. Tests drive it only as users do: the REST API v2 with a JWT,
+and the `airflow` CLI. Each test works on its own model (its own spec file), so none depends on another's
+runs; all models read the one seeded `churn_events` table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from modelgate.datasets.churn import last_weekly_boundary, seed_until
+from modelgate.registry.connection import create_registry_engine
+from modelgate.registry.store import Registry
+from modelgate.stack import AirflowClient, Stack, StackConfig, prepare, redis_answers
+from tests.conftest import REPO_ROOT, _admin, _db_url
+
+REDIS_URL = os.environ.get("MODELGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SYSTEM_MODELS = (
+    "churn_ui",
+    "churn_approval",
+    "churn_sched",
+    "churn_backfill",
+    "churn_ordered",
+    "churn_faults",
+    "churn_promote",
+    "churn_restart",
+)
+
+
+@dataclass(frozen=True)
+class RunningAirflow:
+    stack: Stack
+    api: AirflowClient
+    registry: Registry
+    registry_url: str
+    now: dt.datetime  # when the example rows were seeded up to
+    boundary: dt.datetime  # the last weekly interval end before `now`
+
+    def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """The `airflow` command as an operator runs it against this deployment."""
+        from modelgate.stack import airflow_bin
+
+        return subprocess.run(
+            [airflow_bin(), *args], env=self.stack.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spec(name: str, **changes: object) -> dict:
+    spec = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    spec.update(
+        name=name,
+        start_date="2025-01-05",
+        catchup=False,
+        paused_upon_creation=True,
+        deploy={"target": "none"},
+        notifiers=[{"name": "log"}],
+        tags=["system-test"],
+    )
+    spec["evaluation"]["bootstrap_samples"] = 200
+    spec.update(changes)
+    return spec
+
+
+def _write_specs(include: Path) -> None:
+    (include / "models").mkdir(parents=True)
+    (include / "expectations").mkdir()
+    specs = {name: _spec(name) for name in SYSTEM_MODELS}
+    specs["churn_sched"].update(start_date="-5w", catchup=True)  # the scheduler catches up the last weeks
+    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote"):
+        specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
+    for name in ("churn_backfill", "churn_ordered", "churn_restart"):
+        specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile
+    for name, spec in specs.items():
+        (include / "models" / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _require_services() -> None:
+    if not redis_answers(REDIS_URL):
+        message = f"Redis (the Celery broker) not reachable at {REDIS_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
+    _require_services()
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    tag = uuid.uuid4().hex[:8]
+    meta_db, registry_db = f"mg_sys_af_{tag}", f"mg_sys_reg_{tag}"
+    root = Path(tempfile.mkdtemp(prefix="modelgate-system-"))
+    include = root / "include"
+    _write_specs(include)
+    registry_url = _db_url(registry_db).replace("postgresql://", "postgresql+psycopg://", 1)
+    config = StackConfig(
+        airflow_home=root / "airflow",
+        metadata_url=_db_url(meta_db),
+        registry_url=registry_url,
+        modelgate_home=root / "modelgate",
+        repo_root=REPO_ROOT,
+        include_dir=include,
+        executor="celery",
+        celery_workers=2,
+        broker_url=REDIS_URL,
+        port=_free_port(),
+        parallelism=2,
+        extra_env={
+            "MODELGATE_RETRY_DELAY_SECONDS": "2",
+            "MODELGATE_CODE_VERSION": "system-tests",
+            # a worker killed mid-task is noticed within ~30 s, and its task retried elsewhere
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "60",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        },
+    )
+    password = prepare(config)
+    now = dt.datetime.now(dt.UTC)
+    seed_until(registry_url, now, history_days=150, drift_weeks_ago=2, rows_per_day=200)
+    stack = Stack(config)
+    registry = Registry(create_registry_engine(registry_url))
+    try:
+        stack.start()
+        stack.wait_ready(timeout=240)
+        api = AirflowClient(config.base_url, config.username, password)
+        _wait_for_dags(api, {f"modelgate_{s}__{m}" for m in SYSTEM_MODELS for s in ("monitor", "retrain")})
+        yield RunningAirflow(stack, api, registry, registry_url, now, last_weekly_boundary(now))
+    finally:
+        for name in stack.processes:
+            if stack.processes[name].poll() is not None:
+                print(f"--- {name} exited; its log ends:\n{stack.tail(name)}")
+        stack.stop()
+        registry.close()
+        with _admin() as conn:
+            for db in (meta_db, registry_db):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_dags(api: AirflowClient, expected: set[str], timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not expected <= api.dag_ids():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"DAGs not parsed after {timeout} s: {sorted(expected - api.dag_ids())}")
+        time.sleep(1)
+
+
+def events(registry: Registry, model: str) -> list:
+    return registry.history(model) if _exists(registry, model) else []  # oldest first
+
+
+def _exists(registry: Registry, model: str) -> bool:
+    return any(m.name == model for m in registry.list_models())
+
+
+def champion(registry: Registry, model: str) -> object:
+    return registry.get_champion(model) if _exists(registry, model) else None
+
+
+def versions(registry: Registry, model: str) -> list:
+    return registry.list_versions(model) if _exists(registry, model) else []
+
+
+def sa_count(url: str, sql: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(sql)).scalar_one())
+    finally:
+        engine.dispose()

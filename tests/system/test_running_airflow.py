@@ -1,0 +1,327 @@
+"""modelgate in a running Airflow (CeleryExecutor, two workers), driven through the REST API v2 and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import httpx
+import pytest
+
+from modelgate.registry import EventKind, VersionStatus
+from tests.system.conftest import SYSTEM_MODELS, RunningAirflow, champion, events, versions
+
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.slow]
+
+WEEK = dt.timedelta(days=7)
+
+
+def _day(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def test_dags_parse_without_errors_and_the_plugin_serves_reports_behind_auth(airflow_stack: RunningAirflow) -> None:
+    api = airflow_stack.api
+    assert api.get("/importErrors")["total_entries"] == 0
+    dag_ids = api.dag_ids()
+    for model in SYSTEM_MODELS:
+        assert {f"modelgate_{stage}__{model}" for stage in ("monitor", "retrain", "batch_predict")} <= dag_ids
+    plugins = {p["name"]: p for p in api.get("/plugins")["plugins"]}
+    assert plugins["modelgate"]["fastapi_apps"][0]["url_prefix"] == "/modelgate"
+    assert plugins["modelgate"]["operator_extra_links"]
+    anonymous = httpx.get(f"{api.base_url}/modelgate/reports/x.html")
+    assert anonymous.status_code == 401
+
+
+def test_ui_trigger_with_params_and_the_report_link_opens(airflow_stack: RunningAirflow) -> None:
+    """A run triggered the way the UI's form sends it: conf with force, dry_run, approval and window_days."""
+    api, model = airflow_stack.api, "churn_ui"
+    dag_id = f"modelgate_retrain__{model}"
+    api.set_paused(dag_id, False)
+    run_id = api.trigger(dag_id, {"force": True, "dry_run": True, "approval": "auto", "window_days": 21})
+    run = api.wait_run(dag_id, run_id, timeout=300)
+    states = api.task_states(dag_id, run_id)
+    assert run["state"] == "success", states
+    assert run["run_type"] == "manual"
+    assert states["train_challenger"] == "success" and states["promote_champion"] == "skipped"
+    [version] = versions(airflow_stack.registry, model)
+    assert version.window_end - version.window_start == dt.timedelta(days=21)
+    assert version.status is VersionStatus.CHALLENGER  # dry run: evaluated and recorded, never promoted
+    assert airflow_stack.registry.get_champion(model) is None
+
+    links = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate_challenger/links")["extra_links"]
+    url = links["modelgate report"]
+    assert url.startswith(f"{api.base_url}/modelgate/reports/{model}/evaluation/"), url
+    page = httpx.get(url, headers={"Authorization": f"Bearer {api.token}"})
+    assert page.status_code == 200 and f"v{version.version}" in page.text
+    escape = httpx.get(
+        f"{api.base_url}/modelgate/reports/..%2F..%2Fairflow%2Fairflow.cfg",
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
+    assert escape.status_code == 404
+
+
+def _trained(airflow_stack: RunningAirflow, dag_id: str, run_id: str) -> int:
+    """The version train_challenger registered in this run (its return value)."""
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train_challenger/xcomEntries/return_value"
+    return int(airflow_stack.api.get(path)["value"])
+
+
+def _approval_run(airflow_stack: RunningAirflow, answer: str) -> tuple[str, str]:
+    api = airflow_stack.api
+    dag_id = "modelgate_retrain__churn_approval"
+    api.set_paused(dag_id, False)
+    run_id = api.trigger(dag_id, {"force": True, "approval": "required"})
+    api.wait_task(dag_id, run_id, "approve", {"awaiting_input", "deferred"}, timeout=300)
+    detail = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject"]
+    api.patch(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails", {"chosen_options": [answer]})
+    api.wait_run(dag_id, run_id, timeout=300)
+    return dag_id, run_id
+
+
+def test_approval_answered_through_the_api(airflow_stack: RunningAirflow) -> None:
+    """No champion yet, so each forced challenger passes its verdict and waits for a human: no, then yes."""
+    registry, model = airflow_stack.registry, "churn_approval"
+    dag_id, run_id = _approval_run(airflow_stack, "Reject")
+    states = airflow_stack.api.task_states(dag_id, run_id)
+    assert states["promote_champion"] == "skipped" and states["record_human_rejection"] == "success", states
+    rejected = registry.get_version(model, _trained(airflow_stack, dag_id, run_id))
+    assert rejected.status is VersionStatus.REJECTED
+    assert registry.get_champion(model) is None
+    rejection = [e for e in events(registry, model) if e.kind is EventKind.REJECT][-1]
+    assert rejection.actor == "admin" and rejection.reason.startswith("rejected by approver admin")
+
+    dag_id, run_id = _approval_run(airflow_stack, "Approve")
+    states = airflow_stack.api.task_states(dag_id, run_id)
+    champion = registry.get_champion(model)
+    assert states["promote_champion"] == "success", states
+    assert champion is not None and champion.version == _trained(airflow_stack, dag_id, run_id)
+    promotion = [e for e in events(registry, model) if e.kind is EventKind.PROMOTE][-1]
+    assert promotion.actor == "admin" and promotion.reason.startswith("approved by admin")
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout:.0f} s")
+        time.sleep(2)
+
+
+def test_scheduled_catchup_runs_in_order_and_drift_triggers_retraining(airflow_stack: RunningAirflow) -> None:
+    """Unpaused with catchup over the last five weeks (drift began two weeks ago), as a new user sees it."""
+    api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_sched"
+    monitor, retrain = f"modelgate_monitor__{model}", f"modelgate_retrain__{model}"
+    api.set_paused(monitor, False)
+    api.set_paused(retrain, False)
+
+    def done(dag_id: str, run_type: str, count: int) -> bool:
+        runs = [r for r in api.runs(dag_id) if r["run_type"] == run_type]
+        failed = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
+        assert not failed, f"{dag_id}: failed runs {failed}"
+        return len(runs) >= count and all(r["state"] == "success" for r in runs)
+
+    _wait(lambda: done(monitor, "scheduled", 5) and done(retrain, "scheduled", 5), 900, "catchup not finished")
+    _wait(lambda: done(retrain, "asset_triggered", 1), 600, "no drift-triggered retrain")
+    api.set_paused(monitor, True)
+    api.set_paused(retrain, True)
+
+    for dag_id in (monitor, retrain):
+        scheduled = [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
+        ends = [r["data_interval_end"] for r in scheduled]
+        assert len(set(ends)) == len(ends) >= 5  # one run per interval
+        by_start = sorted(scheduled, key=lambda r: r["start_date"])
+        assert [r["data_interval_end"] for r in by_start] == sorted(ends), f"{dag_id} ran out of interval order"
+        assert dt.datetime.fromisoformat(max(ends)) == airflow_stack.boundary
+
+    history = events(registry, model)
+    promotions = [e for e in history if e.kind is EventKind.PROMOTE]
+    assert promotions, "the first scheduled interval makes a first champion"
+    drift_runs = [r for r in api.runs(retrain) if r["run_type"] == "asset_triggered"]
+    drift_trained = [
+        _trained(airflow_stack, retrain, r["dag_run_id"])
+        for r in drift_runs
+        if api.task_states(retrain, r["dag_run_id"])["train_challenger"] == "success"
+    ]
+    assert drift_trained, "the drift Asset's run trained a challenger"
+    assert any(e.kind is EventKind.EVALUATE and e.to_version in drift_trained for e in history)
+
+
+def _backfill_range(airflow_stack: RunningAirflow) -> tuple[dt.datetime, dt.datetime]:
+    """Six weekly intervals, all before the drift: logical dates (interval starts) 12 to 7 weeks back."""
+    return airflow_stack.boundary - 12 * WEEK, airflow_stack.boundary - 7 * WEEK
+
+
+def _wait_backfill(airflow_stack: RunningAirflow, dag_id: str, timeout: float = 900) -> dict:
+    api = airflow_stack.api
+
+    def backfill() -> dict:
+        found = api.get("/backfills", dag_id=dag_id, limit=100)["backfills"]
+        return max(found, key=lambda b: b["id"])
+
+    _wait(lambda: backfill()["completed_at"] is not None, timeout, f"{dag_id}: backfill not completed")
+    return backfill()
+
+
+def test_backfill_from_the_cli_then_reprocessed_through_the_api(airflow_stack: RunningAirflow) -> None:
+    api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_backfill"
+    dag_id = f"modelgate_retrain__{model}"
+    api.set_paused(dag_id, False)  # a paused DAG's runs, backfills included, never start
+    first, last = _backfill_range(airflow_stack)
+    created = airflow_stack.airflow_cli(
+        "backfill", "create", "--dag-id", dag_id, "--from-date", _day(first), "--to-date", _day(last)
+    )
+    assert created.returncode == 0, created.stderr[-2000:]
+    _wait_backfill(airflow_stack, dag_id)
+
+    runs = api.runs(dag_id)
+    assert len(runs) == 6 and {r["run_type"] for r in runs} == {"backfill"}
+    assert {r["state"] for r in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]
+    trained = versions(registry, model)
+    expected_ends = {first + (i + 1) * WEEK for i in range(6)}
+    assert {v.window_end for v in trained} == expected_ends  # one challenger per interval
+    assert len(trained) == 6
+    assert registry.get_champion(model) is None  # backfills record verdicts, never promote
+    assert all(v.status is VersionStatus.CHALLENGER for v in trained)
+    assert all(e.kind is not EventKind.PROMOTE for e in events(registry, model))
+    before = events(registry, model)
+
+    api.post(
+        "/backfills",
+        {
+            "dag_id": dag_id,
+            "from_date": first.isoformat(),
+            "to_date": last.isoformat(),
+            "reprocess_behavior": "completed",
+            "max_active_runs": 3,
+        },
+    )
+    _wait_backfill(airflow_stack, dag_id)
+    reruns = api.runs(dag_id)
+    assert len(reruns) == 6 and {r["state"] for r in reruns} == {"success"}
+    assert [v.version for v in versions(registry, model)] == [v.version for v in trained]  # nothing new
+    assert [e.id for e in events(registry, model)] == [e.id for e in before]  # no new event either
+
+
+def test_backfill_with_promote_on_backfill_promotes_in_interval_order(airflow_stack: RunningAirflow) -> None:
+    api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_ordered"
+    dag_id = f"modelgate_retrain__{model}"
+    api.set_paused(dag_id, False)  # a paused DAG's runs, backfills included, never start
+    first, last = _backfill_range(airflow_stack)
+    api.post(
+        "/backfills",
+        {
+            "dag_id": dag_id,
+            "from_date": first.isoformat(),
+            "to_date": last.isoformat(),
+            "dag_run_conf": {"promote_on_backfill": True, "force": True},
+            "max_active_runs": 1,
+        },
+    )
+    _wait_backfill(airflow_stack, dag_id)
+    assert {r["state"] for r in api.runs(dag_id)} == {"success"}
+    by_version = {v.version: v for v in versions(registry, model)}
+    promoted = [by_version[e.to_version] for e in events(registry, model) if e.kind is EventKind.PROMOTE]
+    assert promoted, "the first interval's challenger becomes the first champion"
+    ends = [v.window_end for v in promoted]
+    assert ends == sorted(ends) and len(set(ends)) == len(ends)
+    champion = registry.get_champion(model)
+    assert champion is not None and champion.version == promoted[-1].version
+
+
+def _worker_of(stack: object, pid: int) -> str | None:
+    """Which worker component runs the process `pid` (each component leads its own process group)."""
+    import os
+
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+    return next((name for name, proc in stack.processes.items() if proc.pid == group), None)  # type: ignore[attr-defined]
+
+
+def test_worker_killed_during_training_is_retried_on_the_other_worker(airflow_stack: RunningAirflow) -> None:
+    api, registry, stack = airflow_stack.api, airflow_stack.registry, airflow_stack.stack
+    dag_id = "modelgate_retrain__churn_faults"
+    api.set_paused(dag_id, False)
+    run_id = api.trigger(dag_id, {"force": True})
+    api.wait_task(dag_id, run_id, "train_challenger", {"running"}, timeout=300)
+    ti_path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train_challenger"
+    _wait(lambda: api.get(ti_path).get("pid"), 60, "the running task has no pid")
+    victim = _worker_of(stack, int(api.get(ti_path)["pid"]))
+    assert victim is not None and victim.startswith("worker-"), victim
+    stack.kill(victim)  # kill -9 the worker with its task process
+    try:
+        run = api.wait_run(dag_id, run_id, timeout=600)
+        assert run["state"] == "success", api.task_states(dag_id, run_id)
+        assert api.get(ti_path)["try_number"] >= 2  # the killed try was noticed and retried elsewhere
+        trained = _trained(airflow_stack, dag_id, run_id)
+        window = registry.get_version("churn_faults", trained).source.run_id  # the registration's key
+        assert [v.version for v in versions(registry, "churn_faults") if v.source.run_id == window] == [trained]
+    finally:
+        stack.start([victim])
+
+
+def test_registry_connections_killed_during_promotion(airflow_stack: RunningAirflow) -> None:
+    """The promotion's transaction waits on a lock and its backends are terminated: retried, one champion."""
+    import psycopg
+
+    api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_promote"
+    dag_id = f"modelgate_retrain__{model}"
+    conninfo = airflow_stack.registry_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    assert champion(registry, model) is None  # so the challenger is promoted: the first champion
+    api.set_paused(dag_id, False)
+    waiting: list[int] = []
+
+    def promotion_waits() -> bool:
+        with psycopg.connect(conninfo, autocommit=True) as probe:
+            rows = probe.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'modelgate' "
+                "AND wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchall()
+        waiting[:] = [r[0] for r in rows]
+        return bool(waiting)
+
+    with psycopg.connect(conninfo) as blocker:
+        # SHARE lets every reader through and stops the only writer of model_alias: a promotion
+        blocker.execute("LOCK TABLE model_alias IN SHARE MODE")
+        run_id = api.trigger(dag_id, {"force": True, "approval": "auto"})
+        api.wait_task(dag_id, run_id, "promote_champion", {"running"}, timeout=300)
+        _wait(promotion_waits, 120, "the promotion never reached the lock")
+        with psycopg.connect(conninfo, autocommit=True) as killer:
+            for pid in waiting:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        blocker.rollback()
+    run = api.wait_run(dag_id, run_id, timeout=300)
+    assert run["state"] == "success", api.task_states(dag_id, run_id)
+    assert api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/promote_champion")["try_number"] >= 2
+    promotions = [e for e in events(registry, model) if e.kind is EventKind.PROMOTE]
+    assert len(promotions) == 1 and promotions[0].run.run_id == run_id
+    champions = [v for v in versions(registry, model) if v.status is VersionStatus.CHAMPION]
+    assert len(champions) == 1 and champions[0] == registry.get_champion(model)
+    assert champions[0].version == promotions[0].to_version
+
+
+def test_scheduler_killed_and_restarted_during_a_backfill(airflow_stack: RunningAirflow) -> None:
+    api, registry, stack, model = airflow_stack.api, airflow_stack.registry, airflow_stack.stack, "churn_restart"
+    dag_id = f"modelgate_retrain__{model}"
+    api.set_paused(dag_id, False)  # a paused DAG's runs, backfills included, never start
+    first, last = _backfill_range(airflow_stack)
+    api.post(
+        "/backfills",
+        {"dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(), "max_active_runs": 2},
+    )
+    _wait(lambda: len(versions(registry, model)) >= 2, 600, "the backfill did not get going")
+    stack.kill("scheduler")  # kill -9, mid-backfill
+    time.sleep(5)
+    stack.start(["scheduler"])
+    _wait_backfill(airflow_stack, dag_id)
+    runs = api.runs(dag_id)
+    assert len(runs) == 6 and {r["state"] for r in runs} == {"success"}, [(r["dag_run_id"], r["state"]) for r in runs]
+    trained = versions(registry, model)
+    assert len(trained) == 6 and len({v.window_end for v in trained}) == 6  # no duplicate challengers
+    kinds = [e.kind for e in events(registry, model)]
+    assert kinds.count(EventKind.REGISTER) == 6 and kinds.count(EventKind.EVALUATE) == 6
+    assert json.dumps(api.get("/monitor/health")["scheduler"]["status"]) == '"healthy"'
