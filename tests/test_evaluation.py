@@ -85,3 +85,25 @@ def test_evaluate_refuses_empty_and_single_class_holdouts() -> None:
             champion_version=None,
             challenger_version=1,
         )
+
+
+def test_bootstrap_bound_is_one_sided_and_reproducible() -> None:
+    import numpy as np
+
+    from modelgate.evaluation import bootstrap_bound
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400).astype(float)
+    scores = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
+    point, upper = bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=True)
+    _, lower = bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=False)
+    assert lower < point < upper and upper - point < 0.06
+    assert bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=True) == (point, upper)
+
+
+def test_baseline_scores_are_the_class_prior() -> None:
+    from modelgate.evaluation import baseline_scores, metric
+
+    scores, label = baseline_scores(_spec(), [0, 0, 1, 1, 0, 0, 0, 1], 5)
+    assert label == "class prior 0.3750" and list(scores) == [0.375] * 5
+    assert metric("roc_auc", [0, 1, 0, 1, 1], scores) == 0.5

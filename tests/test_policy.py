@@ -143,7 +143,7 @@ def test_no_champion_uses_absolute_thresholds_only() -> None:
 
 def test_no_champion_and_no_thresholds_never_promotes() -> None:
     verdict = decide_promotion(_evaluation(_primary(None, 0.99, ci=None), champion=None), Evaluation())
-    assert not verdict.promote and "no champion and no absolute thresholds configured" in verdict.reason
+    assert not verdict.promote and "no champion, no baseline and no absolute thresholds configured" in verdict.reason
 
 
 def test_missing_interval_fails_closed() -> None:
@@ -166,3 +166,55 @@ def test_mcnemar_p_value_decides_for_accuracy() -> None:
     assert decide_promotion(_evaluation(significant), policy).promote
     verdict = decide_promotion(_evaluation(not_significant), policy)
     assert not verdict.promote and "p=0.2 not significant" in verdict.reason
+
+
+def _decay(observed: float, bound: float, *, reference: float = 0.80, rows: int = 300, higher: bool = True):
+    from modelgate.policy import DecayEvidence
+
+    return DecayEvidence("roc_auc" if higher else "log_loss", reference, observed, bound, rows, higher)
+
+
+@pytest.mark.parametrize(
+    ("decay", "reason"),
+    [
+        # 5% below 0.80 is 0.76: decayed only when even the upper bound is below it
+        (_decay(0.70, 0.74), RetrainReason.DECAY),
+        (_decay(0.74, 0.77), RetrainReason.SKIP),  # the point is past it, but the bound says it may be noise
+        (_decay(0.79, 0.83), RetrainReason.SKIP),
+        (_decay(0.60, 0.70, rows=49), RetrainReason.SKIP),  # too few labelled rows to test
+        # lower is better: 5% above 0.40 is 0.42; decayed when even the lower bound is above it
+        (_decay(0.50, 0.45, reference=0.40, higher=False), RetrainReason.DECAY),
+        (_decay(0.43, 0.41, reference=0.40, higher=False), RetrainReason.SKIP),
+    ],
+)
+def test_label_aware_decay_trigger_needs_no_threshold(decay, reason: RetrainReason) -> None:
+    policy = Retrain(decay_min_rows=50)  # defaults: 5% relative tolerance, one-sided 5% test
+    decision = decide_retrain(policy, RetrainInputs(force=False, has_champion=True, decay=decay))
+    assert decision.reason is reason
+
+
+def test_decay_detail_records_the_numbers_and_comes_before_drift() -> None:
+    inputs = RetrainInputs(force=False, has_champion=True, drift_flags=[True], decay=_decay(0.70, 0.74))
+    decision = decide_retrain(Retrain(), inputs)
+    assert decision.reason is RetrainReason.DECAY
+    assert decision.detail == (
+        "champion roc_auc 0.7000 on the newest 300 labelled rows (95% upper bound 0.7400) is past 0.7600, "
+        "0.05 below its holdout score 0.8000"
+    )
+    off = decide_retrain(Retrain(decay_tolerance=None), inputs)
+    assert off.reason is RetrainReason.DRIFT
+
+
+def test_first_champion_must_beat_the_baseline_significantly() -> None:
+    policy = Evaluation(primary_metric="roc_auc", min_improvement=0.01)
+    strong, weak = _primary(0.5, 0.74, ci=(0.19, 0.29)), _primary(0.5, 0.52, ci=(-0.03, 0.07))
+    good = EvaluationResult(None, 1, 500, strong, {"roc_auc": strong}, baseline="class prior 0.2700")
+    garbage = EvaluationResult(None, 1, 500, weak, {"roc_auc": weak}, baseline="class prior 0.2700")
+    verdict = decide_promotion(good, policy)
+    assert verdict.promote and [c.name for c in verdict.checks] == ["baseline"]
+    assert "roc_auc 0.5000 -> 0.7400 vs class prior 0.2700" in verdict.reason
+    refused = decide_promotion(garbage, policy)
+    assert not refused.promote and "the interval includes zero" in refused.reason
+    # absolute thresholds still apply on top of the baseline
+    strict = decide_promotion(good, Evaluation(primary_metric="roc_auc", absolute_thresholds={"roc_auc": 0.8}))
+    assert not strict.promote and "roc_auc 0.7400 misses >= 0.8" in strict.reason

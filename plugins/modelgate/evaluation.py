@@ -93,6 +93,31 @@ def metric(name: str, y: Any, score: Any) -> float:
     return float(metric_rows(name, y, score)[0])
 
 
+def bootstrap_bound(
+    name: str, y: Any, score: Any, *, samples: int, alpha: float, seed: int, upper: bool
+) -> tuple[float, float]:
+    """(metric, its one-sided percentile bootstrap bound at level 1 - alpha): upper or lower."""
+    import numpy as np
+
+    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // max(n, 1))
+    values: list[np.ndarray] = []
+    remaining = samples
+    while remaining > 0:
+        b = min(chunk, remaining)
+        idx = rng.integers(0, n, size=(b, n))
+        values.append(metric_rows(name, y[idx], score[idx]))
+        remaining -= b
+    resampled = np.concatenate(values)
+    resampled = resampled[np.isfinite(resampled)]
+    point = metric(name, y, score)
+    if not len(resampled):
+        return point, float("nan")
+    return point, float(np.quantile(resampled, 1 - alpha if upper else alpha))
+
+
 def paired_bootstrap(
     name: str, y: Any, champion: Any, challenger: Any, *, samples: int, alpha: float, seed: int
 ) -> tuple[float, float]:
@@ -195,8 +220,9 @@ def evaluate_scores(
     champion_version: int | None,
     challenger_version: int,
     extra_metrics: Sequence[str] = (),
+    baseline: str | None = None,
 ) -> EvaluationResult:
-    """Compare both models' scores on the same holdout rows."""
+    """Compare both models' scores on the same holdout rows (the champion's side may be a named baseline)."""
     import numpy as np
 
     y_arr = np.asarray(y, dtype=float)
@@ -239,4 +265,19 @@ def evaluate_scores(
                     metrics[policy.primary_metric].higher_is_better,
                 )
             )
-    return EvaluationResult(champion_version, challenger_version, n, metrics[policy.primary_metric], metrics, slices)
+    return EvaluationResult(
+        champion_version, challenger_version, n, metrics[policy.primary_metric], metrics, slices, baseline=baseline
+    )
+
+
+def baseline_scores(spec: ModelSpec, train_target: Any, rows: int) -> tuple[np.ndarray, str]:
+    """The trivial model a first champion must beat: the class prior (classifiers) or the mean (regressors)."""
+    import numpy as np
+
+    target = np.asarray(train_target, dtype=float)
+    target = target[np.isfinite(target)]
+    if not len(target):
+        raise EvaluationError("no labelled training rows to build a baseline from")
+    value = float(target.mean())
+    label = f"class prior {value:.4f}" if spec.task is Task.BINARY else f"training mean {value:.4g}"
+    return np.full(rows, value), label

@@ -6,21 +6,34 @@ drift rows are upserts or deduplicated events, so re-running an interval changes
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, fingerprint, load_window, split_holdout, training_window
-from modelgate.policy import RetrainDecision, RetrainInputs, Verdict, decide_promotion, decide_retrain
+from modelgate.policy import (
+    DecayEvidence,
+    RetrainDecision,
+    RetrainInputs,
+    RetrainReason,
+    Verdict,
+    decide_promotion,
+    decide_retrain,
+)
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.entities import ModelVersion, RunRef, Source, VersionDraft, VersionStatus
 from modelgate.registry.errors import ModelNotFound
 from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
-from modelgate.spec import ModelSpec
+from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +196,15 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     performance = None
     new_rows = None
     age_days = None
+    decay = None
     if champion is not None and not params.force:
         timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end, limit=policy.drift_runs_n)
-        drift_flags = [row.drifted for row in timeline if row.champion_version == champion.version]
+        rearmed = _drift_rearmed_after(services, spec, run)
+        drift_flags = [
+            row.drifted
+            for row in timeline
+            if row.champion_version == champion.version and (rearmed is None or row.interval_end > rearmed)
+        ]
         if champion.window_end is not None:
             age_days = (run.interval.end - champion.window_end).total_seconds() / 86400
         frame = load_window(spec, window, url=services.data_url)
@@ -198,7 +217,8 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
                 scores = predict_scores(spec, model, labelled)
                 performance = metric(policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), scores)
-        inputs_extra = {"champion_version": champion.version}
+        decay = _decay_evidence(spec, services, champion, frame, run.interval)
+        inputs_extra = {"champion_version": champion.version, "drift_rearmed_after": rearmed}
     inputs = RetrainInputs(
         force=params.force,
         has_champion=champion is not None,
@@ -206,6 +226,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         drift_flags=drift_flags,
         champion_performance=performance,
         new_rows=new_rows,
+        decay=decay,
     )
     decision = decide_retrain(policy, inputs)
     services.monitoring.record_decision(
@@ -223,12 +244,58 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 "champion_performance": performance,
                 "champion_age_days": age_days,
                 "new_rows": new_rows,
+                "decay": None if decay is None else dataclasses.asdict(decay),
             },
         ),
         run_id=run.run_id,
     )
     log.info("retrain decision for %s: %s (%s)", spec.name, decision.reason.value, decision.detail)
     return decision
+
+
+def _drift_rearmed_after(services: Services, spec: ModelSpec, run: RunInfo) -> dt.datetime | None:
+    """The end of the last interval whose drift already caused a retrain: older drift flags are spent.
+
+    Drift that a retrain has answered (its challenger promoted or rejected) must not retrain again every
+    interval while it lasts; from then on only new drift, or labels showing decay, trigger.
+    """
+    spent = [
+        d.interval_end
+        for d in services.monitoring.decisions(spec.name)
+        if d.retrain and d.reason == RetrainReason.DRIFT.value and d.interval_end < run.interval.end
+    ]
+    return max(spent, default=None)
+
+
+def _decay_evidence(
+    spec: ModelSpec, services: Services, champion: ModelVersion, frame: pd.DataFrame, interval: Interval
+) -> DecayEvidence | None:
+    """The champion scored on the newest interval's labelled rows, against its holdout score at training."""
+    from modelgate.evaluation import bootstrap_bound
+    from modelgate.training import predict_scores
+
+    name = spec.retrain.performance_metric or spec.evaluation.primary_metric
+    reference = champion.metrics.get(f"holdout_{name}")
+    if spec.retrain.decay_tolerance is None or reference is None or frame.empty:
+        return None
+    newest = frame[frame[spec.time_column] >= interval.start].dropna(subset=[spec.target])
+    y = newest[spec.target].to_numpy(dtype=float)
+    if len(newest) < spec.retrain.decay_min_rows or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+        return None
+    model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+    higher = HIGHER_IS_BETTER[name]
+    observed, bound = bootstrap_bound(
+        name,
+        y,
+        predict_scores(spec, model, newest),
+        samples=spec.evaluation.bootstrap_samples,
+        alpha=spec.retrain.decay_significance,
+        seed=spec.seed,
+        upper=higher,
+    )
+    if not (math.isfinite(observed) and math.isfinite(bound)):
+        return None
+    return DecayEvidence(name, float(reference), observed, bound, len(newest), higher)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -249,7 +316,13 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
     trained = train(spec, train_frame)
     for warning in trained.warnings:
         log.warning("training warning for %s: %s", spec.name, warning)
-    model_artifact = services.artifacts.save(trained.pipeline)
+    holdout_metrics = _holdout_metrics(spec, trained.pipeline, holdout)
+    served, holdout_artifact = trained, None
+    if spec.refit and len(holdout):
+        # the holdout-fitted model is what evaluation scores; what is served has seen the newest rows too
+        holdout_artifact = services.artifacts.save(trained.pipeline)
+        served = train(spec, frame)
+    model_artifact = services.artifacts.save(served.pipeline)
     reference = services.artifacts.save(reference_sample(spec, train_frame), suffix=".reference.joblib")
     version = services.registry.register(
         spec.name,
@@ -260,13 +333,14 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             source=source,
             framework="scikit-learn",
             library_versions=library_versions(),
-            params={"estimator": spec.estimator.name, "seed": spec.seed, **trained.params},
-            metrics={k: round(v, 6) for k, v in trained.metrics.items() if math.isfinite(v)},
+            params={"estimator": spec.estimator.name, "seed": spec.seed, **served.params},
+            metrics={k: round(v, 6) for k, v in {**trained.metrics, **holdout_metrics}.items() if math.isfinite(v)},
             tags={
                 "run_type": run.run_type,
                 "airflow_run_id": run.run_id,
                 "holdout_rows": str(len(holdout)),
                 "task": spec.task.value,
+                "refit": "true" if holdout_artifact is not None else "false",
             },
             window_start=window.start,
             window_end=window.end,
@@ -276,6 +350,8 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             code_version=code_version(),
             reference_uri=reference.uri,
             reference_sha256=reference.sha256,
+            holdout_artifact_uri=holdout_artifact.uri if holdout_artifact else None,
+            holdout_artifact_sha256=holdout_artifact.sha256 if holdout_artifact else None,
             created_by=f"airflow:{run.dag_id}",
         ),
         description=spec.description,
@@ -286,6 +362,19 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
     return version.version
 
 
+def _holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[str, float]:
+    """`holdout_<metric>` of the model fitted without the holdout: the score later decay is measured against."""
+    from modelgate.evaluation import DEFAULT_METRICS, metric
+    from modelgate.training import predict_scores
+
+    labelled = holdout.dropna(subset=[spec.target])
+    y = labelled[spec.target].to_numpy(dtype=float)
+    if not len(labelled) or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+        return {}
+    scores = predict_scores(spec, model, labelled)
+    return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
+
+
 # --------------------------------------------------------------------------------------------- evaluation
 
 
@@ -293,7 +382,7 @@ def evaluate_challenger(
     spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams, challenger_version: int
 ) -> dict[str, Any]:
     """Champion (re-scored now) vs challenger on the same fresh holdout; a recorded, fail-closed verdict."""
-    from modelgate.evaluation import evaluate_scores
+    from modelgate.evaluation import baseline_scores, evaluate_scores
     from modelgate.reports import write_evaluation_report
     from modelgate.training import predict_scores
 
@@ -306,22 +395,27 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already rejected", promote=False)
     window = training_window(spec, run.interval.end, params.window_days)
     frame = load_window(spec, window, url=services.data_url)
-    _, holdout = split_holdout(spec, frame)
+    train_part, holdout = split_holdout(spec, frame)
     y = holdout[spec.target].to_numpy(dtype=float)
-    challenger_model = services.artifacts.load(challenger.artifact_uri, challenger.artifact_sha256)
+    challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
     challenger_scores = predict_scores(spec, challenger_model, holdout)
     champion_scores = None
+    baseline = None
     if champion is not None:
         champion_model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
         champion_scores = predict_scores(spec, champion_model, holdout)
+        compared_with = champion_scores
+    else:  # a first champion must beat the trivial model
+        compared_with, baseline = baseline_scores(spec, train_part[spec.target], len(holdout))
     evaluation = evaluate_scores(
         spec,
         holdout,
         y,
-        champion_scores,
+        compared_with,
         challenger_scores,
         champion_version=champion.version if champion else None,
         challenger_version=challenger.version,
+        baseline=baseline,
     )
     verdict = decide_promotion(evaluation, spec.evaluation)
     report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{_label(window)}.html"

@@ -27,6 +27,29 @@ class RetrainReason(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class DecayEvidence:
+    """The champion on the newest interval's labelled rows against its own holdout score when it was trained.
+
+    `bound` is the one-sided bootstrap bound of `observed` on the champion's side (the upper bound when
+    higher is better): the champion has decayed only if even that bound is past the tolerated drop.
+    """
+
+    metric: str
+    reference: float
+    observed: float
+    bound: float
+    rows: int
+    higher_is_better: bool
+
+    def limit(self, tolerance: float) -> float:
+        return self.reference * (1 - tolerance) if self.higher_is_better else self.reference * (1 + tolerance)
+
+    def decayed(self, tolerance: float) -> bool:
+        limit = self.limit(tolerance)
+        return self.bound < limit if self.higher_is_better else self.bound > limit
+
+
+@dataclass(frozen=True)
 class RetrainInputs:
     """What the retrain decision looks at, gathered by the DAG before calling `decide_retrain`."""
 
@@ -36,6 +59,7 @@ class RetrainInputs:
     drift_flags: Sequence[bool] = ()  # newest last, one per monitor run
     champion_performance: float | None = None  # the champion re-scored on labelled recent rows
     new_rows: int | None = None  # rows since the champion's training window ended
+    decay: DecayEvidence | None = None  # the champion on the newest labelled interval, when measurable
 
 
 @dataclass(frozen=True)
@@ -49,11 +73,26 @@ class RetrainDecision:
 
 
 def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
-    """First matching trigger wins, in a fixed order, so a run records exactly one reason."""
+    """First matching trigger wins, in a fixed order, so a run records exactly one reason.
+
+    Labels beat proxies: a measured decay of the champion comes before drift, which only suggests one.
+    """
     if inputs.force:
         return RetrainDecision(True, RetrainReason.FORCED, "forced by the `force` param")
     if not inputs.has_champion:
         return RetrainDecision(True, RetrainReason.NO_CHAMPION, "the model has no champion yet")
+    decay = inputs.decay
+    if decay is not None and policy.decay_tolerance is not None and decay.rows >= policy.decay_min_rows:
+        if decay.decayed(policy.decay_tolerance):
+            side = "upper" if decay.higher_is_better else "lower"
+            return RetrainDecision(
+                True,
+                RetrainReason.DECAY,
+                f"champion {decay.metric} {decay.observed:.4f} on the newest {decay.rows} labelled rows "
+                f"({(1 - policy.decay_significance) * 100:g}% {side} bound {decay.bound:.4f}) is past "
+                f"{decay.limit(policy.decay_tolerance):.4f}, {policy.decay_tolerance:g} below its holdout "
+                f"score {decay.reference:.4f}",
+            )
     recent = list(inputs.drift_flags)[-policy.drift_runs_n :]
     drifted = sum(1 for flag in recent if flag)
     if drifted >= policy.drift_runs_k:
@@ -148,6 +187,7 @@ class EvaluationResult:
     primary: MetricComparison
     metrics: dict[str, MetricComparison]
     slices: list[SliceComparison] = field(default_factory=list)
+    baseline: str | None = None  # with no champion: the trivial model on the champion's side ("class prior 0.27")
 
 
 @dataclass(frozen=True)
@@ -175,10 +215,14 @@ class Verdict:
 def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy) -> Verdict:
     """Fail closed: the challenger is blessed only if every configured check passes and at least one exists."""
     checks: list[Check] = []
-    if evaluation.champion_version is None:
+    if evaluation.champion_version is None and evaluation.baseline is not None:
+        # a first champion must beat a trivial model significantly (and meet any absolute thresholds)
+        checks.append(_primary_check(evaluation.primary, policy, against=evaluation.baseline))
+        checks.extend(_absolute_checks(evaluation, policy))
+    elif evaluation.champion_version is None:
         checks.extend(_absolute_checks(evaluation, policy))
         if not policy.absolute_thresholds:
-            checks.append(Check("thresholds", False, "no champion and no absolute thresholds configured"))
+            checks.append(Check("thresholds", False, "no champion, no baseline and no absolute thresholds configured"))
     else:
         checks.append(_primary_check(evaluation.primary, policy))
         checks.extend(_guardrail_checks(evaluation, policy))
@@ -199,26 +243,29 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
-def _primary_check(primary: MetricComparison, policy: EvaluationPolicy) -> Check:
+def _primary_check(primary: MetricComparison, policy: EvaluationPolicy, *, against: str | None = None) -> Check:
+    """Against the champion, or (`against`) against a trivial baseline when there is no champion."""
+    name = "primary" if against is None else "baseline"
     improvement = primary.improvement
     if improvement is None or not math.isfinite(improvement) or primary.ci_low is None or primary.ci_high is None:
-        return Check("primary", False, f"{primary.metric}: no paired comparison available")
+        return Check(name, False, f"{primary.metric}: no paired comparison available")
     # Orient the CI so that positive means "challenger better".
     low, high = (primary.ci_low, primary.ci_high) if primary.higher_is_better else (-primary.ci_high, -primary.ci_low)
     level = f"{(1 - policy.significance_level) * 100:g}%"
+    versus = "" if against is None else f" vs {against}"
     head = (
-        f"{primary.metric} {_fmt(primary.champion)} -> {_fmt(primary.challenger)} "
+        f"{primary.metric} {_fmt(primary.champion)} -> {_fmt(primary.challenger)}{versus} "
         f"(improvement {improvement:+.4f}, {level} CI [{low:+.4f}, {high:+.4f}])"
     )
     if improvement < policy.min_improvement:
-        return Check("primary", False, f"{head} is below the minimum improvement {policy.min_improvement}")
+        return Check(name, False, f"{head} is below the minimum improvement {policy.min_improvement}")
     if primary.p_value is not None:
         if primary.p_value >= policy.significance_level:
-            return Check("primary", False, f"{head}: {primary.test} p={primary.p_value:.4g} not significant")
-        return Check("primary", True, f"{head}: {primary.test} p={primary.p_value:.4g}")
+            return Check(name, False, f"{head}: {primary.test} p={primary.p_value:.4g} not significant")
+        return Check(name, True, f"{head}: {primary.test} p={primary.p_value:.4g}")
     if low <= 0:
-        return Check("primary", False, f"{head}: the interval includes zero")
-    return Check("primary", True, head)
+        return Check(name, False, f"{head}: the interval includes zero")
+    return Check(name, True, head)
 
 
 def _guardrail_checks(evaluation: EvaluationResult, policy: EvaluationPolicy) -> list[Check]:

@@ -19,7 +19,8 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 th{background:#f4f4f4}.ok{color:#17803d}.bad{color:#b42318}.decision{font-size:1.4rem;font-weight:600}
 </style></head><body>
 <h1>{{ spec.name }}: challenger v{{ verdict.challenger_version }} vs
-{% if verdict.champion_version %}champion v{{ verdict.champion_version }}{% else %}no champion{% endif %}</h1>
+{% if verdict.champion_version %}champion v{{ verdict.champion_version }}{% elif evaluation.baseline %}no champion
+(baseline: {{ evaluation.baseline }}){% else %}no champion{% endif %}</h1>
 <p class="decision {{ 'ok' if verdict.promote else 'bad' }}">{{ decision }}</p>
 <p>{{ verdict.reason }}</p>
 <p>Holdout: {{ evaluation.holdout_rows }} rows (the latest {{ (spec.holdout_fraction * 100)|round|int }}%
@@ -31,7 +32,8 @@ of the window). Primary metric <b>{{ evaluation.primary.metric }}</b>, significa
 {{ 'pass' if c.passed else 'fail' }}</td><td style="text-align:left">{{ c.detail }}</td></tr>{% endfor %}
 </table>
 <h2>Metrics</h2>
-<table><tr><th>metric</th><th>champion</th><th>challenger</th><th>CI of difference</th></tr>
+<table><tr><th>metric</th><th>{{ 'baseline' if evaluation.baseline else 'champion' }}</th><th>challenger</th>
+<th>CI of difference</th></tr>
 {% for m in evaluation.metrics.values() %}<tr><td>{{ m.metric }}</td><td>{{ fmt(m.champion) }}</td>
 <td>{{ fmt(m.challenger) }}</td><td>{% if m.ci_low is not none %}[{{ fmt(m.ci_low) }}, {{ fmt(m.ci_high) }}]{% endif %}
 {% if m.p_value is not none %} {{ m.test }} p={{ fmt(m.p_value) }}{% endif %}</td></tr>{% endfor %}

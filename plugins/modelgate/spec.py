@@ -157,6 +157,15 @@ class Retrain(_Strict):
     performance_threshold: float | None = None
     max_age_days: float | None = Field(None, gt=0)
     new_rows_threshold: int | None = Field(None, ge=1)
+    decay_tolerance: float | None = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="label-aware trigger: retrain when the champion's metric on the newest labelled interval is "
+        "significantly more than this fraction below its own holdout score (null: off)",
+    )
+    decay_significance: float = Field(0.05, gt=0, lt=0.5, description="one-sided level of the decay test")
+    decay_min_rows: int = Field(50, ge=1, description="fewer labelled rows in the newest interval: no decay test")
 
     @model_validator(mode="after")
     def _k_of_n(self) -> Retrain:
@@ -258,6 +267,11 @@ class ModelSpec(_Strict):
     paused_upon_creation: bool = Field(True, description="whether a new Airflow sees the model's DAGs paused")
     window_days: int = Field(28, ge=1)
     holdout_fraction: float = Field(0.25, gt=0, lt=0.9)
+    refit: bool = Field(
+        True,
+        description="serve a model refit on the whole window (the holdout included); the one fitted without "
+        "the holdout is kept for evaluation",
+    )
     seed: int = 42
     estimator: Estimator
     evaluation: Evaluation = Field(default_factory=Evaluation)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -232,14 +233,17 @@ def test_backfill_with_promote_on_backfill_promotes_in_interval_order(airflow_st
 
 
 def _worker_of(stack: object, pid: int) -> str | None:
-    """Which worker component runs the process `pid` (each component leads its own process group)."""
-    import os
-
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return None
-    return next((name for name, proc in stack.processes.items() if proc.pid == group), None)  # type: ignore[attr-defined]
+    """Which worker component runs the process `pid`: walk up its parents to a component's leader."""
+    leaders = {proc.pid: name for name, proc in stack.processes.items()}  # type: ignore[attr-defined]
+    while pid > 1:
+        if pid in leaders:
+            return leaders[pid]
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state is the parent's pid
+    return None
 
 
 def test_worker_killed_during_training_is_retried_on_the_other_worker(airflow_stack: RunningAirflow) -> None:

@@ -72,6 +72,8 @@ class VersionDraft:
     code_version: str | None = None
     reference_uri: str | None = None
     reference_sha256: str | None = None
+    holdout_artifact_uri: str | None = None  # refit: the model fitted without the holdout, scored in evaluation
+    holdout_artifact_sha256: str | None = None
     created_by: str | None = None
     description: str | None = None
 
@@ -100,6 +102,15 @@ class ModelVersion:
     source: Source
     created_at: dt.datetime
     created_by: str | None
+    holdout_artifact_uri: str | None = None
+    holdout_artifact_sha256: str | None = None
+
+    @property
+    def evaluation_artifact(self) -> tuple[str, str]:
+        """What to score on a holdout: the model fitted without it when the served one was refit on it."""
+        if self.holdout_artifact_uri and self.holdout_artifact_sha256:
+            return self.holdout_artifact_uri, self.holdout_artifact_sha256
+        return self.artifact_uri, self.artifact_sha256
 
 
 @dataclass(frozen=True)

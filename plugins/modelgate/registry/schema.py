@@ -42,6 +42,8 @@ model_version = sa.Table(
     sa.Column("code_version", sa.Text),
     sa.Column("reference_uri", sa.Text),
     sa.Column("reference_sha256", sa.String(64)),
+    sa.Column("holdout_artifact_uri", sa.Text),
+    sa.Column("holdout_artifact_sha256", sa.String(64)),
     sa.Column("description", sa.Text),
     sa.Column("source_dag_id", sa.Text, nullable=False),
     sa.Column("source_run_id", sa.Text, nullable=False),

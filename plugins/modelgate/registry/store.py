@@ -196,6 +196,8 @@ class Registry:
                     code_version=draft.code_version,
                     reference_uri=draft.reference_uri,
                     reference_sha256=draft.reference_sha256,
+                    holdout_artifact_uri=draft.holdout_artifact_uri,
+                    holdout_artifact_sha256=draft.holdout_artifact_sha256,
                     description=draft.description,
                     source_dag_id=draft.source.dag_id,
                     source_run_id=draft.source.run_id,
@@ -726,6 +728,8 @@ def _to_version(row: Any) -> ModelVersion:
         source=Source(row["source_dag_id"], row["source_run_id"], row["source_task_id"], row["source_try"]),
         created_at=row["created_at"],
         created_by=row["created_by"],
+        holdout_artifact_uri=row["holdout_artifact_uri"],
+        holdout_artifact_sha256=row["holdout_artifact_sha256"],
     )
 
 
