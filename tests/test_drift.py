@@ -106,3 +106,75 @@ def test_weather_decades_drift_like_evidently_says() -> None:
     ours = {c.column: c.drifted for c in compute_drift(spec, reference, current).columns}
     theirs = {k: v[1] for k, v in _evidently_verdicts(spec, reference, current).items()}
     assert ours == theirs
+
+
+def _stream_spec(alarm: str = "calibrated"):
+    features = "\n".join(f"  - {{name: x{i}, type: numeric}}" for i in range(6))
+    return parse_spec(
+        f"""
+name: stream
+source: {{kind: files, path: x.csv}}
+time_column: t
+id_column: id
+target: y
+features:
+{features}
+estimator: {{name: logistic_regression}}
+drift: {{alarm: {alarm}, drift_share: 0.3}}
+"""
+    )
+
+
+def _normal_frame(rng: np.random.Generator, rows: int, shift: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame({f"x{i}": rng.normal(shift if i < 3 else 0.0, 1.0, rows) for i in range(6)})
+
+
+def test_calibrated_alarms_keep_their_false_alarm_rate_on_stationary_data() -> None:
+    """1,008-row reference against 336-row windows of the same distribution, 50 windows: the issue's setup."""
+    calibrated, evidently = _stream_spec(), _stream_spec("evidently")
+    rng = np.random.default_rng(2026)
+    alarms = {"calibrated": 0, "evidently": 0}
+    for _ in range(50):
+        reference, current = _normal_frame(rng, 1008), _normal_frame(rng, 336)
+        alarms["calibrated"] += compute_drift(calibrated, reference, current).dataset_drift
+        alarms["evidently"] += compute_drift(evidently, reference, current).dataset_drift
+    assert alarms["calibrated"] <= 1  # the family-wise rate is 1% a window
+    assert alarms["evidently"] > 5 * max(alarms["calibrated"], 1)  # the fixed distance threshold is noise here
+
+
+def test_calibrated_alarms_still_catch_a_real_shift() -> None:
+    rng = np.random.default_rng(7)
+    result = compute_drift(_stream_spec(), _normal_frame(rng, 1008), _normal_frame(rng, 336, shift=0.5))
+    assert result.dataset_drift and set(result.drifted_columns) == {"x0", "x1", "x2"}
+    assert all(c.p_value < 1e-6 for c in result.columns if c.column in {"x0", "x1", "x2"})
+    assert result.scores()["x0"]["evidently_drifted"] is True and result.scores()["x0"]["alarm"] is True
+
+
+def test_constant_columns_do_not_dilute_the_share() -> None:
+    rng = np.random.default_rng(1)
+    reference, current = _normal_frame(rng, 2000), _normal_frame(rng, 500, shift=0.6)
+    for frame in (reference, current):
+        frame["x3"] = frame["x4"] = frame["x5"] = 1.0  # three columns that never change
+    result = compute_drift(_stream_spec(), reference, current)
+    assert [c.informative for c in result.columns] == [True] * 3 + [False] * 3
+    assert result.share == 1.0 and result.dataset_drift
+
+
+def test_holm_adjustment() -> None:
+    from modelgate.drift import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_ks_from_the_merge_matches_scipy() -> None:
+    from scipy import stats
+
+    from modelgate.drift import ks_p_value, wasserstein_ks
+
+    rng = np.random.default_rng(5)
+    u, v = rng.normal(0, 1, 3000), rng.normal(0.05, 1, 700).round(1)  # ties in v
+    distance, ks = wasserstein_ks(u.copy(), v.copy())
+    expected = stats.ks_2samp(u, v, method="asymp")
+    assert ks == pytest.approx(expected.statistic, abs=1e-12)
+    assert distance == pytest.approx(stats.wasserstein_distance(u, v), rel=1e-9)
+    assert ks_p_value(ks, len(u), len(v)) == pytest.approx(expected.pvalue, rel=0.1)

@@ -148,6 +148,13 @@ class Drift(_Strict):
     threshold: float | None = Field(None, gt=0, description="overrides each method's default threshold")
     reference_sample_size: int = Field(5000, ge=100)
     report_sample_size: int = Field(10_000, ge=100)
+    alarm: Literal["calibrated", "evidently"] = Field(
+        "calibrated",
+        description="calibrated: a column alarms when its two-sample test is significant after Holm's "
+        "correction over the features AND its Evidently distance is past its threshold; evidently: "
+        "Evidently's default per-column verdict alone",
+    )
+    significance: float = Field(0.01, gt=0, lt=0.5, description="family-wise false-alarm rate of one window")
 
 
 class Retrain(_Strict):
