@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, fingerprint, load_window, split_holdout, training_window
+from modelgate.loop import ChampionScore, decay_evidence, decay_metric
 from modelgate.policy import (
-    DecayEvidence,
     RetrainDecision,
     RetrainInputs,
     RetrainReason,
     Verdict,
-    decide_promotion,
     decide_retrain,
 )
 from modelgate.registry.artifacts import ArtifactStore
@@ -30,10 +29,10 @@ from modelgate.registry.errors import ModelNotFound
 from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
-from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
+from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,10 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
                 scores = predict_scores(spec, model, labelled)
                 performance = metric(policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), scores)
-        decay = _decay_evidence(spec, services, champion, frame, run.interval)
+        reference = _champion_score(services, spec, champion)
+        if reference is not None and not frame.empty:
+            model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+            decay = decay_evidence(spec, model, reference, frame, run.interval.start)
         inputs_extra = {"champion_version": champion.version, "drift_rearmed_after": rearmed}
     inputs = RetrainInputs(
         force=params.force,
@@ -267,35 +269,25 @@ def _drift_rearmed_after(services: Services, spec: ModelSpec, run: RunInfo) -> d
     return max(spent, default=None)
 
 
-def _decay_evidence(
-    spec: ModelSpec, services: Services, champion: ModelVersion, frame: pd.DataFrame, interval: Interval
-) -> DecayEvidence | None:
-    """The champion scored on the newest interval's labelled rows, against its holdout score at training."""
-    from modelgate.evaluation import bootstrap_bound
-    from modelgate.training import predict_scores
-
-    name = spec.retrain.performance_metric or spec.evaluation.primary_metric
-    reference = champion.metrics.get(f"holdout_{name}")
-    if spec.retrain.decay_tolerance is None or reference is None or frame.empty:
-        return None
-    newest = frame[frame[spec.time_column] >= interval.start].dropna(subset=[spec.target])
-    y = newest[spec.target].to_numpy(dtype=float)
-    if len(newest) < spec.retrain.decay_min_rows or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
-        return None
-    model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-    higher = HIGHER_IS_BETTER[name]
-    observed, bound = bootstrap_bound(
-        name,
-        y,
-        predict_scores(spec, model, newest),
-        samples=spec.evaluation.bootstrap_samples,
-        alpha=spec.retrain.decay_significance,
-        seed=spec.seed,
-        upper=higher,
-    )
-    if not (math.isfinite(observed) and math.isfinite(bound)):
-        return None
-    return DecayEvidence(name, float(reference), observed, bound, len(newest), higher)
+def _champion_score(services: Services, spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
+    """The champion's latest measured score: its re-score at the newest verdict against it, else its holdout."""
+    name = decay_metric(spec)
+    latest: ChampionScore | None = None
+    if champion.window_end is not None and f"holdout_{name}" in champion.metrics:
+        latest = ChampionScore(float(champion.metrics[f"holdout_{name}"]), champion.window_end)
+    for event in services.registry.history(spec.name, kinds=["evaluate", "reject"]):
+        verdict = event.verdict or {}
+        primary = (verdict.get("evaluation") or {}).get("primary") or {}
+        window = verdict.get("window") or []
+        score = primary.get("champion")
+        if verdict.get("champion_version") != champion.version or primary.get("metric") != name:
+            continue
+        if score is None or len(window) != 2:
+            continue
+        measured = ChampionScore(float(score), dt.datetime.fromisoformat(window[1]))
+        if latest is None or measured.measured_until > latest.measured_until:
+            latest = measured
+    return latest
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -303,7 +295,8 @@ def _decay_evidence(
 
 def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> int:
     """Train on the window's earlier rows and register the challenger; the same window twice trains once."""
-    from modelgate.training import code_version, reference_sample, train
+    from modelgate.loop import fit_challenger
+    from modelgate.training import code_version
 
     window = training_window(spec, run.interval.end, params.window_days)
     source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
@@ -312,18 +305,15 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
         log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, window)
         return existing.version
     frame = load_window(spec, window, url=services.data_url)
-    train_frame, holdout = split_holdout(spec, frame)
-    trained = train(spec, train_frame)
-    for warning in trained.warnings:
+    challenger = fit_challenger(spec, frame)
+    served = challenger.served
+    for warning in served.warnings:
         log.warning("training warning for %s: %s", spec.name, warning)
-    holdout_metrics = _holdout_metrics(spec, trained.pipeline, holdout)
-    served, holdout_artifact = trained, None
-    if spec.refit and len(holdout):
-        # the holdout-fitted model is what evaluation scores; what is served has seen the newest rows too
-        holdout_artifact = services.artifacts.save(trained.pipeline)
-        served = train(spec, frame)
+    holdout_artifact = None
+    if challenger.holdout_model is not None:  # evaluation scores the fit that never saw the holdout
+        holdout_artifact = services.artifacts.save(challenger.holdout_model)
     model_artifact = services.artifacts.save(served.pipeline)
-    reference = services.artifacts.save(reference_sample(spec, train_frame), suffix=".reference.joblib")
+    reference = services.artifacts.save(challenger.reference, suffix=".reference.joblib")
     version = services.registry.register(
         spec.name,
         VersionDraft(
@@ -334,11 +324,13 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             framework="scikit-learn",
             library_versions=library_versions(),
             params={"estimator": spec.estimator.name, "seed": spec.seed, **served.params},
-            metrics={k: round(v, 6) for k, v in {**trained.metrics, **holdout_metrics}.items() if math.isfinite(v)},
+            metrics={
+                k: round(v, 6) for k, v in {**served.metrics, **challenger.holdout_metrics}.items() if math.isfinite(v)
+            },
             tags={
                 "run_type": run.run_type,
                 "airflow_run_id": run.run_id,
-                "holdout_rows": str(len(holdout)),
+                "holdout_rows": str(challenger.holdout_rows),
                 "task": spec.task.value,
                 "refit": "true" if holdout_artifact is not None else "false",
             },
@@ -346,7 +338,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             window_end=window.end,
             data_fingerprint=fingerprint(frame),
             row_count=len(frame),
-            feature_schema=trained.feature_schema,
+            feature_schema=served.feature_schema,
             code_version=code_version(),
             reference_uri=reference.uri,
             reference_sha256=reference.sha256,
@@ -357,22 +349,14 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
         description=spec.description,
     )
     log.info(
-        "registered %s v%s (challenger) trained on %s rows of %s", spec.name, version.version, len(train_frame), window
+        "registered %s v%s (challenger) trained on %s rows of %s%s",
+        spec.name,
+        version.version,
+        challenger.train_rows,
+        window,
+        ", served refit on the whole window" if holdout_artifact else "",
     )
     return version.version
-
-
-def _holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[str, float]:
-    """`holdout_<metric>` of the model fitted without the holdout: the score later decay is measured against."""
-    from modelgate.evaluation import DEFAULT_METRICS, metric
-    from modelgate.training import predict_scores
-
-    labelled = holdout.dropna(subset=[spec.target])
-    y = labelled[spec.target].to_numpy(dtype=float)
-    if not len(labelled) or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
-        return {}
-    scores = predict_scores(spec, model, labelled)
-    return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -382,9 +366,8 @@ def evaluate_challenger(
     spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams, challenger_version: int
 ) -> dict[str, Any]:
     """Champion (re-scored now) vs challenger on the same fresh holdout; a recorded, fail-closed verdict."""
-    from modelgate.evaluation import baseline_scores, evaluate_scores
+    from modelgate.loop import judge
     from modelgate.reports import write_evaluation_report
-    from modelgate.training import predict_scores
 
     registry = services.registry
     challenger = registry.get_version(spec.name, challenger_version)
@@ -395,31 +378,23 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already rejected", promote=False)
     window = training_window(spec, run.interval.end, params.window_days)
     frame = load_window(spec, window, url=services.data_url)
-    train_part, holdout = split_holdout(spec, frame)
-    y = holdout[spec.target].to_numpy(dtype=float)
     challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
-    challenger_scores = predict_scores(spec, challenger_model, holdout)
-    champion_scores = None
-    baseline = None
+    champion_model = None
     if champion is not None:
         champion_model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-        champion_scores = predict_scores(spec, champion_model, holdout)
-        compared_with = champion_scores
-    else:  # a first champion must beat the trivial model
-        compared_with, baseline = baseline_scores(spec, train_part[spec.target], len(holdout))
-    evaluation = evaluate_scores(
+    judged = judge(
         spec,
-        holdout,
-        y,
-        compared_with,
-        challenger_scores,
+        frame,
+        challenger_model,
+        champion_model,
         champion_version=champion.version if champion else None,
         challenger_version=challenger.version,
-        baseline=baseline,
     )
-    verdict = decide_promotion(evaluation, spec.evaluation)
+    verdict = judged.verdict
     report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{_label(window)}.html"
-    write_evaluation_report(spec, verdict, y, champion_scores, challenger_scores, holdout, report)
+    write_evaluation_report(
+        spec, verdict, judged.y, judged.champion_scores, judged.challenger_scores, judged.holdout, report
+    )
     payload = verdict.as_dict()
     payload.update(
         {
@@ -605,7 +580,6 @@ def deploy_to_target(
 ) -> Any:
     """One rollout to the spec's target: the code shared by the deploy DAG and `modelgate deploy/rollback`."""
     from modelgate.deploy.local import DeployError
-    from modelgate.spec import Task
 
     if spec.deploy.target == "vertex":
         from modelgate.deploy.vertex import VertexApi, VertexHooks, VertexSettings, deploy_vertex

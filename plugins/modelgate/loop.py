@@ -1,0 +1,156 @@
+"""The loop's computations on frames and fitted models, with no I/O.
+
+Shared by the Airflow tasks (`pipeline.py`, which loads rows and artifacts and records results) and the
+in-memory replay (`replay.py`, which runs a whole stream through the same steps): what the policy benchmark
+measures is what the DAGs do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelgate.data import split_holdout
+from modelgate.policy import DecayEvidence, Verdict, decide_promotion
+from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
+from modelgate.training import TrainedModel, predict_scores, reference_sample, train
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A challenger fitted on a window: what is served, and what evaluation may score on the holdout."""
+
+    served: TrainedModel  # refit on the whole window when the spec says so, else the holdout-free fit
+    holdout_model: Any | None  # the fit without the holdout, kept only when `served` was refit
+    holdout_metrics: dict[str, float]  # `holdout_<metric>` of the holdout-free fit
+    reference: pd.DataFrame  # the drift reference: a sample of the training rows
+    train_rows: int
+    holdout_rows: int
+
+    @property
+    def evaluation_model(self) -> Any:
+        return self.holdout_model if self.holdout_model is not None else self.served.pipeline
+
+
+def holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[str, float]:
+    """`holdout_<metric>` of a model fitted without the holdout: the score later decay is measured against."""
+    from modelgate.evaluation import DEFAULT_METRICS, metric
+
+    labelled = holdout.dropna(subset=[spec.target])
+    y = labelled[spec.target].to_numpy(dtype=float)
+    if not len(labelled) or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+        return {}
+    scores = predict_scores(spec, model, labelled)
+    return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
+
+
+def fit_challenger(spec: ModelSpec, frame: pd.DataFrame) -> Challenger:
+    """Fit on the window's earlier rows, measure on its holdout, and refit on all of it when `spec.refit`."""
+    train_frame, holdout = split_holdout(spec, frame)
+    trained = train(spec, train_frame)
+    measured = holdout_metrics(spec, trained.pipeline, holdout)
+    if spec.refit and len(holdout):
+        served, holdout_model = train(spec, frame), trained.pipeline
+    else:
+        served, holdout_model = trained, None
+    return Challenger(
+        served, holdout_model, measured, reference_sample(spec, train_frame), len(train_frame), len(holdout)
+    )
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict and what it was computed from (for the report)."""
+
+    verdict: Verdict
+    holdout: pd.DataFrame
+    y: np.ndarray
+    champion_scores: np.ndarray | None  # None when the challenger was compared with the baseline
+    challenger_scores: np.ndarray
+
+
+def judge(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    challenger_model: Any,
+    champion_model: Any | None,
+    *,
+    champion_version: int | None,
+    challenger_version: int,
+) -> Judgement:
+    """Champion (re-scored now) or, with none, the trivial baseline vs the challenger on the window's holdout."""
+    from modelgate.evaluation import baseline_scores, evaluate_scores
+
+    train_part, holdout = split_holdout(spec, frame)
+    y = holdout[spec.target].to_numpy(dtype=float)
+    challenger_scores = predict_scores(spec, challenger_model, holdout)
+    champion_scores = None
+    baseline = None
+    if champion_model is not None:
+        champion_scores = predict_scores(spec, champion_model, holdout)
+        compared_with = champion_scores
+    else:  # a first champion must beat the trivial model
+        compared_with, baseline = baseline_scores(spec, train_part[spec.target], len(holdout))
+    evaluation = evaluate_scores(
+        spec,
+        holdout,
+        y,
+        compared_with,
+        challenger_scores,
+        champion_version=champion_version,
+        challenger_version=challenger_version,
+        baseline=baseline,
+    )
+    verdict = decide_promotion(evaluation, spec.evaluation)
+    return Judgement(verdict, holdout, y, champion_scores, challenger_scores)
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The champion's latest measured score: its holdout score at training, or its re-score at a verdict."""
+
+    value: float
+    measured_until: dt.datetime
+
+
+def decay_evidence(
+    spec: ModelSpec, model: Any, reference: ChampionScore | None, frame: pd.DataFrame, newest_start: dt.datetime
+) -> DecayEvidence | None:
+    """The champion on the labelled rows it has not been measured on, against its latest measured score.
+
+    The rows are those after the reference was measured, and at least the newest interval's; a verdict that
+    re-scores the champion moves the reference, so a decay already answered by a retrain is not counted again.
+    """
+    from modelgate.evaluation import bootstrap_bound
+
+    if spec.retrain.decay_tolerance is None or reference is None or frame.empty:
+        return None
+    since = min(reference.measured_until, newest_start)
+    rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
+    y = rows[spec.target].to_numpy(dtype=float)
+    if len(rows) < spec.retrain.decay_min_rows or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+        return None
+    name = decay_metric(spec)
+    higher = HIGHER_IS_BETTER[name]
+    observed, bound = bootstrap_bound(
+        name,
+        y,
+        predict_scores(spec, model, rows),
+        samples=spec.evaluation.bootstrap_samples,
+        alpha=spec.retrain.decay_significance,
+        seed=spec.seed,
+        upper=higher,
+    )
+    if not (math.isfinite(observed) and math.isfinite(bound)):
+        return None
+    return DecayEvidence(name, reference.value, observed, bound, len(rows), higher)
+
+
+def decay_metric(spec: ModelSpec) -> str:
+    return spec.retrain.performance_metric or spec.evaluation.primary_metric
