@@ -446,6 +446,79 @@ def bench_loop(intervals: int = 3) -> dict[str, Any]:
     return out
 
 
+def _policy_row(name: str, spec: Any, frame: Any, steps: list[Any]) -> dict[str, Any]:
+    from modelgate.replay import replay
+
+    results = {policy: replay(spec, frame, steps, policy) for policy in ("modelgate", "never", "every")}
+    common = results["modelgate"].scored & results["never"].scored & results["every"].scored
+    mine, every = results["modelgate"], results["every"]
+    row: dict[str, Any] = {
+        f"{policy}_accuracy": round(result.accuracy(common), 4) for policy, result in results.items()
+    }
+    row.update(
+        {
+            "intervals": len(steps),
+            "modelgate_retrains": mine.retrains,
+            "modelgate_promotions": mine.promotions,
+            "modelgate_alarms": mine.alarms,
+            "every_retrains": every.retrains,
+            "accuracy_vs_every": round(mine.accuracy(common) - every.accuracy(common), 4),
+            "retrains_vs_every": round(mine.retrains / max(every.retrains, 1), 3),
+            "alarms_per_50": round(50 * mine.alarms / max(len(steps), 1), 2),
+        }
+    )
+    print(f"  {name:<22} {json.dumps(row)}", flush=True)
+    return row
+
+
+def bench_policy() -> dict[str, Any]:
+    """The loop's defaults replayed over streams, against never retraining and retraining every interval.
+
+    Targets: on drifting streams, accuracy at least retrain-every-interval's with at most a third of its
+    retrains; on the shuffled (stationary) copies, at most one drift alarm in 50 windows.
+    """
+    import datetime as dt
+
+    from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec, weather
+    from modelgate.replay import intervals
+    from modelgate.spec import load_spec
+
+    seeds = [int(s) for s in os.environ.get("MODELGATE_BENCH_POLICY_SEEDS", "0,1").split(",")]
+    out: dict[str, Any] = {}
+    spec = synthetic_spec()
+    weeks = 80
+    steps = intervals(START + dt.timedelta(days=spec.window_days), START + dt.timedelta(weeks=weeks), dt.timedelta(7))
+    for kind in ("abrupt", "gradual", "recurring"):
+        for seed in seeds:
+            frame = synthetic(kind, seed=seed, weeks=weeks)
+            out[f"{kind}_s{seed}"] = _policy_row(f"{kind} seed {seed}", spec, frame, steps)
+            out[f"{kind}_s{seed}_shuffled"] = _policy_row(
+                f"{kind} seed {seed} shuffled", spec, shuffled(frame, "t", seed=seed), steps
+            )
+    from modelgate.config import project_dir
+
+    path = project_dir().parent / "shared" / "data" / "weather.csv"
+    if path.is_file():
+        wspec = load_spec(project_dir() / "include" / "models" / "weather_rain.yaml")
+        frame = weather(path)
+        first = frame["day"].iloc[0].to_pydatetime() + dt.timedelta(days=wspec.window_days)
+        first += dt.timedelta(days=(6 - first.weekday()) % 7)  # weekly intervals end on Sundays
+        wsteps = intervals(first, frame["day"].iloc[-1].to_pydatetime(), dt.timedelta(days=7))
+        out["weather"] = _policy_row("weather weekly", wspec, frame, wsteps)
+        out["weather_shuffled"] = _policy_row("weather shuffled", wspec, shuffled(frame, "day"), wsteps)
+    else:
+        out["weather"] = f"skipped: {path} is absent"
+    drifting = [v for k, v in out.items() if isinstance(v, dict) and not k.endswith("shuffled")]
+    stationary = [v for k, v in out.items() if isinstance(v, dict) and k.endswith("shuffled")]
+    out["targets"] = {
+        "drifting_accuracy_at_least_every": all(r["accuracy_vs_every"] >= 0 for r in drifting),
+        "drifting_retrains_at_most_a_third": all(r["retrains_vs_every"] <= 1 / 3 for r in drifting),
+        "stationary_alarms_at_most_1_in_50": all(r["alarms_per_50"] <= 1 for r in stationary),
+        "worst_accuracy_vs_every": min(r["accuracy_vs_every"] for r in drifting),
+    }
+    return out
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "registry": bench_registry,
     "drift": bench_drift,
@@ -455,6 +528,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "batch": bench_batch,
     "serve": bench_serve,
     "loop": bench_loop,
+    "policy": bench_policy,
 }
 
 

@@ -1,0 +1,120 @@
+"""The in-memory replay makes the decisions the real DAGs make, and the policy has the shape it promises."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from modelgate.datasets.churn import write_days
+from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec
+from modelgate.replay import intervals, replay
+from tests.conftest import REPO_ROOT
+
+UTC = dt.UTC
+WEEK = dt.timedelta(days=7)
+
+
+def test_replay_baselines_and_stationary_copy() -> None:
+    spec = synthetic_spec()
+    frame = synthetic("abrupt", seed=3, weeks=24, rows_per_week=200)
+    steps = intervals(START + 4 * WEEK, START + 24 * WEEK, WEEK)
+    never, every = replay(spec, frame, steps, "never"), replay(spec, frame, steps, "every")
+    assert never.retrains == 1 and every.retrains == len(steps) == 20
+    assert every.accuracy(never.scored) > never.accuracy(never.scored)  # the concept moved at week 12
+    stationary = replay(spec, shuffled(frame, "t", seed=3), steps, "modelgate")
+    assert stationary.alarms <= 1
+    assert stationary.outcomes[0].reason == "no_champion" and stationary.outcomes[0].promoted
+    assert stationary.retrains <= 3
+
+
+# ------------------------------------------------------------------ the same decisions as the DAGs
+
+
+@pytest.fixture
+def dag_world(tmp_path: Path, registry_url: str, airflow_db: Path) -> Iterator[dict[str, Any]]:
+    write_days(
+        registry_url, dt.date(2025, 12, 1), dt.date(2026, 3, 30), rows_per_day=150, drift_start=dt.date(2026, 3, 1)
+    )
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    (include / "expectations").mkdir()
+    spec = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    spec.update(start_date="2025-11-01", catchup=False, deploy={"target": "none"}, notifiers=[{"name": "log"}])
+    spec["evaluation"].update(bootstrap_samples=300, absolute_thresholds={})
+    spec["retrain"] = {}  # the defaults: label-aware decay, calibrated drift 1 of 1
+    (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
+    parsed = sa.engine.make_url(registry_url)
+    env = {
+        "AIRFLOW_CONN_MODELGATE_REGISTRY": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": parsed.host,
+                "port": parsed.port,
+                "login": parsed.username,
+                "schema": parsed.database,
+            }
+        ),
+        "MODELGATE_INCLUDE_DIR": str(include),
+        "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "MODELGATE_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    module_spec = importlib.util.spec_from_file_location(
+        "modelgate_dags_replay", REPO_ROOT / "dags" / "modelgate_dags.py"
+    )
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        yield {"dags": module._dags, "url": registry_url, "include": include}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.mark.airflow
+@pytest.mark.integration
+@pytest.mark.slow
+def test_dag_runs_and_the_fast_replay_decide_alike(dag_world: dict[str, Any]) -> None:
+    """Six weekly intervals across the churn example's drift, through dag.test() and through the replay."""
+    from modelgate.data import Interval, load_window
+    from modelgate.registry import EventKind
+    from modelgate.registry.connection import create_registry_engine
+    from modelgate.registry.monitoring import MonitoringStore
+    from modelgate.registry.store import Registry
+    from modelgate.spec import load_spec
+
+    ends = [dt.datetime(2026, 2, 15, tzinfo=UTC) + i * WEEK for i in range(6)]  # drift from 2026-03-01
+    params = {"force": False, "window_days": None, "dry_run": False, "approval": "spec", "promote_on_backfill": False}
+    for end in ends:
+        dag_world["dags"]["modelgate_monitor__churn"].test(logical_date=end)
+        dag_world["dags"]["modelgate_retrain__churn"].test(logical_date=end, run_conf=params)
+
+    registry = Registry(create_registry_engine(dag_world["url"]))
+    try:
+        decisions = {d.interval_end: d for d in MonitoringStore(registry).decisions("churn")}
+        versions = {v.window_end: v.version for v in registry.list_versions("churn")}
+        promoted = {e.to_version for e in registry.history("churn") if e.kind is EventKind.PROMOTE}
+        dags = [(decisions[e].reason, e in versions, versions.get(e) in promoted) for e in ends]
+    finally:
+        registry.close()
+
+    spec = load_spec(dag_world["include"] / "models" / "churn.yaml")
+    frame = load_window(spec, Interval(ends[0] - dt.timedelta(days=spec.window_days), ends[-1]), url=dag_world["url"])
+    fast = replay(spec, frame, [Interval(e - WEEK, e) for e in ends], "modelgate")
+    assert [(o.reason, o.trained, o.promoted) for o in fast.outcomes] == dags
+    assert dags[0] == ("no_champion", True, True)
+    assert any(reason in ("drift", "performance_decay") for reason, _, _ in dags[2:])  # the drift is answered
