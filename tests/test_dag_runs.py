@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import importlib.util
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from modelgate.registry import EventKind, Registry, VersionStatus
 from modelgate.registry.connection import create_registry_engine
 from modelgate.registry.monitoring import MonitoringStore
 from tests.conftest import REPO_ROOT
+from tests.helpers import dags_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.slow]
 
@@ -80,33 +79,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     }
     (include / "models" / "churn_vertex.yaml").write_text(yaml.safe_dump(vertex_spec))
 
-    parsed = sa.engine.make_url(url)
-    env = {
-        "AIRFLOW_CONN_MODELGATE_REGISTRY": json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": parsed.host,
-                "port": parsed.port,
-                "login": parsed.username,
-                "schema": parsed.database,
-            }
-        ),
-        "MODELGATE_INCLUDE_DIR": str(include),
-        "MODELGATE_ARTIFACT_ROOT": str(root / "artifacts"),
-        "MODELGATE_REPORTS_DIR": str(root / "reports"),
-        "MODELGATE_SERVING_DIR": str(root / "serving"),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    module_spec = importlib.util.spec_from_file_location(
-        "modelgate_dags_under_test", REPO_ROOT / "dags" / "modelgate_dags.py"
-    )
-    assert module_spec and module_spec.loader
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    stack = contextlib.ExitStack()
+    dags = stack.enter_context(dags_for(url, include, root, "modelgate_dags_under_test"))
     registry = Registry(create_registry_engine(url))
     yield {
-        "dags": module._dags,
+        "dags": dags,
         "registry": registry,
         "monitoring": MonitoringStore(registry),
         "url": url,
@@ -115,11 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
         "serving": root / "serving",
     }
     registry.close()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    stack.close()
     _drop_database(name)
 
 

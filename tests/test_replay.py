@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from modelgate.datasets.churn import write_days
 from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec
 from modelgate.replay import intervals, replay
 from tests.conftest import REPO_ROOT
+from tests.helpers import dags_for
 
 UTC = dt.UTC
 WEEK = dt.timedelta(days=7)
@@ -52,37 +49,8 @@ def dag_world(tmp_path: Path, registry_url: str, airflow_db: Path) -> Iterator[d
     spec["evaluation"].update(bootstrap_samples=300, absolute_thresholds={})
     spec["retrain"] = {}  # the defaults: label-aware decay, calibrated drift 1 of 1
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
-    parsed = sa.engine.make_url(registry_url)
-    env = {
-        "AIRFLOW_CONN_MODELGATE_REGISTRY": json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": parsed.host,
-                "port": parsed.port,
-                "login": parsed.username,
-                "schema": parsed.database,
-            }
-        ),
-        "MODELGATE_INCLUDE_DIR": str(include),
-        "MODELGATE_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
-        "MODELGATE_REPORTS_DIR": str(tmp_path / "reports"),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    module_spec = importlib.util.spec_from_file_location(
-        "modelgate_dags_replay", REPO_ROOT / "dags" / "modelgate_dags.py"
-    )
-    assert module_spec and module_spec.loader
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    try:
-        yield {"dags": module._dags, "url": registry_url, "include": include}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with dags_for(registry_url, include, tmp_path, "modelgate_dags_replay") as dags:
+        yield {"dags": dags, "url": registry_url, "include": include}
 
 
 @pytest.mark.airflow

@@ -7,7 +7,7 @@ and a frame into scores. Bootstrap resamples are drawn once and shared by both m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelgate.policy import EvaluationResult, MetricComparison, SliceComparison
@@ -93,6 +93,19 @@ def metric(name: str, y: Any, score: Any) -> float:
     return float(metric_rows(name, y, score)[0])
 
 
+def _resample_indices(n: int, samples: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap row indices, `samples` resamples of `n` rows, in chunks of bounded size (seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _MAX_CELLS // max(n, 1))
+    remaining = samples
+    while remaining > 0:
+        b = min(chunk, remaining)
+        yield rng.integers(0, n, size=(b, n))
+        remaining -= b
+
+
 def bootstrap_bound(
     name: str, y: Any, score: Any, *, samples: int, alpha: float, seed: int, upper: bool
 ) -> tuple[float, float]:
@@ -100,16 +113,7 @@ def bootstrap_bound(
     import numpy as np
 
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
-    n = len(y)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_CELLS // max(n, 1))
-    values: list[np.ndarray] = []
-    remaining = samples
-    while remaining > 0:
-        b = min(chunk, remaining)
-        idx = rng.integers(0, n, size=(b, n))
-        values.append(metric_rows(name, y[idx], score[idx]))
-        remaining -= b
+    values = [metric_rows(name, y[idx], score[idx]) for idx in _resample_indices(len(y), samples, seed)]
     resampled = np.concatenate(values)
     resampled = resampled[np.isfinite(resampled)]
     point = metric(name, y, score)
@@ -125,16 +129,10 @@ def paired_bootstrap(
     import numpy as np
 
     y, champion, challenger = (np.asarray(a, dtype=float) for a in (y, champion, challenger))
-    n = len(y)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_CELLS // max(n, 1))
-    diffs: list[np.ndarray] = []
-    remaining = samples
-    while remaining > 0:
-        b = min(chunk, remaining)
-        idx = rng.integers(0, n, size=(b, n))
-        diffs.append(metric_rows(name, y[idx], challenger[idx]) - metric_rows(name, y[idx], champion[idx]))
-        remaining -= b
+    diffs = [
+        metric_rows(name, y[idx], challenger[idx]) - metric_rows(name, y[idx], champion[idx])
+        for idx in _resample_indices(len(y), samples, seed)
+    ]
     all_diffs = np.concatenate(diffs)
     all_diffs = all_diffs[np.isfinite(all_diffs)]
     if len(all_diffs) < samples * 0.9:
