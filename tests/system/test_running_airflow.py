@@ -260,7 +260,11 @@ def test_worker_killed_during_training_is_retried_on_the_other_worker(airflow_st
     try:
         run = api.wait_run(dag_id, run_id, timeout=600)
         assert run["state"] == "success", api.task_states(dag_id, run_id)
-        assert api.get(ti_path)["try_number"] >= 2  # the killed try was noticed and retried elsewhere
+        retry = api.get(ti_path)["try_number"]
+        assert retry >= 2  # the killed try was noticed and retried
+        survivor = next(name for name in stack.processes if name.startswith("worker-") and name != victim)
+        executed = (stack.config.log_dir / f"{survivor}.log").read_text(errors="replace")
+        assert f"run_id={run_id}/task_id=train_challenger/attempt={retry}.log" in executed  # on the other worker
         trained = _trained(airflow_stack, dag_id, run_id)
         window = registry.get_version("churn_faults", trained).source.run_id  # the registration's key
         assert [v.version for v in versions(registry, "churn_faults") if v.source.run_id == window] == [trained]
