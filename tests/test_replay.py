@@ -86,3 +86,24 @@ def test_dag_runs_and_the_fast_replay_decide_alike(dag_world: dict[str, Any]) ->
     assert [(o.reason, o.trained, o.promoted) for o in fast.outcomes] == dags
     assert dags[0] == ("no_champion", True, True)
     assert any(reason in ("drift", "performance_decay") for reason, _, _ in dags[2:])  # the drift is answered
+
+
+def test_live_drift_flags_spend_an_episode_once() -> None:
+    from modelgate.loop import DriftMark, live_drift_flags
+
+    def at(week: int) -> dt.datetime:
+        return START + week * WEEK
+
+    timeline = [DriftMark(at(w), drifted, 1) for w, drifted in enumerate([False, True, True, True, False, True])]
+    common = {"champion_version": 1, "runs": 1}
+    # no drift retrain yet: the newest run counts
+    assert live_drift_flags(timeline[:4], champion_window_end=at(0), last_drift_retrain=None, **common) == [True]
+    # a drift retrain at week 2 kept this champion: week 3 is the same episode, not a new trigger
+    assert live_drift_flags(timeline[:4], champion_window_end=at(0), last_drift_retrain=at(2), **common) == []
+    # after a clean run (week 4) new drift (week 5) counts again
+    assert live_drift_flags(timeline, champion_window_end=at(0), last_drift_retrain=at(2), **common) == [True]
+    # a champion promoted by that retrain starts afresh after it
+    promoted = [DriftMark(at(3), True, 2)]
+    assert live_drift_flags(
+        promoted, champion_window_end=at(2), last_drift_retrain=at(2), champion_version=2, runs=1
+    ) == [True]

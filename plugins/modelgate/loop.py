@@ -154,3 +154,42 @@ def decay_evidence(
 
 def decay_metric(spec: ModelSpec) -> str:
     return spec.retrain.performance_metric or spec.evaluation.primary_metric
+
+
+@dataclass(frozen=True)
+class DriftMark:
+    """One monitor run, as the retrain decision sees it."""
+
+    interval_end: dt.datetime
+    drifted: bool
+    champion_version: int | None
+
+
+def live_drift_flags(
+    timeline: list[DriftMark],
+    *,
+    champion_version: int,
+    champion_window_end: dt.datetime | None,
+    last_drift_retrain: dt.datetime | None,
+    runs: int,
+) -> list[bool]:
+    """The drift flags that may still trigger a retrain, of the last `runs` monitor runs (oldest first).
+
+    Only the current champion's runs count, and only after the last drift-triggered retrain. When that
+    retrain left this champion in place (its challenger lost), the drift it answered is the same episode
+    while it lasts: flags count again only after a run without drift. Seasonal or otherwise persistent
+    drift then costs one retrain per episode, not one per interval; labels showing decay still trigger.
+    """
+    rearm = last_drift_retrain
+    if rearm is not None and champion_window_end is not None and champion_window_end < rearm:
+        after = [m for m in timeline if m.interval_end > rearm and m.champion_version == champion_version]
+        clean = next((m.interval_end for m in after if not m.drifted), None)
+        if clean is None:
+            return []
+        rearm = clean
+    recent = timeline[-runs:]
+    return [
+        m.drifted
+        for m in recent
+        if m.champion_version == champion_version and (rearm is None or m.interval_end > rearm)
+    ]

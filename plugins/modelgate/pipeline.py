@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, fingerprint, load_window, split_holdout, training_window
-from modelgate.loop import ChampionScore, decay_evidence, decay_metric
+from modelgate.loop import ChampionScore, DriftMark, decay_evidence, decay_metric, live_drift_flags
 from modelgate.policy import (
     RetrainDecision,
     RetrainInputs,
@@ -197,15 +197,19 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     age_days = None
     decay = None
     if champion is not None and not params.force:
-        timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end, limit=policy.drift_runs_n)
         rearmed = _drift_rearmed_after(services, spec, run)
-        drift_flags = [
-            row.drifted
-            for row in timeline
-            if row.champion_version == champion.version and (rearmed is None or row.interval_end > rearmed)
-        ]
-        if champion.window_end is not None:
-            age_days = (run.interval.end - champion.window_end).total_seconds() / 86400
+        timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end)
+        drift_flags = live_drift_flags(
+            [DriftMark(row.interval_end, row.drifted, row.champion_version) for row in timeline],
+            champion_version=champion.version,
+            champion_window_end=champion.window_end,
+            last_drift_retrain=rearmed,
+            runs=policy.drift_runs_n,
+        )
+        reference = _champion_score(services, spec, champion)
+        confirmed = reference.measured_until if reference is not None else champion.window_end
+        if confirmed is not None:  # age since the champion was last measured on fresh rows (trained or re-scored)
+            age_days = (run.interval.end - confirmed).total_seconds() / 86400
         frame = load_window(spec, window, url=services.data_url)
         if champion.window_end is not None and not frame.empty:
             new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
@@ -216,7 +220,6 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
                 scores = predict_scores(spec, model, labelled)
                 performance = metric(policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), scores)
-        reference = _champion_score(services, spec, champion)
         if reference is not None and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
             decay = decay_evidence(spec, model, reference, frame, run.interval.start)

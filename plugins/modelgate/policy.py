@@ -55,7 +55,7 @@ class RetrainInputs:
 
     force: bool
     has_champion: bool
-    champion_age_days: float | None = None
+    champion_age_days: float | None = None  # since the champion was last measured: trained, or re-scored
     drift_flags: Sequence[bool] = ()  # newest last, one per monitor run
     champion_performance: float | None = None  # the champion re-scored on labelled recent rows
     new_rows: int | None = None  # rows since the champion's training window ended

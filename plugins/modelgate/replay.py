@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelgate.data import Interval, split_holdout, training_window
-from modelgate.loop import ChampionScore, decay_evidence, decay_metric, fit_challenger, judge
+from modelgate.loop import (
+    ChampionScore,
+    DriftMark,
+    decay_evidence,
+    decay_metric,
+    fit_challenger,
+    judge,
+    live_drift_flags,
+)
 from modelgate.policy import RetrainInputs, RetrainReason, decide_retrain
 from modelgate.spec import ModelSpec, Task
 
@@ -188,10 +196,15 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     performance = None
     if champion is not None:
         spent = [end for end, retrain, reason in state.decisions if retrain and reason == RetrainReason.DRIFT.value]
-        rearmed = max(spent, default=None)
-        recent = [row for row in state.timeline if row[0] <= interval.end][-policy.drift_runs_n :]
-        drift_flags = [d for end, d, v in recent if v == champion.version and (rearmed is None or end > rearmed)]
-        age = (interval.end - champion.window_end).total_seconds() / 86400
+        drift_flags = live_drift_flags(
+            [DriftMark(end, drifted, version) for end, drifted, version in state.timeline if end <= interval.end],
+            champion_version=champion.version,
+            champion_window_end=champion.window_end,
+            last_drift_retrain=max(spent, default=None),
+            runs=policy.drift_runs_n,
+        )
+        confirmed = champion.score.measured_until if champion.score is not None else champion.window_end
+        age = (interval.end - confirmed).total_seconds() / 86400
         if not window.empty:
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
             performance = _absolute_performance(spec, champion.model, window)
