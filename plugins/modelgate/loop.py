@@ -113,7 +113,7 @@ def judge(
 
 @dataclass(frozen=True)
 class ChampionScore:
-    """The champion's latest measured score: its holdout score at training, or its re-score at a verdict."""
+    """The champion's holdout score when it was trained, and up to when the rows it was measured on go."""
 
     value: float
     measured_until: dt.datetime
@@ -122,10 +122,11 @@ class ChampionScore:
 def decay_evidence(
     spec: ModelSpec, model: Any, reference: ChampionScore | None, frame: pd.DataFrame, newest_start: dt.datetime
 ) -> DecayEvidence | None:
-    """The champion on the labelled rows it has not been measured on, against its latest measured score.
+    """The champion on the labelled rows since its holdout score was measured, against that score.
 
-    The rows are those after the reference was measured, and at least the newest interval's; a verdict that
-    re-scores the champion moves the reference, so a decay already answered by a retrain is not counted again.
+    The rows are those after the reference was measured (the champion's training window end), and at least
+    the newest interval's; a decay that a rejected challenger could not fix keeps triggering, so the loop
+    keeps trying while the champion stays measurably worse than it was.
     """
     from modelgate.evaluation import bootstrap_bound
 

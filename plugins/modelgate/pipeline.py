@@ -206,8 +206,8 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             last_drift_retrain=rearmed,
             runs=policy.drift_runs_n,
         )
-        reference = _champion_score(services, spec, champion)
-        confirmed = reference.measured_until if reference is not None else champion.window_end
+        reference = _holdout_score(spec, champion)
+        confirmed = _last_measured(services, spec, champion)
         if confirmed is not None:  # age since the champion was last measured on fresh rows (trained or re-scored)
             age_days = (run.interval.end - confirmed).total_seconds() / 86400
         frame = load_window(spec, window, url=services.data_url)
@@ -272,23 +272,24 @@ def _drift_rearmed_after(services: Services, spec: ModelSpec, run: RunInfo) -> d
     return max(spent, default=None)
 
 
-def _champion_score(services: Services, spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
-    """The champion's latest measured score: its re-score at the newest verdict against it, else its holdout."""
-    name = decay_metric(spec)
-    latest: ChampionScore | None = None
-    if champion.window_end is not None and f"holdout_{name}" in champion.metrics:
-        latest = ChampionScore(float(champion.metrics[f"holdout_{name}"]), champion.window_end)
+def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
+    """The decay reference: the champion's holdout score when it was trained (a verdict never moves it)."""
+    name = f"holdout_{decay_metric(spec)}"
+    if champion.window_end is None or name not in champion.metrics:
+        return None
+    return ChampionScore(float(champion.metrics[name]), champion.window_end)
+
+
+def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion) -> dt.datetime | None:
+    """When the champion was last measured on fresh rows: trained, or re-scored by a verdict against it."""
+    latest = champion.window_end
     for event in services.registry.history(spec.name, kinds=["evaluate", "reject"]):
         verdict = event.verdict or {}
-        primary = (verdict.get("evaluation") or {}).get("primary") or {}
         window = verdict.get("window") or []
-        score = primary.get("champion")
-        if verdict.get("champion_version") != champion.version or primary.get("metric") != name:
+        if verdict.get("champion_version") != champion.version or len(window) != 2:
             continue
-        if score is None or len(window) != 2:
-            continue
-        measured = ChampionScore(float(score), dt.datetime.fromisoformat(window[1]))
-        if latest is None or measured.measured_until > latest.measured_until:
+        measured = dt.datetime.fromisoformat(window[1])
+        if latest is None or measured > latest:
             latest = measured
     return latest
 

@@ -80,6 +80,7 @@ class _Champion:
     reference: pd.DataFrame
     window_end: dt.datetime
     score: ChampionScore | None
+    measured: dt.datetime | None = None  # the newest verdict that re-scored it
 
 
 @dataclass
@@ -203,7 +204,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             last_drift_retrain=max(spent, default=None),
             runs=policy.drift_runs_n,
         )
-        confirmed = champion.score.measured_until if champion.score is not None else champion.window_end
+        confirmed = champion.measured or champion.window_end
         age = (interval.end - confirmed).total_seconds() / 86400
         if not window.empty:
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
@@ -248,10 +249,8 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             interval.end,
             None if holdout is None else ChampionScore(holdout, interval.end),
         )
-    elif champion is not None and verdict.evaluation.primary.metric == decay_metric(spec):
-        rescored = verdict.evaluation.primary.champion
-        if rescored is not None and math.isfinite(rescored):
-            champion.score = ChampionScore(rescored, interval.end)
+    elif champion is not None:
+        champion.measured = interval.end
     return decision.reason.value, True, verdict.promote
 
 
