@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelgate.registry.connection import create_registry_engine
 from modelgate.registry.migrate import downgrade, head_revision
+from modelgate.registry.store import Registry
 from tests.cli_helpers import SCRIPT, run_cli, run_json
 
 pytestmark = pytest.mark.integration
@@ -110,7 +111,14 @@ def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tu
         (("promote", "ghost", "1", "--reason", "r"), "error: model 'ghost' is not registered"),
         (("versions", "ghost", "--tag", "novalue"), "error: --tag must be KEY=VALUE"),
         (("compare", "ghost", "1"), "error: compare needs at least two versions"),
-        (("promote", "ghost", "1", "--reason", "r", "--expect-champion", "abc"), "must be a version number or"),
+        (("promote", "ghost", "1", "--reason", "r", "--expect-champion", "abc"), "must be a version number (1"),
+        (("register", "churn", "--artifact", "{m1}", "--params", '{"a": NaN}'), "--params: NaN is not a JSON number"),
+        (("register", "churn", "--artifact", "{m1}", "--metrics", '{"a": 1e999}'), "too large to be finite"),
+        (("--registry-url", "mysql://u@h/db", "models"), "error: the registry must be PostgreSQL, got a 'mysql' URL"),
+        (("--registry-url", "notaurl", "models"), "error: the registry URL is not a database URL"),
+        (("--registry-url", "postgresql://postgres:x@127.0.0.1:notaport/db", "models"), "not a database URL"),
+        (("db", "downgrade", "nosuchrev"), "error: unknown registry schema revision 'nosuchrev'; known: base, 0001"),
+        (("db", "upgrade", "nosuchrev"), "error: unknown registry schema revision 'nosuchrev'"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(
@@ -131,6 +139,64 @@ def test_bad_input_is_one_line_and_non_zero(
 def test_usage_errors_exit_2(cli_env: dict[str, str]) -> None:
     result = run_cli("show", "churn", "notanumber", env=cli_env, check=False)
     assert result.returncode == 2 and "invalid value for 'version'" in result.stderr.lower()
+    result = run_cli("history", "churn", "--limit", "-1", env=cli_env, check=False)
+    assert result.returncode == 2 and "invalid value for '--limit'" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("number", ["2147483648", "9223372036854775807", "0"])
+def test_out_of_range_versions_are_not_found(
+    cli_env: dict[str, str], model_files: tuple[Path, Path], number: str
+) -> None:
+    run_cli("register", "churn", "--artifact", str(model_files[0]), env=cli_env)
+    run_cli("promote", "churn", "1", "--reason", "first", env=cli_env)
+    for args in (
+        ("show", "churn", number),
+        ("promote", "churn", number, "--reason", "r"),
+        ("rollback", "churn", "--to", number, "--reason", "r"),
+        ("deploy", "churn", "--version", number),
+    ):
+        result = run_cli(*args, env=cli_env, check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, (args, result.stderr)
+        assert f"error: model 'churn' has no version {number}" in lines[0], (args, result.stderr)
+    negative = run_cli("promote", "churn", "1", "--reason", "r", "--expect-champion", "-5", env=cli_env, check=False)
+    assert negative.returncode == 1 and "--expect-champion must be a version number (1 or more)" in negative.stderr
+
+
+def test_registering_a_file_again_with_other_metadata_is_refused(
+    cli_env: dict[str, str], model_files: tuple[Path, Path]
+) -> None:
+    first = str(model_files[0])
+    made = run_json("register", "churn", "--artifact", first, "--tags", '{"team": "a"}', env=cli_env)
+    assert run_json("register", "churn", "--artifact", first, env=cli_env)["version"] == made["version"]
+    same = run_json("register", "churn", "--artifact", first, "--tags", '{"team": "a"}', env=cli_env)
+    assert same["version"] == made["version"]
+    other = run_cli("register", "churn", "--artifact", first, "--tags", '{"team": "b"}', env=cli_env, check=False)
+    assert other.returncode == 1
+    assert f"this file already is v{made['version']} of 'churn' with other --tags" in other.stderr
+    assert run_json("show", "churn", str(made["version"]), env=cli_env)["tags"]["team"] == "a"
+    assert len(run_json("versions", "churn", env=cli_env)) == 1
+
+
+def test_a_rejected_or_unpromoted_version_is_never_deployed(
+    cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    env = {**cli_env, "MODELGATE_SERVING_DIR": str(tmp_path / "serving")}
+    first, second = model_files
+    run_json("register", "churn", "--artifact", str(first), env=env)
+    run_json("register", "churn", "--artifact", str(second), env=env)
+    unpromoted = run_cli("deploy", "churn", "--version", "2", env=env, check=False)
+    assert unpromoted.returncode == 1
+    assert "v2 of 'churn' is a challenger that was never promoted; promote it first" in unpromoted.stderr
+    run_cli("promote", "churn", "1", "--reason", "first", env=env)
+    registry = Registry.connect(env["MODELGATE_REGISTRY_URL"])
+    registry.reject("churn", 2, actor="test", reason="worse")
+    registry.close()
+    rejected = run_cli("deploy", "churn", "--version", "2", env=env, check=False)
+    assert rejected.returncode == 1 and "v2 of 'churn' was rejected and never serves" in rejected.stderr
+    assert not (tmp_path / "serving" / "churn" / "state.json").exists()  # nothing was written
+    assert not [e for e in run_json("history", "churn", env=env) if e["kind"] == "deploy"]
+    assert "v1 live" in run_cli("deploy", "churn", "--version", "1", env=env).stdout
 
 
 def test_stale_schema_names_the_upgrade_command_and_db_upgrade_fixes_it(cli_env: dict[str, str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from modelgate.policy import (
@@ -40,6 +42,19 @@ POLICY = Retrain(
         (RetrainInputs(force=False, has_champion=True, champion_age_days=10, new_rows=1000), RetrainReason.NEW_DATA),
         (RetrainInputs(force=False, has_champion=True, champion_age_days=10, new_rows=999), RetrainReason.SKIP),
         (RetrainInputs(force=False, has_champion=True, champion_performance=float("nan")), RetrainReason.SKIP),
+        (
+            RetrainInputs(force=False, has_champion=True, unsettled_change=dt.datetime(2024, 3, 3, tzinfo=dt.UTC)),
+            RetrainReason.SETTLED,
+        ),
+        (
+            RetrainInputs(
+                force=False,
+                has_champion=True,
+                drift_flags=[True, True],
+                unsettled_change=dt.datetime(2024, 3, 3, tzinfo=dt.UTC),
+            ),
+            RetrainReason.DRIFT,
+        ),
     ],
 )
 def test_retrain_decision_table(inputs: RetrainInputs, reason: RetrainReason) -> None:
@@ -47,6 +62,12 @@ def test_retrain_decision_table(inputs: RetrainInputs, reason: RetrainReason) ->
     assert decision.reason is reason
     assert decision.retrain is (reason is not RetrainReason.SKIP)
     assert decision.detail
+
+
+def test_settling_a_change_can_be_turned_off() -> None:
+    inputs = RetrainInputs(force=False, has_champion=True, unsettled_change=dt.datetime(2024, 3, 3, tzinfo=dt.UTC))
+    assert decide_retrain(Retrain(settle_after_change=False), inputs).reason is RetrainReason.SKIP
+    assert "2024-03-03" in decide_retrain(Retrain(), inputs).detail
 
 
 def test_retrain_detail_explains_drift_window() -> None:
@@ -218,3 +239,51 @@ def test_first_champion_must_beat_the_baseline_significantly() -> None:
     # absolute thresholds still apply on top of the baseline
     strict = decide_promotion(good, Evaluation(primary_metric="roc_auc", absolute_thresholds={"roc_auc": 0.8}))
     assert not strict.promote and "roc_auc 0.7400 misses >= 0.8" in strict.reason
+
+
+@pytest.mark.parametrize(
+    ("primary", "promote", "why"),
+    [
+        (_primary(0.70, 0.70, ci=(-0.03, 0.03)), True, "non-inferiority, since the champion has measurably decayed"),
+        (_primary(0.70, 0.695, ci=(-0.04, 0.03)), True, "non-inferiority"),
+        (_primary(0.70, 0.685, ci=(-0.05, 0.02)), False, "more than the margin 0.01 worse"),
+        (_primary(0.70, 0.695, ci=(-0.02, -0.001)), False, "significantly worse"),
+        (_primary(0.70, 0.695, ci=(-0.03, 0.02), metric="accuracy", p_value=0.01), False, "significantly worse"),
+        (_primary(0.70, 0.70, ci=None), False, "no paired comparison"),
+    ],
+)
+def test_evidence_against_the_champion_asks_only_non_inferiority(
+    primary: MetricComparison, promote: bool, why: str
+) -> None:
+    from modelgate.policy import champion_doubt
+
+    brier = MetricComparison("brier", 0.20, 0.20, False)
+    doubt = champion_doubt(RetrainReason.DECAY)
+    verdict = decide_promotion(_evaluation(primary, extra=[brier]), POLICY_EVAL, doubt=doubt)
+    assert verdict.promote is promote
+    assert why in verdict.checks[0].detail
+    # without the doubt the same tie is rejected; guardrails still apply under it
+    assert not decide_promotion(_evaluation(_primary(0.70, 0.70, ci=(-0.03, 0.03)), extra=[brier]), POLICY_EVAL).promote
+    worse_brier = MetricComparison("brier", 0.20, 0.25, False)
+    assert not decide_promotion(
+        _evaluation(_primary(0.70, 0.70, ci=(-0.03, 0.03)), extra=[worse_brier]), POLICY_EVAL, doubt=doubt
+    ).promote
+
+
+@pytest.mark.parametrize(
+    ("reason", "doubted"),
+    [
+        (RetrainReason.DECAY, True),
+        (RetrainReason.DRIFT, True),
+        (RetrainReason.SETTLED, True),
+        (RetrainReason.STALENESS, False),
+        (RetrainReason.NEW_DATA, False),
+        (RetrainReason.FORCED, False),
+        (RetrainReason.NO_CHAMPION, False),
+    ],
+)
+def test_which_triggers_count_against_the_champion(reason: RetrainReason, doubted: bool) -> None:
+    from modelgate.policy import champion_doubt
+
+    assert (champion_doubt(reason) is not None) is doubted
+    assert (champion_doubt(reason.value) is not None) is doubted

@@ -107,3 +107,39 @@ def test_live_drift_flags_spend_an_episode_once() -> None:
     assert live_drift_flags(
         promoted, champion_window_end=at(2), last_drift_retrain=at(2), champion_version=2, runs=1
     ) == [True]
+
+
+def test_unsettled_change_retrains_once_when_the_window_has_left_the_change_behind() -> None:
+    from modelgate.loop import DecisionMark, unsettled_change
+
+    def at(week: int) -> dt.datetime:
+        return START + week * WEEK
+
+    def mark(week: int, reason: str) -> DecisionMark:  # the decision of the interval ending at `week`
+        return DecisionMark(at(week - 1), at(week), reason != "no_trigger", reason)
+
+    span = 4 * WEEK
+    # decay at weeks 10 and 11, drift at 12: the champion promoted at 12 trained on weeks 8..12
+    history = [mark(9, "no_trigger"), mark(10, "performance_decay"), mark(11, "performance_decay"), mark(12, "drift")]
+    champion = (at(12) - span, at(12))
+
+    def due(now: int, extra: list[DecisionMark] | None = None) -> dt.datetime | None:
+        return unsettled_change(
+            history + (extra or []), champion_window=champion, window_start=at(now) - span, window=span
+        )
+
+    assert due(12) is None  # the window still holds rows from before the change (which began at week 9's end)
+    assert due(13) == at(9)  # weeks 9..13: only rows since the change
+    assert due(14, [mark(13, "change_settled")]) is None  # settled once, whatever that retrain's verdict
+    assert due(14, [mark(13, "no_trigger")]) == at(9)
+    # a champion promoted for another reason, or one trained only on rows after the change, is not unsettled
+    assert (
+        unsettled_change(
+            [*history[:-1], mark(12, "champion_stale")],
+            champion_window=champion,
+            window_start=at(13) - span,
+            window=span,
+        )
+        is None
+    )
+    assert unsettled_change(history, champion_window=(at(9), at(12)), window_start=at(13) - span, window=span) is None

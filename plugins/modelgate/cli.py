@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import getpass
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,17 +110,32 @@ def _fmt(value: Any) -> str:
 def _parse_json_object(raw: str | None, option: str, *, numbers: bool = False) -> dict[str, Any]:
     if raw is None:
         return {}
+    def refuse(constant: str) -> Any:
+        raise InvalidInput(f"{option}: {constant} is not a JSON number (use a finite number or null)")
+
     try:
-        parsed = json.loads(raw)
+        parsed = json.loads(raw, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{option} is not valid JSON: {exc.msg} at position {exc.pos}") from exc
     if not isinstance(parsed, dict):
         raise InvalidInput(f"{option} must be a JSON object, got {type(parsed).__name__}")
+    if not _finite(parsed):
+        raise InvalidInput(f"{option}: a number is too large to be finite (use a finite number or null)")
     if numbers:
         for key, val in parsed.items():
             if isinstance(val, bool) or not isinstance(val, int | float):
                 raise InvalidInput(f"{option}: {key!r} must be a number, got {val!r}")
     return parsed
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _parse_expected(raw: str | None) -> Any:
@@ -130,9 +146,12 @@ def _parse_expected(raw: str | None) -> Any:
     if raw.lower() in ("none", "null", "-"):
         return None
     try:
-        return int(raw.lstrip("v"))
-    except ValueError as exc:
-        raise InvalidInput(f"--expect-champion must be a version number or 'none', got {raw!r}") from exc
+        expected = int(raw.lstrip("v"))
+    except ValueError:
+        expected = 0
+    if expected < 1:
+        raise InvalidInput(f"--expect-champion must be a version number (1 or more) or 'none', got {raw!r}")
+    return expected
 
 
 # ---------------------------------------------------------------------------------------------- db
@@ -333,7 +352,7 @@ def compare_cmd(
 @app.command("history")
 def history_cmd(
     name: str,
-    limit: Annotated[int | None, typer.Option(help="Only the last N events.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, max=1_000_000, help="Only the last N events.")] = None,
     as_json: JsonFlag = False,
     wide: WideFlag = False,
 ) -> None:
@@ -389,9 +408,13 @@ def register_cmd(
     parsed_params = _parse_json_object(params, "--params")
     parsed_tags = {k: str(v) for k, v in _parse_json_object(tags, "--tags").items()}
     facts = describe_estimator_file(artifact)
+    registry = _registry()
     stored = default_artifact_store().save_file(artifact, suffix=".joblib")
+    existing = registry.find_by_source(name, Source.cli(f"sha256:{stored.sha256}"))
+    if existing is not None:
+        _same_registration(existing, parsed_metrics, parsed_params, parsed_tags, description)
     who = _actor(actor)
-    version = _registry().register(
+    version = registry.register(
         name,
         VersionDraft(
             artifact_uri=stored.uri,
@@ -412,6 +435,29 @@ def register_cmd(
         _print_json(version)
     else:
         out.print(f"{name} v{version.version} ({version.status.value}) sha256 {version.artifact_sha256[:12]}")
+
+
+def _same_registration(
+    existing: Any, metrics: dict[str, Any], params: dict[str, Any], tags: dict[str, str], description: str | None
+) -> None:
+    """Registering a file again is idempotent only if it asks for nothing new: versions are immutable."""
+    differs = [
+        option
+        for option, asked, stored in (
+            ("--metrics", metrics, existing.metrics),
+            ("--params", params, existing.params),
+            ("--tags", tags, {k: v for k, v in existing.tags.items() if k in tags}),
+        )
+        if asked and asked != stored
+    ]
+    if description is not None and description != existing.description:
+        differs.append("--description")
+    if differs:
+        raise InvalidInput(
+            f"this file already is v{existing.version} of {existing.model!r} with other {', '.join(differs)}; "
+            "versions are immutable: register a new file, or drop the options to get v"
+            f"{existing.version} back"
+        )
 
 
 @app.command("promote")

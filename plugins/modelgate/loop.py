@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelgate.data import split_holdout
-from modelgate.policy import DecayEvidence, Verdict, decide_promotion
+from modelgate.policy import DecayEvidence, RetrainReason, Verdict, decide_promotion
 from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
 from modelgate.training import TrainedModel, predict_scores, reference_sample, train
 
@@ -83,8 +83,13 @@ def judge(
     *,
     champion_version: int | None,
     challenger_version: int,
+    doubt: str | None = None,
 ) -> Judgement:
-    """Champion (re-scored now) or, with none, the trivial baseline vs the challenger on the window's holdout."""
+    """Champion (re-scored now) or, with none, the trivial baseline vs the challenger on the window's holdout.
+
+    `doubt` is `policy.champion_doubt` of the retrain's reason: evidence against the champion, under which
+    a non-inferior challenger is promoted.
+    """
     from modelgate.evaluation import baseline_scores, evaluate_scores
 
     train_part, holdout = split_holdout(spec, frame)
@@ -107,7 +112,7 @@ def judge(
         challenger_version=challenger_version,
         baseline=baseline,
     )
-    verdict = decide_promotion(evaluation, spec.evaluation)
+    verdict = decide_promotion(evaluation, spec.evaluation, doubt=doubt)
     return Judgement(verdict, holdout, y, champion_scores, challenger_scores)
 
 
@@ -153,6 +158,21 @@ def decay_evidence(
     return DecayEvidence(name, reference.value, observed, bound, len(rows), higher)
 
 
+def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> float | None:
+    """The absolute-threshold trigger's input: the champion's `performance_metric` on the window's holdout rows."""
+    from modelgate.evaluation import metric
+
+    policy = spec.retrain
+    if not policy.performance_metric or policy.performance_threshold is None or frame.empty:
+        return None
+    _, recent = split_holdout(spec, frame)
+    labelled = recent.dropna(subset=[spec.target])
+    if not len(labelled) or labelled[spec.target].nunique() < 2:
+        return None
+    y = labelled[spec.target].to_numpy(dtype=float)
+    return metric(policy.performance_metric, y, predict_scores(spec, model, labelled))
+
+
 def decay_metric(spec: ModelSpec) -> str:
     return spec.retrain.performance_metric or spec.evaluation.primary_metric
 
@@ -194,3 +214,50 @@ def live_drift_flags(
         for m in recent
         if m.champion_version == champion_version and (rearm is None or m.interval_end > rearm)
     ]
+
+
+@dataclass(frozen=True)
+class DecisionMark:
+    """One retrain decision, as later decisions see it."""
+
+    interval_start: dt.datetime
+    interval_end: dt.datetime
+    retrain: bool
+    reason: str
+
+
+_CHANGE = frozenset({RetrainReason.DECAY.value, RetrainReason.DRIFT.value})
+
+
+def unsettled_change(
+    decisions: list[DecisionMark],
+    *,
+    champion_window: tuple[dt.datetime | None, dt.datetime | None],
+    window_start: dt.datetime,
+    window: dt.timedelta,
+) -> dt.datetime | None:
+    """The start of the change a champion answered, when its window straddles it and the current one no longer does.
+
+    A champion promoted by a retrain that decay or drift triggered was fitted on a window that still held rows
+    from before the change (at first it has to be: the new concept is only an interval old). The change is
+    dated by the first of the consecutive decay/drift-triggered decisions leading to that promotion. Once the
+    current window starts at or after it, one retrain on rows of the new concept alone is due, unless a retrain
+    since the champion already ran on such a window (its outcome, promoted or not, settles the change).
+    """
+    start, end = champion_window
+    if start is None or end is None:
+        return None
+    ordered = sorted(decisions, key=lambda d: d.interval_end)
+    at = next((i for i, d in enumerate(ordered) if d.interval_end == end and d.retrain), None)
+    if at is None or ordered[at].reason not in _CHANGE:
+        return None
+    change = ordered[at].interval_start
+    for earlier in reversed(ordered[:at]):
+        if not (earlier.retrain and earlier.reason in _CHANGE):
+            break
+        change = earlier.interval_start
+    if start >= change or window_start < change:
+        return None
+    if any(d.retrain and d.interval_end > end and d.interval_end - window >= change for d in ordered):
+        return None
+    return change

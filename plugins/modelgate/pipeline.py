@@ -14,13 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelgate.data import Interval, fingerprint, load_window, split_holdout, training_window
-from modelgate.loop import ChampionScore, DriftMark, decay_evidence, decay_metric, live_drift_flags
+from modelgate.data import Interval, fingerprint, load_window, training_window
+from modelgate.loop import (
+    ChampionScore,
+    DecisionMark,
+    DriftMark,
+    absolute_performance,
+    decay_evidence,
+    decay_metric,
+    live_drift_flags,
+    unsettled_change,
+)
 from modelgate.policy import (
     RetrainDecision,
     RetrainInputs,
     RetrainReason,
     Verdict,
+    champion_doubt,
     decide_retrain,
 )
 from modelgate.registry.artifacts import ArtifactStore
@@ -184,9 +194,6 @@ def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
 
 def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
     """Gather the trigger inputs, decide, and record the decision for this interval."""
-    from modelgate.evaluation import metric
-    from modelgate.training import predict_scores
-
     window = training_window(spec, run.interval.end, params.window_days)
     champion = _champion(services, spec)
     policy = spec.retrain
@@ -196,8 +203,20 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     new_rows = None
     age_days = None
     decay = None
+    change = None
     if champion is not None and not params.force:
-        rearmed = _drift_rearmed_after(services, spec, run)
+        decisions = [
+            DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason)
+            for d in services.monitoring.decisions(spec.name)
+            if d.interval_end < run.interval.end
+        ]
+        rearmed = _drift_rearmed_after(decisions)
+        change = unsettled_change(
+            decisions,
+            champion_window=(champion.window_start, champion.window_end),
+            window_start=window.start,
+            window=window.end - window.start,
+        )
         timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end)
         drift_flags = live_drift_flags(
             [DriftMark(row.interval_end, row.drifted, row.champion_version) for row in timeline],
@@ -213,17 +232,15 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         frame = load_window(spec, window, url=services.data_url)
         if champion.window_end is not None and not frame.empty:
             new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
-        if policy.performance_metric and not frame.empty:
-            _, recent = split_holdout(spec, frame)
-            labelled = recent.dropna(subset=[spec.target])
-            if len(labelled) and labelled[spec.target].nunique() > 1:
-                model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-                scores = predict_scores(spec, model, labelled)
-                performance = metric(policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), scores)
-        if reference is not None and not frame.empty:
+        if (policy.performance_metric or reference is not None) and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+            performance = absolute_performance(spec, model, frame)
             decay = decay_evidence(spec, model, reference, frame, run.interval.start)
-        inputs_extra = {"champion_version": champion.version, "drift_rearmed_after": rearmed}
+        inputs_extra = {
+            "champion_version": champion.version,
+            "drift_rearmed_after": rearmed,
+            "unsettled_change": change,
+        }
     inputs = RetrainInputs(
         force=params.force,
         has_champion=champion is not None,
@@ -232,6 +249,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         champion_performance=performance,
         new_rows=new_rows,
         decay=decay,
+        unsettled_change=change,
     )
     decision = decide_retrain(policy, inputs)
     services.monitoring.record_decision(
@@ -258,17 +276,13 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     return decision
 
 
-def _drift_rearmed_after(services: Services, spec: ModelSpec, run: RunInfo) -> dt.datetime | None:
+def _drift_rearmed_after(decisions: list[DecisionMark]) -> dt.datetime | None:
     """The end of the last interval whose drift already caused a retrain: older drift flags are spent.
 
     Drift that a retrain has answered (its challenger promoted or rejected) must not retrain again every
     interval while it lasts; from then on only new drift, or labels showing decay, trigger.
     """
-    spent = [
-        d.interval_end
-        for d in services.monitoring.decisions(spec.name)
-        if d.retrain and d.reason == RetrainReason.DRIFT.value and d.interval_end < run.interval.end
-    ]
+    spent = [d.interval_end for d in decisions if d.retrain and d.reason == RetrainReason.DRIFT.value]
     return max(spent, default=None)
 
 
@@ -386,6 +400,7 @@ def evaluate_challenger(
     champion_model = None
     if champion is not None:
         champion_model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+    decided = services.monitoring.decisions(spec.name, interval_end=run.interval.end)
     judged = judge(
         spec,
         frame,
@@ -393,6 +408,7 @@ def evaluate_challenger(
         champion_model,
         champion_version=champion.version if champion else None,
         challenger_version=challenger.version,
+        doubt=champion_doubt(decided[0].reason) if decided else None,
     )
     verdict = judged.verdict
     report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{_label(window)}.html"

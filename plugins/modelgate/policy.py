@@ -6,6 +6,7 @@ promotion, a missing number means no promotion, and every check it ran is in the
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import math
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ class RetrainReason(enum.StrEnum):
     NO_CHAMPION = "no_champion"
     DRIFT = "drift"
     DECAY = "performance_decay"
+    SETTLED = "change_settled"
     STALENESS = "champion_stale"
     NEW_DATA = "new_data"
     SKIP = "no_trigger"
@@ -60,6 +62,7 @@ class RetrainInputs:
     champion_performance: float | None = None  # the champion re-scored on labelled recent rows
     new_rows: int | None = None  # rows since the champion's training window ended
     decay: DecayEvidence | None = None  # the champion on the newest labelled interval, when measurable
+    unsettled_change: dt.datetime | None = None  # see `loop.unsettled_change`
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
             RetrainReason.DRIFT,
             f"drift in {drifted} of the last {len(recent)} monitor runs (trigger: {policy.drift_runs_k} of "
             f"{policy.drift_runs_n})",
+        )
+    if policy.settle_after_change and inputs.unsettled_change is not None:
+        return RetrainDecision(
+            True,
+            RetrainReason.SETTLED,
+            f"the champion answered a change first seen in the interval from {inputs.unsettled_change:%Y-%m-%d %H:%M}"
+            " but was trained partly on rows from before it; the window now holds only rows since then",
         )
     if policy.performance_metric and policy.performance_threshold is not None:
         value = inputs.champion_performance
@@ -212,8 +222,27 @@ class Verdict:
         return payload
 
 
-def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy) -> Verdict:
-    """Fail closed: the challenger is blessed only if every configured check passes and at least one exists."""
+def champion_doubt(reason: RetrainReason | str) -> str | None:
+    """Why the retrain's own trigger already counts against the champion, or None when it does not.
+
+    Measured decay (labels), calibrated drift of the inputs away from the champion's training rows, and a
+    change the champion's window straddles are evidence against the champion itself; staleness and new data
+    only suggest looking. With such evidence a challenger fitted on newer rows need not win significantly,
+    only be non-inferior (see `decide_promotion`): the rows it was fitted on are closer to what it will serve.
+    """
+    return {
+        RetrainReason.DECAY.value: "the champion has measurably decayed",
+        RetrainReason.DRIFT.value: "the inputs drifted from the champion's training rows",
+        RetrainReason.SETTLED.value: "the champion was trained across a change",
+    }.get(str(reason))
+
+
+def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy, *, doubt: str | None = None) -> Verdict:
+    """Fail closed: the challenger is blessed only if every configured check passes and at least one exists.
+
+    `doubt` (from `champion_doubt`) relaxes only the primary check, to non-inferiority within
+    `policy.non_inferiority_margin`; guardrails, slices and absolute thresholds still apply.
+    """
     checks: list[Check] = []
     if evaluation.champion_version is None and evaluation.baseline is not None:
         # a first champion must beat a trivial model significantly (and meet any absolute thresholds)
@@ -224,7 +253,10 @@ def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy) -> 
         if not policy.absolute_thresholds:
             checks.append(Check("thresholds", False, "no champion, no baseline and no absolute thresholds configured"))
     else:
-        checks.append(_primary_check(evaluation.primary, policy))
+        if doubt is not None and policy.non_inferiority_margin is not None:
+            checks.append(_non_inferiority_check(evaluation.primary, policy, policy.non_inferiority_margin, doubt))
+        else:
+            checks.append(_primary_check(evaluation.primary, policy))
         checks.extend(_guardrail_checks(evaluation, policy))
         checks.extend(_slice_checks(evaluation, policy))
         checks.extend(_absolute_checks(evaluation, policy))
@@ -266,6 +298,25 @@ def _primary_check(primary: MetricComparison, policy: EvaluationPolicy, *, again
     if low <= 0:
         return Check(name, False, f"{head}: the interval includes zero")
     return Check(name, True, head)
+
+
+def _non_inferiority_check(primary: MetricComparison, policy: EvaluationPolicy, margin: float, doubt: str) -> Check:
+    """The challenger at most `margin` below the champion, and not significantly worse."""
+    improvement = primary.improvement
+    if improvement is None or not math.isfinite(improvement) or primary.ci_low is None or primary.ci_high is None:
+        return Check("primary", False, f"{primary.metric}: no paired comparison available")
+    low, high = (primary.ci_low, primary.ci_high) if primary.higher_is_better else (-primary.ci_high, -primary.ci_low)
+    level = f"{(1 - policy.significance_level) * 100:g}%"
+    head = (
+        f"{primary.metric} {_fmt(primary.champion)} -> {_fmt(primary.challenger)} "
+        f"(improvement {improvement:+.4f}, {level} CI [{low:+.4f}, {high:+.4f}]; non-inferiority, since {doubt})"
+    )
+    if improvement < -margin:
+        return Check("primary", False, f"{head} is more than the margin {margin} worse")
+    worse = primary.p_value < policy.significance_level and improvement < 0 if primary.p_value is not None else high < 0
+    if worse:
+        return Check("primary", False, f"{head}: significantly worse")
+    return Check("primary", True, head)
 
 
 def _guardrail_checks(evaluation: EvaluationResult, policy: EvaluationPolicy) -> list[Check]:

@@ -15,17 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelgate.data import Interval, split_holdout, training_window
+from modelgate.data import Interval, training_window
 from modelgate.loop import (
     ChampionScore,
+    DecisionMark,
     DriftMark,
+    absolute_performance,
     decay_evidence,
     decay_metric,
     fit_challenger,
     judge,
     live_drift_flags,
+    unsettled_change,
 )
-from modelgate.policy import RetrainInputs, RetrainReason, decide_retrain
+from modelgate.policy import RetrainInputs, RetrainReason, champion_doubt, decide_retrain
 from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ class _Champion:
     version: int
     model: Any
     reference: pd.DataFrame
+    window_start: dt.datetime
     window_end: dt.datetime
     score: ChampionScore | None
     measured: dt.datetime | None = None  # the newest verdict that re-scored it
@@ -88,7 +92,7 @@ class _State:
     champion: _Champion | None = None
     versions: int = 0
     timeline: list[tuple[dt.datetime, bool, int]] = field(default_factory=list)  # (end, drifted, champion)
-    decisions: list[tuple[dt.datetime, bool, str]] = field(default_factory=list)  # (end, retrain, reason)
+    decisions: list[DecisionMark] = field(default_factory=list)
 
 
 def intervals(start: dt.datetime, end: dt.datetime, every: dt.timedelta) -> list[Interval]:
@@ -195,8 +199,9 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     decay = None
     age = new_rows = None
     performance = None
+    change = None
     if champion is not None:
-        spent = [end for end, retrain, reason in state.decisions if retrain and reason == RetrainReason.DRIFT.value]
+        spent = [d.interval_end for d in state.decisions if d.retrain and d.reason == RetrainReason.DRIFT.value]
         drift_flags = live_drift_flags(
             [DriftMark(end, drifted, version) for end, drifted, version in state.timeline if end <= interval.end],
             champion_version=champion.version,
@@ -208,8 +213,15 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         age = (interval.end - confirmed).total_seconds() / 86400
         if not window.empty:
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
-            performance = _absolute_performance(spec, champion.model, window)
+            performance = absolute_performance(spec, champion.model, window)
             decay = decay_evidence(spec, champion.model, champion.score, window, interval.start)
+        span = dt.timedelta(days=spec.window_days)
+        change = unsettled_change(
+            state.decisions,
+            champion_window=(champion.window_start, champion.window_end),
+            window_start=interval.end - span,
+            window=span,
+        )
     inputs = RetrainInputs(
         force=False,
         has_champion=champion is not None,
@@ -218,9 +230,10 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         champion_performance=performance,
         new_rows=new_rows,
         decay=decay,
+        unsettled_change=change,
     )
     decision = decide_retrain(policy, inputs)
-    state.decisions.append((interval.end, decision.retrain, decision.reason.value))
+    state.decisions.append(DecisionMark(interval.start, interval.end, decision.retrain, decision.reason.value))
     if not decision.retrain:
         return decision.reason.value, False, False
     try:
@@ -236,6 +249,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             champion.model if champion else None,
             champion_version=champion.version if champion else None,
             challenger_version=state.versions,
+            doubt=champion_doubt(decision.reason),
         )
     except EvaluationError:
         return decision.reason.value, True, False
@@ -246,26 +260,10 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             state.versions,
             challenger.served.pipeline,
             challenger.reference,
+            interval.end - dt.timedelta(days=spec.window_days),
             interval.end,
             None if holdout is None else ChampionScore(holdout, interval.end),
         )
     elif champion is not None:
         champion.measured = interval.end
     return decision.reason.value, True, verdict.promote
-
-
-def _absolute_performance(spec: ModelSpec, model: Any, window: pd.DataFrame) -> float | None:
-    """The absolute-threshold trigger's input, as the retrain task computes it (recent holdout rows)."""
-    from modelgate.evaluation import metric
-    from modelgate.training import predict_scores
-
-    policy = spec.retrain
-    if not policy.performance_metric or policy.performance_threshold is None:
-        return None
-    _, recent = split_holdout(spec, window)
-    labelled = recent.dropna(subset=[spec.target])
-    if not len(labelled) or labelled[spec.target].nunique() < 2:
-        return None
-    return metric(
-        policy.performance_metric, labelled[spec.target].to_numpy(dtype=float), predict_scores(spec, model, labelled)
-    )

@@ -124,6 +124,13 @@ class Evaluation(_Strict):
     direction: Literal["maximize", "minimize"] | None = None
     min_improvement: float = Field(0.0, ge=0)
     significance_level: float = Field(0.05, gt=0, lt=1)
+    non_inferiority_margin: float | None = Field(
+        0.01,
+        ge=0,
+        description="when the retrain was triggered by evidence against the champion (its measured decay, or a "
+        "change its window straddles), the challenger needs only to be non-inferior: its primary metric at most "
+        "this much below the champion's and not significantly worse (null: always require a significant win)",
+    )
     bootstrap_samples: int = Field(1000, ge=100, le=100_000)
     guardrails: list[Guardrail] = Field(default_factory=list)
     slices: list[SliceSpec] = Field(default_factory=list)
@@ -173,6 +180,11 @@ class Retrain(_Strict):
     )
     decay_significance: float = Field(0.05, gt=0, lt=0.5, description="one-sided level of the decay test")
     decay_min_rows: int = Field(50, ge=1, description="fewer labelled rows in the newest interval: no decay test")
+    settle_after_change: bool = Field(
+        True,
+        description="a champion promoted in answer to decay or drift, but trained partly on rows from before the "
+        "change, is retrained once when the window holds only rows since the change",
+    )
 
     @model_validator(mode="after")
     def _k_of_n(self) -> Retrain:

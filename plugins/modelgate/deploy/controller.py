@@ -54,7 +54,7 @@ def deploy_local(
     run: RunRef | None = None,
 ) -> Deployment | None:
     """Roll `version` out through the canary steps; None if it already takes all the traffic."""
-    entry = registry.get_version(model, version)
+    entry = registry.servable_version(model, version)
     previous = target.read_state(model)
     if previous is not None and previous.canary is None and previous.stable and previous.stable.version == version:
         log.info("%s v%s already serves 100%% of the local traffic", model, version)

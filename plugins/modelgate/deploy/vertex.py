@@ -529,7 +529,7 @@ def deploy_vertex(
     run: RunRef | None = None,
 ) -> Deployment | None:
     """Roll registry `version` out on the model's Vertex endpoint; None if it already takes all the traffic."""
-    entry = registry.get_version(model, version)
+    entry = registry.servable_version(model, version)
     estimator = artifacts.load(entry.artifact_uri, entry.artifact_sha256)  # refuses a tampered artifact
     serving = serving_estimator(estimator, features, numeric)
     expectation = ProbeExpectation.build(

@@ -23,9 +23,20 @@ class RegistryTarget:
 
 def normalize_url(url: str) -> str:
     """Use psycopg 3 whatever scheme the user wrote (postgres://, postgresql://, +psycopg2)."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    from sqlalchemy.exc import ArgumentError
+
+    from modelgate.registry.errors import InvalidInput
+
+    example = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+        port = parsed.port  # a non-numeric port fails here
+    except (ArgumentError, ValueError):
+        raise InvalidInput(f"the registry URL is not a database URL; expected {example}") from None
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"the registry must be PostgreSQL, got a {parsed.get_backend_name()!r} URL")
+        raise InvalidInput(f"the registry must be PostgreSQL, got a {parsed.get_backend_name()!r} URL; use {example}")
+    if port is not None and not 0 < port < 65536:
+        raise InvalidInput(f"the registry URL's port {port} is out of range; use {example}")
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 

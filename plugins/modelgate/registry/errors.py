@@ -27,6 +27,10 @@ class InvalidTransition(RegistryError):
     """A status change the lifecycle does not allow (e.g. promoting a rejected version)."""
 
 
+class NotServable(InvalidTransition):
+    """A deploy of a version that may not take traffic (rejected, or never promoted)."""
+
+
 class NoChampion(RegistryError):
     """An operation needs a champion and the model has none."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from modelgate.registry.errors import SchemaOutOfDate
+from modelgate.registry.errors import InvalidInput, RegistryUnavailable, SchemaOutOfDate
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 UPGRADE_COMMAND = "modelgate db upgrade"
@@ -35,14 +36,31 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _known(revision: str) -> str:
+    """The revision if Alembic knows it (an id, `head` or `base`); else a one-line error listing the known ones."""
+    script = ScriptDirectory.from_config(_config())
+    known = [r.revision for r in reversed(list(script.walk_revisions()))]
+    if revision in ("head", "base", *known):
+        return revision
+    raise InvalidInput(f"unknown registry schema revision {revision!r}; known: base, {', '.join(known)}, head")
+
+
+def _run(engine: sa.Engine, step: Callable[[Config], None]) -> None:
+    try:
+        with engine.begin() as conn:
+            step(_config(conn))
+    except sa.exc.OperationalError as exc:
+        raise RegistryUnavailable(f"registry database unreachable: {str(exc.orig).strip().splitlines()[0]}") from None
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    with engine.begin() as conn:
-        command.upgrade(_config(conn), revision)
+    revision = _known(revision)
+    _run(engine, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(engine: sa.Engine, revision: str = "base") -> None:
-    with engine.begin() as conn:
-        command.downgrade(_config(conn), revision)
+    revision = _known(revision)
+    _run(engine, lambda cfg: command.downgrade(cfg, revision))
 
 
 def ensure_current(engine: sa.Engine) -> None:

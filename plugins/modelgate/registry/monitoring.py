@@ -80,12 +80,15 @@ class MonitoringStore:
                 stmt.on_conflict_do_update(constraint=constraint, set_={**update, "updated_at": sa.func.now()})
             )
 
-    def decisions(self, model: str) -> list[DecisionRow]:
+    def decisions(self, model: str, *, interval_end: dt.datetime | None = None) -> list[DecisionRow]:
+        """The model's retrain decisions, oldest first (only the one for `interval_end` when given)."""
         query = (
             sa.select(t.retrain_decision)
             .where(t.retrain_decision.c.model == model)
             .order_by(t.retrain_decision.c.interval_end)
         )
+        if interval_end is not None:
+            query = query.where(t.retrain_decision.c.interval_end == interval_end)
         with self._registry._read("retrain decisions") as conn:
             rows = conn.execute(query).mappings().all()
         fields = DecisionRow.__dataclass_fields__

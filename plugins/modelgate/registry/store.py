@@ -38,6 +38,7 @@ from modelgate.registry.errors import (
     InvalidTransition,
     ModelNotFound,
     NoChampion,
+    NotServable,
     PromotionConflict,
     RegistryError,
     RegistryUnavailable,
@@ -46,6 +47,7 @@ from modelgate.registry.errors import (
 from modelgate.registry.migrate import ensure_current, upgrade
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_VERSION = 2**31 - 1
 
 
 class _AnyChampion:
@@ -231,6 +233,37 @@ class Registry:
             self._require_model(conn, model)
             return self._version(conn, model, version)
 
+    def servable_version(self, model: str, version: int) -> ModelVersion:
+        """The version, if it may take traffic: the champion, or a former champion (for rollbacks).
+
+        A rejected version never serves; a challenger serves only once promoted.
+        """
+        validate_model_name(model)
+        with self._read("get servable version") as conn:
+            self._require_model(conn, model)
+            entry = self._version(conn, model, version)
+            if entry.status is VersionStatus.CHAMPION:
+                return entry
+            was_champion = conn.execute(
+                sa.select(sa.literal(1))
+                .where(
+                    t.registry_event.c.model == model,
+                    t.registry_event.c.to_version == version,
+                    t.registry_event.c.kind.in_([EventKind.PROMOTE.value, EventKind.ROLLBACK.value]),
+                )
+                .limit(1)
+            ).first()
+        if entry.status is VersionStatus.REJECTED:
+            raise NotServable(f"v{version} of {model!r} was rejected and never serves; deploy the champion instead")
+        if entry.status is VersionStatus.CHALLENGER:
+            raise NotServable(
+                f"v{version} of {model!r} is a challenger that was never promoted; promote it first "
+                f"(modelgate promote {model} {version})"
+            )
+        if was_champion is None:
+            raise NotServable(f"v{version} of {model!r} was archived without ever being champion and cannot serve")
+        return entry
+
     def get_champion(self, model: str) -> ModelVersion | None:
         validate_model_name(model)
         with self._read("get champion") as conn:
@@ -411,6 +444,8 @@ class Registry:
     ) -> list[RegistryEvent]:
         """Events oldest first (the last `limit` of them when given)."""
         validate_model_name(model)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
         query = sa.select(t.registry_event).where(t.registry_event.c.model == model)
         if kinds:
             query = query.where(t.registry_event.c.kind.in_(list(kinds)))
@@ -585,6 +620,8 @@ class Registry:
     def _version(conn: sa.Connection, model: str, version: int) -> ModelVersion:
         if not isinstance(version, int) or isinstance(version, bool):
             raise InvalidInput(f"version must be an integer, got {version!r}")
+        if not 1 <= version <= MAX_VERSION:  # the column is a 4-byte integer
+            raise VersionNotFound(f"model {model!r} has no version {version} (versions run from 1 to {MAX_VERSION})")
         row = (
             conn.execute(
                 sa.select(t.model_version).where(t.model_version.c.model == model, t.model_version.c.version == version)
