@@ -110,6 +110,7 @@ def _fmt(value: Any) -> str:
 def _parse_json_object(raw: str | None, option: str, *, numbers: bool = False) -> dict[str, Any]:
     if raw is None:
         return {}
+
     def refuse(constant: str) -> Any:
         raise InvalidInput(f"{option}: {constant} is not a JSON number (use a finite number or null)")
 
