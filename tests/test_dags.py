@@ -120,11 +120,28 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(churn))
     broken = dict(churn, name="broken", window_days=-3)
     (include / "models" / "broken.yaml").write_text(yaml.safe_dump(broken))
+    (include / "models" / "latin.yaml").write_bytes("name: latin\ndescription: café\n".encode("latin-1"))
+    (include / "models" / "folder.yaml").mkdir()
+    (include / "models" / "cron.yaml").write_text(yaml.safe_dump(dict(churn, name="cron", schedule="99 99 99 99 99")))
+    params = dict(churn["estimator"], params={"max_iter": -1})
+    (include / "models" / "params.yaml").write_text(yaml.safe_dump(dict(churn, name="params", estimator=params)))
+    bogus = dict(churn["estimator"], params={"bogus_param": 3})
+    (include / "models" / "bogus.yaml").write_text(yaml.safe_dump(dict(churn, name="bogus", estimator=bogus)))
+    escape = {"kind": "files", "path": "../../../../etc/passwd"}
+    (include / "models" / "escape.yaml").write_text(yaml.safe_dump(dict(churn, name="escape", source=escape)))
+    (include / "models" / "twin.yaml").write_text(yaml.safe_dump(dict(churn, name="twin")))
+    (include / "models" / "twin.yml").write_text(yaml.safe_dump(dict(churn, name="twin")))
     probe = (
         "import sys; sys.path.insert(0, {dags!r}); import modelgate_dags as m; "
         "print(sorted(m._dags)); print([str(e) for e in m.SPEC_ERRORS])"
     )
-    env = {**os.environ, "MODELGATE_INCLUDE_DIR": str(include), "PYTHONPATH": str(REPO_ROOT / "plugins")}
+    env = {
+        **os.environ,
+        "MODELGATE_INCLUDE_DIR": str(include),
+        "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        "MODELGATE_HOME": str(tmp_path / "home"),
+        "MODELGATE_PROJECT_DIR": str(tmp_path),
+    }
     result = subprocess.run(
         [sys.executable, "-c", probe.format(dags=str(DAGS_DIR))], capture_output=True, text=True, check=True, env=env
     )
@@ -133,8 +150,34 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
         "['modelgate_batch_predict__churn', 'modelgate_deploy__churn', 'modelgate_monitor__churn', "
         "'modelgate_retrain__churn']"
     )
-    assert "broken.yaml: window_days: Input should be greater than or equal to 1" in errors_line
+    models = include / "models"
+    for expected in (
+        "broken.yaml: window_days: Input should be greater than or equal to 1",
+        "latin.yaml: <file>: is not UTF-8 text",
+        "folder.yaml: <file>: is a directory, not a spec file",
+        "cron.yaml: schedule: Value error, schedule '99 99 99 99 99' is not a valid cron expression",
+        "params.yaml: estimator.params: The 'max_iter' parameter of HistGradientBoostingClassifier must be an int",
+        "bogus.yaml: estimator.params: bad estimator params for hist_gradient_boosting",
+        "escape.yaml: source.path: '../../../../etc/passwd' is outside the data roots",
+        f"{models / 'twin.yaml'}: name: 'twin' is also defined in {models / 'twin.yml'}",
+    ):
+        assert expected in errors_line, expected
     assert "invalid model spec, its DAGs are not generated" in result.stdout + result.stderr
+    # the UI shows them as the import error of modelgate_spec_check.py, the only file that fails
+    check = subprocess.run(
+        [sys.executable, str(DAGS_DIR / "modelgate_spec_check.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert check.returncode == 1 and "InvalidSpec" in check.stderr and "cron.yaml: schedule" in check.stderr
+    (models / "twin.yml").unlink()
+    for name in ("broken", "latin", "cron", "params", "bogus", "escape"):
+        (models / f"{name}.yaml").unlink()
+    models.joinpath("folder.yaml").rmdir()
+    checked = subprocess.run([sys.executable, str(DAGS_DIR / "modelgate_spec_check.py")], env=env, check=False)
+    assert checked.returncode == 0
 
 
 def test_example_data_dag_only_where_asked(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:

@@ -96,6 +96,10 @@ def test_unusable_columns_are_clear_errors(frames) -> None:
         compute_drift(SPEC, reference, stable.assign(monthly_charges=np.nan))
     with pytest.raises(DriftError, match="the current window has no rows"):
         compute_drift(SPEC, reference, stable.iloc[0:0])
+    words = stable.assign(tenure_months=stable["tenure_months"].astype(object))
+    words.loc[words.index[3], "tenure_months"] = "twelve"
+    with pytest.raises(DriftError, match="numeric feature 'tenure_months' holds values that are not numbers"):
+        compute_drift(SPEC, reference, words)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "weather.csv").is_file(), reason="shared/data/weather.csv is absent")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from modelgate.datasets.churn import generate_day
-from modelgate.quality import QualityGateFailed, QualityResult, build_suite, load_custom_expectations, validate
+from modelgate.quality import FINITE, QualityGateFailed, QualityResult, build_suite, load_custom_expectations, validate
 from modelgate.spec import parse_spec
 from tests.conftest import REPO_ROOT
 
@@ -29,8 +29,12 @@ def test_suite_covers_columns_types_ranges_categories_rows_and_target() -> None:
     assert "expect_column_to_exist(contract)" in labels
     assert "expect_column_values_to_be_in_set(churned)" in labels
     assert "expect_column_values_to_be_unique(customer_id)" in labels
-    ranges = [e for e in suite if e.type == "expect_column_values_to_be_between"]
+    between = [e for e in suite if e.type == "expect_column_values_to_be_between"]
+    ranges = [e for e in between if e.kwargs["min_value"] != -FINITE]
     assert all(e.severity == "warning" for e in ranges) and len(ranges) == 5
+    finite = [e for e in between if e.kwargs["min_value"] == -FINITE]
+    assert {e.kwargs["column"] for e in finite} == set(SPEC.numeric_features)
+    assert all(e.severity == "critical" for e in finite)
 
 
 def test_clean_window_passes_and_writes_data_docs(frame: pd.DataFrame, tmp_path: Path) -> None:
@@ -53,6 +57,23 @@ def test_missing_column_and_null_targets_are_critical(frame: pd.DataFrame) -> No
     assert "expect_column_values_to_be_betweentenure_months" in warnings
     error = QualityGateFailed("churn", result)
     assert "data quality gate failed for churn" in str(error) and "FAILED expect_column_to_exist" in str(error)
+
+
+def test_infinities_and_an_entirely_null_feature_are_critical(frame: pd.DataFrame) -> None:
+    broken = frame.copy()
+    broken["monthly_charges"] = broken["monthly_charges"].astype(float)
+    broken.loc[3, "monthly_charges"] = float("inf")
+    broken.loc[4, "monthly_charges"] = float("-inf")
+    broken["contract"] = None
+    result = validate(SPEC, broken, build_suite(SPEC))
+    assert not result.passed
+    failures = {f.expectation + "(" + (f.column or "") + ")" for f in result.failures}
+    assert "expect_column_values_to_be_between(monthly_charges)" in failures
+    assert "expect_column_values_to_not_be_null(contract)" in failures
+    # some nulls in a nullable feature are still fine
+    partial = frame.copy()
+    partial.loc[:5, "contract"] = None
+    assert validate(SPEC, partial, build_suite(SPEC)).passed
 
 
 def test_empty_window_fails_on_row_count() -> None:

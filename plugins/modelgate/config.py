@@ -50,3 +50,37 @@ def serving_root() -> Path:
     """Where the local deployment target keeps serving/<model>/: $MODELGATE_SERVING_DIR or <home>/serving."""
     configured = os.environ.get("MODELGATE_SERVING_DIR")
     return Path(configured) if configured else modelgate_home() / "serving"
+
+
+DATA_ROOTS_ENV = "MODELGATE_DATA_ROOTS"
+DEFAULT_DATA_ROOTS = "../shared/data"  # the shipped weather example's folder beside the project
+
+
+def data_roots() -> list[Path]:
+    """Folders a spec's local `source.path` may point into: the project, and $MODELGATE_DATA_ROOTS.
+
+    $MODELGATE_DATA_ROOTS is a `os.pathsep`-separated list (relative entries are under the project; default
+    `../shared/data`); `*` allows any path, absolute ones included.
+    """
+    base = project_dir().resolve()
+    raw = os.environ.get(DATA_ROOTS_ENV, DEFAULT_DATA_ROOTS)
+    return [base, *((base / entry).resolve() for entry in raw.split(os.pathsep) if entry.strip() and entry != "*")]
+
+
+def any_data_path_allowed() -> bool:
+    return "*" in os.environ.get(DATA_ROOTS_ENV, DEFAULT_DATA_ROOTS).split(os.pathsep)
+
+
+def contained_data_path(raw: str) -> Path:
+    """The local data file a spec names, resolved (symlinks too); ValueError when outside every data root."""
+    path = Path(raw).expanduser()
+    resolved = (path if path.is_absolute() else project_dir() / path).resolve()
+    if any_data_path_allowed():
+        return resolved
+    roots = data_roots()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ValueError(
+            f"{raw!r} is outside the data roots ({', '.join(str(r) for r in roots)}); add its folder to "
+            f"${DATA_ROOTS_ENV}, or set it to '*' to allow any path"
+        )
+    return resolved

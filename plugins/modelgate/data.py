@@ -147,12 +147,13 @@ def _load_files(spec: ModelSpec, source: FileSource, interval: Interval) -> pd.D
 def _local_copy(source: FileSource) -> str:
     parsed = urlparse(source.path)
     if parsed.scheme != "gs":
-        path = Path(source.path)
-        if not path.is_absolute():  # relative to the project (the folder holding include/)
-            from modelgate.config import project_dir
+        from modelgate.config import contained_data_path
 
-            path = project_dir() / path
-        if not path.exists():
+        try:  # relative to the project (the folder holding include/), inside the data roots
+            path = contained_data_path(source.path)
+        except ValueError as exc:
+            raise DataError(f"source.path {exc}") from None
+        if not path.is_file():
             raise DataError(f"no such file: {path}")
         return str(path)
     from airflow.providers.google.cloud.hooks.gcs import GCSHook

@@ -144,7 +144,10 @@ def calibrate(columns: list[ColumnDrift], significance: float) -> list[ColumnDri
 def _clean(values: pd.Series, numeric: bool) -> np.ndarray:
     import numpy as np
 
-    arr = values.to_numpy(dtype=float if numeric else object, na_value=np.nan)
+    try:
+        arr = values.to_numpy(dtype=float if numeric else object, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise DriftError(f"numeric feature {values.name!r} holds values that are not numbers ({exc})") from None
     if numeric:
         return arr[np.isfinite(arr)]
     mask = values.notna().to_numpy()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Severity = Literal["critical", "warning"]
+FINITE = sys.float_info.max  # the bounds of the "no infinities" expectation
+ANY_VALUE = 1e-12  # `mostly` of the "not entirely null" expectation: any non-null value passes
 NUMERIC_TYPES = [
     "int",
     "int8",
@@ -129,10 +132,20 @@ def build_suite(spec: ModelSpec, custom: list[ExpectationDef] | None = None) -> 
     for feature in spec.features:
         if not feature.nullable:
             suite.append(ExpectationDef("expect_column_values_to_not_be_null", {"column": feature.name}))
+        else:  # nulls allowed, but a feature with no value at all is a broken feed (critical)
+            suite.append(
+                ExpectationDef("expect_column_values_to_not_be_null", {"column": feature.name, "mostly": ANY_VALUE})
+            )
         if feature.type == "numeric":
             suite.append(
                 ExpectationDef(
                     "expect_column_values_to_be_in_type_list", {"column": feature.name, "type_list": NUMERIC_TYPES}
+                )
+            )
+            suite.append(  # infinities pass type checks and break models and drift statistics (critical)
+                ExpectationDef(
+                    "expect_column_values_to_be_between",
+                    {"column": feature.name, "min_value": -FINITE, "max_value": FINITE},
                 )
             )
             if feature.min is not None or feature.max is not None:

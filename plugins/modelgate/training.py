@@ -81,10 +81,11 @@ def build_pipeline(spec: ModelSpec) -> Any:
     if spec.categorical_features:
         transformers.append(("categorical", categorical, spec.categorical_features))
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", pre), ("model", _estimator(spec))])
+    return Pipeline([("preprocess", pre), ("model", build_estimator(spec))])
 
 
-def _estimator(spec: ModelSpec) -> Any:
+def build_estimator(spec: ModelSpec) -> Any:
+    """The spec's unfitted estimator (TrainingError when its params are not the estimator's)."""
     params = dict(spec.estimator.params)
     seeded = {"random_state": spec.seed}
     classification = spec.task is Task.BINARY
