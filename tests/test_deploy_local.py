@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -27,6 +28,7 @@ from modelgate.deploy.local import DeployError, LocalTarget, ServingState, load_
 from modelgate.deploy.serve import create_app
 from modelgate.deploy.store import DeploymentStore
 from modelgate.registry import ArtifactIntegrityError, ArtifactStore, EventKind, Registry, Source, VersionDraft
+from modelgate.registry.store import ANY_CHAMPION
 from modelgate.spec import parse_spec
 from tests.conftest import REPO_ROOT
 
@@ -63,6 +65,8 @@ def setup(registry: Registry, tmp_path: Path) -> dict[str, Any]:
 
 
 def _deploy(setup: dict[str, Any], version: int, steps=(10, 50, 100), probe=None) -> Any:
+    """Promote `version` (only champions, present or past, may serve), then roll it out."""
+    setup["registry"].promote("demo", version, expected_champion=ANY_CHAMPION, actor="tests")
     return deploy_local(
         setup["registry"],
         setup["artifacts"],
@@ -141,26 +145,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(setup: dict[str, Any]) -> Iterator[str]:
-    _deploy(setup, 1)
+@contextlib.contextmanager
+def _running(app: Any) -> Iterator[str]:
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(setup["target"], "demo", poll_seconds=0.05), host="127.0.0.1", port=port, log_level="warning"
-    )
-    instance = uvicorn.Server(config)
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1).status_code in (200, 401):
                 break
         except httpx.HTTPError:
             time.sleep(0.05)
-    yield url
-    instance.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield url
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(setup: dict[str, Any]) -> Iterator[str]:
+    _deploy(setup, 1)
+    with _running(create_app(setup["target"], "demo", poll_seconds=0.05)) as url:
+        yield url
 
 
 def _wait_for(url: str, stable: int, canary: int | None = None) -> None:
@@ -183,6 +192,41 @@ def test_serve_predicts_with_version_and_validates_input(server: str) -> None:
     assert missing.status_code == 422 and "instances lack features: b" in missing.text
     empty = httpx.post(f"{server}/predict", json={"instances": []})
     assert empty.status_code == 422
+
+
+def test_large_bodies_are_refused_before_parsing_and_errors_never_echo_input(server: str) -> None:
+    huge = b'{"instances": [' + b",".join([b'{"a": 1.5, "b": 2.5}'] * 600_000) + b"]}"  # ~12 MB
+    declared = httpx.post(f"{server}/predict", content=huge, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "4194304-byte limit" in declared.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = httpx.post(f"{server}/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    many = [{"a": 123456.789, "b": 987654.321}] * 100_000  # under the byte limit, over the row limit
+    rows = httpx.post(f"{server}/predict", json={"instances": many}, timeout=60)
+    assert rows.status_code == 422 and len(rows.content) < 2000
+    assert "123456.789" not in rows.text and "should have at most 10000 items" in rows.text
+    wrong = httpx.post(f"{server}/predict", json={"instances": [{"a": "secret-value", "b": 1.0}]})
+    assert wrong.status_code == 422 and "secret-value" not in wrong.text
+    assert httpx.post(f"{server}/predict", json={"instances": [{"a": 1.0, "b": 0.0}]}).status_code == 200
+
+
+def test_bearer_token_when_configured(setup: dict[str, Any]) -> None:
+    _deploy(setup, 1)
+    app = create_app(setup["target"], "demo", poll_seconds=0.05, token="s3cret", max_body_bytes=1000)
+    with _running(app) as url:
+        body = {"instances": [{"a": 1.0, "b": 0.0}]}
+        assert httpx.get(f"{url}/health").status_code == 401
+        assert httpx.post(f"{url}/predict", json=body).status_code == 401
+        wrong = httpx.post(f"{url}/predict", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        good = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(f"{url}/predict", json=body, headers=good).json()["version"] == 1
+        big = {"instances": [{"a": 1.0, "b": 0.0}] * 100}
+        assert httpx.post(f"{url}/predict", json=big, headers=good).status_code == 413
 
 
 def test_canary_split_is_honoured(server: str, setup: dict[str, Any]) -> None:

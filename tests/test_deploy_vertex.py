@@ -314,6 +314,7 @@ def test_a_model_answering_outside_its_classes_is_rolled_back(setup: dict[str, A
         "bad",
         DummyRegressor(strategy="constant", constant=7.0).fit(frame[FEATURES], frame["y"]),
     )
+    _promote(setup, bad)
     with pytest.raises(DeployError, match=r"probe: predictions \['7.0'\] are not classes"):
         _deploy(setup, bad)
     assert fake.traffic("modelgate-demo") == {"demo-v1": 100} and fake.deployed("modelgate-demo") == ["demo-v1"]
@@ -325,6 +326,7 @@ def test_a_left_over_canary_is_resumed_not_duplicated(setup: dict[str, Any]) -> 
     _promote(setup, 1)
     _deploy(setup, 1)
     # an earlier attempt uploaded v2 and put it at 10 %, then its worker died
+    _promote(setup, 2)
     fake.inject("UpdateEndpoint", grpc.StatusCode.DEADLINE_EXCEEDED)  # fail at 50% ...
     fake.fail_operation("UndeployModel")  # ... and the restore cannot clean up
     with pytest.raises(DeployError, match="traffic NOT fully restored.*restoring traffic also failed"):
@@ -345,6 +347,7 @@ def test_a_tampered_artifact_is_refused_before_any_vertex_call(setup: dict[str, 
     fake: FakeVertex = setup["fake"]
     entry = setup["registry"].get_version("demo", 3)
     Path(entry.artifact_uri.removeprefix("file://")).write_bytes(b"evil")
+    _promote(setup, 3)
     with pytest.raises(ArtifactIntegrityError, match="refusing to load it"):
         _deploy(setup, 3)
     assert fake.calls == []

@@ -582,13 +582,32 @@ def _deploy_with_spec(registry: Any, spec: Any, version: int, steps: list[int], 
 def serve_cmd(
     name: str,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    max_body_mb: Annotated[
+        float, typer.Option(min=0.001, max=1024, help="Refuse request bodies over this many MiB (413).")
+    ] = 4.0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Require `Authorization: Bearer <token>` with the token in this file (or $MODELGATE_SERVE_TOKEN)."
+        ),
+    ] = None,
 ) -> None:
     """Serve JSON predictions from the locally deployed version(s) of NAME (reloads on every switch)."""
-    from modelgate.config import serving_root
-    from modelgate.deploy.serve import serve
+    import os
 
-    serve(name, host=host, port=port, root=serving_root())
+    from modelgate.config import serving_root
+    from modelgate.deploy.serve import TOKEN_ENV, serve
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"--token-file {token_file}: cannot be read ({exc})") from None
+        if not token:
+            raise InvalidInput(f"--token-file {token_file} is empty")
+    serve(name, host=host, port=port, root=serving_root(), max_body_bytes=int(max_body_mb * 1024 * 1024), token=token)
 
 
 @app.command("deploy")

@@ -3,6 +3,10 @@
 A watcher thread re-reads serving/<model>/state.json when it changes, loads the new models first and then
 swaps one immutable snapshot: a request in flight keeps the snapshot it started with, so a switch under load
 drops nothing. A canary takes its share of requests at random. Every response names the version it used.
+
+Bodies over `max_body_bytes` are refused with 413 before any of them is parsed; error bodies name the
+problem, never the input; with a token (`--token-file` or $MODELGATE_SERVE_TOKEN) every endpoint wants
+`Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from modelgate.deploy.local import LocalTarget, ServingState, Slot, load_slot
@@ -23,6 +29,52 @@ from modelgate.deploy.local import LocalTarget, ServingState, Slot, load_slot
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 10_000
+MAX_BODY_BYTES = 4 * 1024 * 1024  # ~10k rows of a few dozen features; configurable per server
+TOKEN_ENV = "MODELGATE_SERVE_TOKEN"
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `limit` bytes, by Content-Length or while it streams in."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Any:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:  # answer now; the app sees the client gone and its reply is dropped
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = f'{{"detail": "request body over the {self.limit}-byte limit"}}'.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 @dataclass(frozen=True)
@@ -90,8 +142,24 @@ class ModelHolder:
         return state.stable
 
 
-def create_app(target: LocalTarget, model: str, *, poll_seconds: float = 0.2) -> FastAPI:
+def create_app(
+    target: LocalTarget,
+    model: str,
+    *,
+    poll_seconds: float = 0.2,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    token: str | None = None,
+) -> FastAPI:
+    import hmac
+
     holder = ModelHolder(target, model, poll_seconds=poll_seconds)
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -99,7 +167,14 @@ def create_app(target: LocalTarget, model: str, *, poll_seconds: float = 0.2) ->
         yield
         holder.stop()
 
-    app = FastAPI(title=f"modelgate: {model}", lifespan=lifespan)
+    app = FastAPI(title=f"modelgate: {model}", lifespan=lifespan, dependencies=[Depends(authorised)])
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        shown = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+        return JSONResponse({"detail": shown[:5], "errors": len(errors)}, status_code=422)  # never the input
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -135,13 +210,17 @@ def create_app(target: LocalTarget, model: str, *, poll_seconds: float = 0.2) ->
             else:
                 scores = estimator.predict(frame)
         except (ValueError, TypeError) as exc:
-            raise HTTPException(422, f"cannot score these instances: {exc}") from exc
+            log.info("cannot score a request for %s v%s: %s", model, slot.version, exc)
+            raise HTTPException(422, "cannot score these instances: a feature value has the wrong type") from None
         return {"model": model, "version": slot.version, "predictions": [float(s) for s in scores]}
 
     return app
 
 
-def serve(model: str, *, host: str, port: int, root: Path) -> None:
+def serve(
+    model: str, *, host: str, port: int, root: Path, max_body_bytes: int = MAX_BODY_BYTES, token: str | None = None
+) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(LocalTarget(root), model), host=host, port=port, log_level="info")
+    app = create_app(LocalTarget(root), model, max_body_bytes=max_body_bytes, token=token)
+    uvicorn.run(app, host=host, port=port, log_level="info")
