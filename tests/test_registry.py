@@ -340,7 +340,7 @@ def test_urls_are_normalized_to_psycopg3(url: str, expected: str) -> None:
 
 
 def test_non_postgres_url_is_refused() -> None:
-    with pytest.raises(ValueError, match="the registry must be PostgreSQL"):
+    with pytest.raises(InvalidInput, match="the registry must be PostgreSQL"):
         normalize_url("sqlite:///x.db")
 
 

@@ -31,6 +31,10 @@ class NotServable(InvalidTransition):
     """A deploy of a version that may not take traffic (rejected, or never promoted)."""
 
 
+class PermissionDenied(RegistryError):
+    """The database role may not do this (a reader writing, a writer truncating)."""
+
+
 class NoChampion(RegistryError):
     """An operation needs a champion and the model has none."""
 

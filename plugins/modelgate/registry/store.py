@@ -39,6 +39,7 @@ from modelgate.registry.errors import (
     ModelNotFound,
     NoChampion,
     NotServable,
+    PermissionDenied,
     PromotionConflict,
     RegistryError,
     RegistryUnavailable,
@@ -116,6 +117,13 @@ class Registry:
             raise
         except sa_exc.IntegrityError as exc:
             raise InvalidInput(f"{action} violates a registry constraint: {_db_message(exc)}") from exc
+        except sa_exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege
+                raise PermissionDenied(
+                    f"the registry role may not {action} ({_db_message(exc)}); connect as a member of "
+                    "modelgate_writer to change the registry"
+                ) from exc
+            raise
         except sa_exc.DBAPIError as exc:
             if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
                 raise RegistryUnavailable(
