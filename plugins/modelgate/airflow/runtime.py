@@ -39,15 +39,26 @@ def connection_url(conn_id: str) -> str | None:
 
 
 def registry_url() -> str:
-    """The `modelgate_registry` connection; without it, $MODELGATE_REGISTRY_URL or the embedded server."""
+    """The `modelgate_registry` connection, else $MODELGATE_REGISTRY_URL; never a throwaway embedded server.
+
+    The embedded PostgreSQL is for the CLI and the demo: inside Airflow it would start on whichever worker
+    ran the task, and each worker would keep its own registry.
+    """
+    from modelgate.config import REGISTRY_URL_ENV
+    from modelgate.registry.connection import normalize_url
+    from modelgate.registry.errors import RegistryUnavailable
+
     url = connection_url(REGISTRY_CONN_ID)
     if url:
         return url
-    from modelgate.registry.connection import resolve_target
-
-    target = resolve_target()
-    log.warning("no Airflow connection %r: using the %s registry", REGISTRY_CONN_ID, target.origin)
-    return target.url
+    configured = os.environ.get(REGISTRY_URL_ENV)
+    if configured:
+        log.info("no Airflow connection %r: using $%s", REGISTRY_CONN_ID, REGISTRY_URL_ENV)
+        return normalize_url(configured)
+    raise RegistryUnavailable(
+        f"no registry configured for this task: define the Airflow connection {REGISTRY_CONN_ID!r} "
+        f"(AIRFLOW_CONN_{REGISTRY_CONN_ID.upper()}) or set ${REGISTRY_URL_ENV} on the workers"
+    )
 
 
 def reports_dir() -> Path:
