@@ -189,3 +189,42 @@ def test_example_data_dag_only_where_asked(monkeypatch: pytest.MonkeyPatch, airf
     example = bag.dags["modelgate_example_data__churn"]
     assert example.catchup is False and type(example.timetable).__name__ == "CronDataIntervalTimetable"
     assert [t.task_id for t in example.tasks] == ["append_rows"]
+
+
+def test_approval_times_out_closed_notifies_and_names_its_approvers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, airflow_db: Path
+) -> None:
+    import datetime as dt
+
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    churn = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    spec = dict(churn, approval="required", approval_timeout="12h", approvers=[{"id": "alice", "name": "Alice"}])
+    (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("MODELGATE_INCLUDE_DIR", str(include))
+    approve = _dagbag(monkeypatch).dags["modelgate_retrain__churn"].get_task("approve")
+    assert approve.response_timeout == dt.timedelta(hours=12)
+    assert approve.defaults == ["Reject"]  # silence is a no
+    assert approve.assigned_users == [{"id": "alice", "name": "Alice"}]
+    assert [type(n).__name__ for n in approve.notifiers] == ["SpecNotifier"]
+    assert approve.notifiers[0].event == "approval"
+    assert "Without an answer within 12h the challenger is rejected." in approve.body
+
+
+def test_without_a_registry_a_task_fails_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+    from modelgate.airflow.factory import _services
+    from modelgate.spec import load_spec
+
+    def missing(*_args, **_kwargs):
+        raise AirflowNotFoundException("The conn_id `modelgate_registry` isn't defined")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(missing))
+    monkeypatch.delenv("MODELGATE_REGISTRY_URL", raising=False)
+    monkeypatch.setenv("MODELGATE_HOME", str(tmp_path))
+    spec = load_spec(REPO_ROOT / "include" / "models" / "churn.yaml")
+    with pytest.raises(AirflowFailException, match="RegistryNotConfigured: no registry configured for this task"):
+        _services(spec, REPO_ROOT / "include")
+    assert {p.name for p in tmp_path.iterdir()} <= {"cache"}  # no embedded server was started

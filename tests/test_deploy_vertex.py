@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from google.cloud.aiplatform_v1.types import job_state
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyRegressor
 from sklearn.impute import SimpleImputer
@@ -421,12 +422,14 @@ def test_vertex_batch_prediction_job_scores_the_interval_once(setup: dict[str, A
             poll_seconds=0.01,
         )
 
-    def stored() -> list[tuple[str, float, int, str]]:
+    def stored() -> list[tuple[str, float, int, str | None, float | None]]:
         with registry.engine.connect() as conn:
             return [
                 tuple(r)
                 for r in conn.execute(
-                    sa.text("SELECT row_id, label, model_version, risk_tier FROM batch_prediction ORDER BY row_id")
+                    sa.text(
+                        "SELECT row_id, label, model_version, risk_tier, score FROM batch_prediction ORDER BY row_id"
+                    )
                 )
             ]
 
@@ -438,13 +441,24 @@ def test_vertex_batch_prediction_job_scores_the_interval_once(setup: dict[str, A
     expected = _fit(1.0).predict(frame[FEATURES].iloc[:24].fillna({"a": np.nan}))
     assert [r[0] for r in first] == list(frame["id"].iloc[:24])
     assert [r[1] for r in first] == [float(v) for v in expected]  # the container's predict(), per row by key
-    assert {r[2] for r in first} == {1} and {r[3] for r in first} <= {"low", "high"}
+    assert {r[2] for r in first} == {1}
+    assert {r[3] for r in first} == {None} and {r[4] for r in first} == {None}  # labels are never tiered as scores
 
-    assert run().rows == 24 and stored() == first  # the same interval again: one set of rows
+    assert run().rows == 24 and stored() == first  # the same interval again: one set of rows ...
+    assert len(fake.requests("CreateBatchPredictionJob")) == 1  # ... from the same job, found by its labels
+    labels = fake.requests("CreateBatchPredictionJob")[0].batch_prediction_job.labels
+    assert labels["modelgate-interval"] == "20260101t000000-20260102t000000"
+    _promote(setup, 2)  # a new champion scores the interval again, in a job of its own
+    assert run().rows == 24 and len(fake.requests("CreateBatchPredictionJob")) == 2
+    assert {r[2] for r in stored()} == {2}
+    for job in fake.jobs.values():  # a failed job is not reused: the next attempt creates one
+        job.state = job_state.JobState.JOB_STATE_FAILED
     fake.fail_operation("CreateBatchPredictionJob", "quota exceeded")
+    before = stored()
     with pytest.raises(BatchJobFailed, match="ended JOB_STATE_FAILED: quota exceeded"):
         run()
-    assert stored() == first  # a failed job replaces nothing
+    assert len(fake.requests("CreateBatchPredictionJob")) == 3
+    assert stored() == before  # a failed job replaces nothing
 
 
 def test_cli_deploy_and_rollback_move_vertex_traffic(

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from modelgate.datasets.churn import generate_day
-from modelgate.quality import FINITE, QualityGateFailed, QualityResult, build_suite, load_custom_expectations, validate
+from modelgate.quality import (
+    FINITE,
+    ExpectationsFileError,
+    QualityGateFailed,
+    QualityResult,
+    build_suite,
+    load_custom_expectations,
+    validate,
+)
 from modelgate.spec import parse_spec
 from tests.conftest import REPO_ROOT
 
@@ -106,12 +115,15 @@ def test_custom_expectations(tmp_path: Path, frame: pd.DataFrame) -> None:
     ("content", "message"),
     [
         ("{x", "not valid JSON"),
-        ('[{"type": "nope"}]', "needs a 'type' starting with 'expect_'"),
-        ('[{"type": "expect_x", "severity": "fatal"}]', "severity must be critical or warning"),
+        ('[{"type": "nope"}]', "item 0.type: String should match pattern '^expect_[a-z0-9_]+$'"),
+        ('[{"type": "expect_x", "severity": "fatal"}]', "item 0.severity: Input should be 'critical' or 'warning'"),
+        ('{"expectations": 3}', "the file: Input should be a valid list"),
+        ('[{"type": "expect_x", "kwarg": {}}]', "item 0.kwarg: Extra inputs are not permitted"),
+        ('[{"type": "expect_x", "kwargs": []}, {"type": 1}]', "item 0.kwargs: Input should be a valid dictionary"),
     ],
 )
 def test_bad_custom_expectation_files(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "m.json"
     path.write_text(content)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ExpectationsFileError, match=re.escape(message)):
         load_custom_expectations(path)

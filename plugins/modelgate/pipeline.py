@@ -520,15 +520,23 @@ def promote(
     return change.changed
 
 
+APPROVAL_TIMED_OUT = "approval timed out"  # the approver of an approval nobody answered in time
+
+
 def record_human_rejection(
     spec: ModelSpec, run: RunInfo, services: Services, outcome: dict[str, Any], *, approver: str
 ) -> bool:
-    """An approver said no: the challenger is rejected, with who and why in the event. False if already so."""
+    """An approver said no (or nobody answered in time): the challenger is rejected, with who and why in the
+    event. False if already so."""
+    if approver == APPROVAL_TIMED_OUT:
+        why = f"no approval within {spec.approval_timeout}: rejected, failing closed"
+    else:
+        why = f"rejected by approver {approver}"
     return services.registry.reject(
         spec.name,
         outcome["challenger_version"],
         actor=approver,
-        reason=f"rejected by approver {approver} (verdict was: {outcome['reason']})",
+        reason=f"{why} (verdict was: {outcome['reason']})",
         verdict={"decision": "reject", "approver": approver, **{k: v for k, v in outcome.items() if k != "settled"}},
         run=run.ref("record_human_rejection"),
     )

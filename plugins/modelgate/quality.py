@@ -167,26 +167,40 @@ def build_suite(spec: ModelSpec, custom: list[ExpectationDef] | None = None) -> 
     return suite + list(custom or [])
 
 
+class ExpectationsFileError(ValueError):
+    """A malformed expectations file: a spec problem, not a passing one (the task fails without retries)."""
+
+
 def load_custom_expectations(path: Path) -> list[ExpectationDef]:
-    """`include/expectations/<model>.json`: a list of {"type", "kwargs", "severity"} objects."""
+    """`include/expectations/<model>.json`: a list (or `{"expectations": [...]}`) of
+    `{"type": "expect_…", "kwargs": {…}, "severity": "critical" | "warning"}` objects."""
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+    class Item(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+        kwargs: dict[str, Any] = Field(default_factory=dict)
+        severity: Severity = "critical"
+
     if not path.is_file():
         return []
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise ExpectationsFileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ExpectationsFileError(f"{path}: cannot be read as UTF-8 text: {exc}") from None
     items = raw.get("expectations", raw) if isinstance(raw, dict) else raw
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a list of expectations")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not str(item.get("type", "")).startswith("expect_"):
-            raise ValueError(f"{path}: item {i} needs a 'type' starting with 'expect_'")
-        severity = item.get("severity", "critical")
-        if severity not in ("critical", "warning"):
-            raise ValueError(f"{path}: item {i}: severity must be critical or warning, got {severity!r}")
-        out.append(ExpectationDef(item["type"], dict(item.get("kwargs", {})), severity))
-    return out
+    try:
+        parsed = TypeAdapter(list[Item]).validate_python(items)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ExpectationsFileError(
+            f"{path}: {'item ' + where if where else 'the file'}: {first['msg']}"
+            + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+        ) from None
+    return [ExpectationDef(item.type, item.kwargs, item.severity) for item in parsed]
 
 
 def _observed(result: Any) -> str:

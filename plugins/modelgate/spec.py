@@ -195,11 +195,30 @@ class Retrain(_Strict):
         return self
 
 
-NotifyOn = Literal["failure", "drift", "promotion", "rejection"]
+NotifyOn = Literal["failure", "drift", "promotion", "rejection", "approval"]
 
 
 def _all_events() -> list[NotifyOn]:
-    return ["failure", "drift", "promotion", "rejection"]
+    return ["failure", "drift", "promotion", "rejection", "approval"]
+
+
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> dt.timedelta:
+    """`90s`, `30m`, `12h`, `3d`, `2w` as a timedelta (ValueError otherwise)."""
+    match = _DURATION.fullmatch(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a duration like 30m, 12h, 3d or 2w")
+    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+class Approver(_Strict):
+    """An Airflow user who may answer the approval (the auth manager's user id, and a display name)."""
+
+    id: str = Field(min_length=1)
+    name: str | None = None
 
 
 class Notifier(_Strict):
@@ -298,6 +317,12 @@ class ModelSpec(_Strict):
     drift: Drift = Field(default_factory=Drift)
     retrain: Retrain = Field(default_factory=Retrain)
     approval: Literal["auto", "required"] = "auto"
+    approval_timeout: str | None = Field(
+        "3d",
+        description="how long an approval waits for an answer; then the challenger is rejected, recorded as "
+        "timed out (null: wait forever, blocking later intervals of the retrain DAG)",
+    )
+    approvers: list[Approver] = Field(default_factory=list, description="who may answer (default: any user)")
     deploy: Deploy = Field(default_factory=Deploy)
     notifiers: list[Notifier] = Field(default_factory=lambda: [Notifier()])
     risk_tiers: dict[str, float] = Field(default_factory=dict)
@@ -307,6 +332,17 @@ class ModelSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         return check_model_name(value)
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _approval_timeout(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def approval_wait(self) -> dt.timedelta | None:
+        return None if self.approval_timeout is None else parse_duration(self.approval_timeout)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ModelSpec:

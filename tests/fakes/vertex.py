@@ -202,6 +202,11 @@ class FakeVertex:
                     batch_pb.BatchPredictionJob,
                     self._get_batch_job,
                 ),
+                "ListBatchPredictionJobs": (
+                    job_service.ListBatchPredictionJobsRequest,
+                    job_service.ListBatchPredictionJobsResponse,
+                    self._list_batch_jobs,
+                ),
             },
             "google.longrunning.Operations": {
                 "GetOperation": (operations_pb2.GetOperationRequest, op, self._get_operation),
@@ -506,6 +511,11 @@ class FakeVertex:
         self.jobs[job.name] = job
         return job
 
+    def _list_batch_jobs(self, request: Any) -> Any:
+        wanted = _label_filter(request.filter)
+        found = [j for j in self.jobs.values() if all(j.labels.get(k) == v for k, v in wanted.items())]
+        return job_service.ListBatchPredictionJobsResponse(batch_prediction_jobs=found)
+
     def _get_batch_job(self, request: Any) -> Any:
         job = self.jobs.get(request.name)
         if job is None:
@@ -543,6 +553,17 @@ class FakeVertex:
         target.write_text("".join(json.dumps(o) + "\n" for o in out))
         job.output_info = batch_pb.BatchPredictionJob.OutputInfo(gcs_output_directory=out_dir)
         job.state = job_state.JobState.JOB_STATE_SUCCEEDED
+
+
+def _label_filter(expression: str) -> dict[str, str]:
+    """`labels.a="x" AND labels.b="y"`, the only job filter the fake understands (as Vertex AI writes it)."""
+    wanted = {}
+    for term in filter(None, (t.strip() for t in expression.split(" AND "))):
+        key, _, value = term.partition("=")
+        if not key.strip().startswith("labels."):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"the fake supports only label filters: {expression}")
+        wanted[key.strip().removeprefix("labels.")] = value.strip().strip('"')
+    return wanted
 
 
 def _display_name_filter(expression: str) -> str | None:

@@ -88,7 +88,8 @@ def _schedule_span(spec: ModelSpec) -> dt.timedelta:
 def _services(spec: ModelSpec, include_dir: Path) -> Any:
     from modelgate.airflow.runtime import services_for
 
-    return services_for(spec, include_dir)
+    with fail_fast():  # no registry configured is not worth a retry
+        return services_for(spec, include_dir)
 
 
 def _run(spec: ModelSpec, context: Any) -> Any:
@@ -101,20 +102,34 @@ def _run(spec: ModelSpec, context: Any) -> Any:
 def fail_fast() -> Iterator[None]:
     """Bad data, a bad spec or a refused registry operation fail the task at once: retrying cannot help.
 
-    Only what may pass by itself (a dropped registry connection, a network error) is left to the retries.
+    Only what may pass by itself (a dropped registry connection, a network error) is left to the retries;
+    a failed deploy or batch job already had its own retries of the calls that are safe to repeat.
     """
     from modelgate.data import DataError
+    from modelgate.deploy.local import DeployError
     from modelgate.drift import DriftError
     from modelgate.evaluation import EvaluationError
-    from modelgate.quality import QualityGateFailed
+    from modelgate.quality import ExpectationsFileError, QualityGateFailed
     from modelgate.registry.errors import RegistryError, RegistryUnavailable
+    from modelgate.spec import InvalidSpec
     from modelgate.training import TrainingError
 
+    deterministic = (
+        QualityGateFailed,
+        ExpectationsFileError,
+        InvalidSpec,
+        DataError,
+        TrainingError,
+        EvaluationError,
+        DriftError,
+        DeployError,  # a rollout already retried what may pass (deploy/vertex.py); BatchJobFailed too
+        RegistryError,
+    )
     try:
         yield
     except RegistryUnavailable:
         raise
-    except (QualityGateFailed, DataError, TrainingError, EvaluationError, DriftError, RegistryError) as exc:
+    except deterministic as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -217,14 +232,27 @@ def _retrain_params(spec: ModelSpec) -> dict[str, Param]:
 
 
 def _approval(context: Any) -> tuple[str | None, str | None]:
-    """(approver, chosen option) from the approve task's result; (None, None) when nobody was asked."""
+    """(approver, chosen option) from the approve task's result; (None, None) when nobody was asked.
+
+    An answer with no user is the timeout's default ("Reject"): the approver is `APPROVAL_TIMED_OUT`.
+    """
     answer = context["ti"].xcom_pull(task_ids="approve", key="answer")
     if not answer:
         return None, None
+    from modelgate.pipeline import APPROVAL_TIMED_OUT
+
     user = answer.get("responded_by_user") or {}
-    approver = user.get("name") or user.get("id") or "approver"
+    approver = user.get("name") or user.get("id") or APPROVAL_TIMED_OUT
     chosen = answer.get("chosen_options") or [None]
     return str(approver), chosen[0]
+
+
+def _asking_message(context: Any) -> str:
+    outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger") or {}
+    return (
+        f"v{outcome.get('challenger_version')} waits for approval in {context['ti'].dag_id} "
+        f"({context['ti'].run_id}): {outcome.get('reason', '')}"
+    )
 
 
 def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
@@ -325,11 +353,19 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             log.info("not promoting %s v%s (%s): verdict recorded", spec.name, outcome["challenger_version"], why)
             return why
 
+        from modelgate.airflow.notify import SpecNotifier
+
+        wait = spec.approval_wait
         approve = RecordedApprovalOperator(
             task_id="approve",
             subject=f"Promote {spec.name} challenger?",
             body="{{ ti.xcom_pull(task_ids='evaluate_challenger')['reason'] }}\n\n"
-            "Report: {{ ti.xcom_pull(task_ids='evaluate_challenger')['report'] }}",
+            "Report: {{ ti.xcom_pull(task_ids='evaluate_challenger')['report'] }}"
+            + (f"\n\nWithout an answer within {spec.approval_timeout} the challenger is rejected." if wait else ""),
+            defaults="Reject" if wait else None,  # fail closed: silence is a no
+            response_timeout=wait,
+            assigned_users=[{"id": a.id, "name": a.name or a.id} for a in spec.approvers] or None,
+            notifiers=[SpecNotifier(spec, "approval", _asking_message)],
             retries=0,
         )
         auto_approve = EmptyOperator(task_id="auto_approve")

@@ -54,6 +54,22 @@ def send(spec: ModelSpec, event: str, message: str, context: Any) -> None:
             log.exception("notifier %s failed for %s", config.name, event)
 
 
+class SpecNotifier(BaseNotifier):
+    """The spec's notifiers subscribed to `event`, as one Airflow notifier (e.g. a HITL operator's `notifiers`).
+
+    The message is built when it fires (`message(context)`), so nothing is imported at parse time.
+    """
+
+    def __init__(self, spec: ModelSpec, event: str, message: Any) -> None:
+        super().__init__()
+        self.spec = spec
+        self.event = event
+        self.message = message
+
+    def notify(self, context: Any) -> None:
+        send(self.spec, self.event, self.message(context), context)
+
+
 class FailureCallback:
     """on_failure_callback for a spec's DAGs."""
 

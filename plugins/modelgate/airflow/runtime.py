@@ -46,7 +46,7 @@ def registry_url() -> str:
     """
     from modelgate.config import REGISTRY_URL_ENV
     from modelgate.registry.connection import normalize_url
-    from modelgate.registry.errors import RegistryUnavailable
+    from modelgate.registry.errors import RegistryNotConfigured
 
     url = connection_url(REGISTRY_CONN_ID)
     if url:
@@ -55,7 +55,7 @@ def registry_url() -> str:
     if configured:
         log.info("no Airflow connection %r: using $%s", REGISTRY_CONN_ID, REGISTRY_URL_ENV)
         return normalize_url(configured)
-    raise RegistryUnavailable(
+    raise RegistryNotConfigured(
         f"no registry configured for this task: define the Airflow connection {REGISTRY_CONN_ID!r} "
         f"(AIRFLOW_CONN_{REGISTRY_CONN_ID.upper()}) or set ${REGISTRY_URL_ENV} on the workers"
     )

@@ -86,10 +86,14 @@ def write_predictions(
     interval: Interval,
     version: int,
     row_ids: Any,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     labels: Any,
 ) -> None:
-    """Replace the interval's rows with these, in one transaction (COPY inside it)."""
+    """Replace the interval's rows with these, in one transaction (COPY inside it).
+
+    `scores` None: the scorer gave labels only (Vertex AI's prebuilt container answers `predict()`): the rows
+    keep `score` and `risk_tier` empty rather than pass a label off as a probability.
+    """
     import io
 
     import pandas as pd
@@ -102,7 +106,7 @@ def write_predictions(
             "row_id": row_ids,
             "score": scores,
             "label": labels,
-            "risk_tier": risk_tiers(spec, scores),
+            "risk_tier": None if scores is None else risk_tiers(spec, scores),
             "model_version": version,
         }
     )

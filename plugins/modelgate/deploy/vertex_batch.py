@@ -6,7 +6,8 @@ the id) and answers `{"key", "prediction"}` lines, which replace the interval's 
 exactly as the local path does. The champion's artifact is sha256-checked before anything leaves.
 
 The prebuilt scikit-learn container answers `predict()`: for a classifier the rows carry the predicted
-label as both label and score.
+label, with `score` and `risk_tier` left empty (a label is not a probability; local rows have both); for a
+regressor the prediction is the score, as locally.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from modelgate.deploy.vertex import (
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
-from modelgate.spec import ModelSpec
+from modelgate.spec import ModelSpec, Task
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def vertex_batch_predict(
         if missing:
             raise BatchJobFailed(f"the batch job returned no prediction for {len(missing)} rows, e.g. {missing[:3]}")
         scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
-    write_predictions(registry, spec, interval, champion.version, ids, scores, scores)
+    binary = spec.task is Task.BINARY
+    write_predictions(registry, spec, interval, champion.version, ids, None if binary else scores, scores)
     log.info("scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, len(ids), interval)
 
@@ -95,8 +97,13 @@ def _run_job(
         json.dumps({spec.id_column: row_id, **dict(zip(spec.feature_names, row, strict=True))}) + "\n"
         for row_id, row in zip(frame[spec.id_column].astype(str), rows, strict=True)
     )
-    api.hooks.gcs.upload(bucket_name=bucket, object_name=f"{base}/instances.jsonl", data=lines)
     client = api.hooks.job.get_job_service_client(s.region)
+    labels = {"modelgate-model": spec.name.replace("_", "-"), "modelgate-interval": key.lower(), **_model_label(model)}
+    job = _existing_job(client, f"projects/{s.project}/locations/{s.region}", labels, s.call_timeout_seconds)
+    if job is not None:  # a retry, or the same interval again: never a second job for it
+        log.info("%s: reusing batch prediction job %s (%s)", spec.name, job.name, job.state.name)
+        return _wait(api, job, poll_seconds)
+    api.hooks.gcs.upload(bucket_name=bucket, object_name=f"{base}/instances.jsonl", data=lines)
     job = client.create_batch_prediction_job(
         parent=f"projects/{s.project}/locations/{s.region}",
         batch_prediction_job={
@@ -120,11 +127,30 @@ def _run_job(
                 "starting_replica_count": s.min_replica_count,
                 "max_replica_count": s.max_replica_count,
             },
-            "labels": {"modelgate-model": spec.name.replace("_", "-")},
+            "labels": labels,
         },
         timeout=s.call_timeout_seconds,
     )
     log.info("%s: batch prediction job %s started", spec.name, job.name)
+    return _wait(api, job, poll_seconds)
+
+
+def _model_label(model: str) -> dict[str, str]:
+    """The model version as a label value (`<model id>-<version id>`), so a new champion gets its own job."""
+    resource, _, version = model.rpartition("@")
+    return {"modelgate-version": f"{resource.rpartition('/')[2]}-{version}".lower()[:63]}
+
+
+def _existing_job(client: Any, parent: str, labels: dict[str, str], timeout: float) -> Any | None:
+    """The newest job for these labels that succeeded or may still do so; failed ones are not reused."""
+    expression = " AND ".join(f'labels.{k}="{v}"' for k, v in sorted(labels.items()))
+    jobs = list(client.list_batch_prediction_jobs(request={"parent": parent, "filter": expression}, timeout=timeout))
+    alive = [j for j in jobs if j.state.name not in _TERMINAL - {"JOB_STATE_SUCCEEDED"}]
+    return max(alive, key=lambda j: j.name, default=None)
+
+
+def _wait(api: VertexApi, job: Any, poll_seconds: float) -> dict[str, Any]:
+    s = api.settings
     deadline = time.monotonic() + s.operation_timeout_seconds
     delay = min(1.0, poll_seconds)
     while True:

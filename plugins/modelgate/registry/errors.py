@@ -31,6 +31,10 @@ class NotServable(InvalidTransition):
     """A deploy of a version that may not take traffic (rejected, or never promoted)."""
 
 
+class RegistryNotConfigured(RegistryError):
+    """Inside Airflow, neither the registry connection nor $MODELGATE_REGISTRY_URL is set."""
+
+
 class PermissionDenied(RegistryError):
     """The database role may not do this (a reader writing, a writer truncating)."""
 

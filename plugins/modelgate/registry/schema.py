@@ -135,7 +135,7 @@ batch_prediction = sa.Table(
     sa.Column("interval_start", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("interval_end", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("row_id", sa.Text, primary_key=True),
-    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("score", sa.Float),  # empty when the scorer gives labels only (Vertex AI)
     sa.Column("label", sa.Float),
     sa.Column("risk_tier", sa.Text),
     sa.Column("model_version", sa.Integer, nullable=False),

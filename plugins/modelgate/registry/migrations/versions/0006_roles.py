@@ -8,6 +8,8 @@
   `modelgate_reader` (UI, `serve`, CLI reads) only reads. Log-in users join one of them
   (`CREATE ROLE tasks LOGIN PASSWORD '…' IN ROLE modelgate_writer`).
 
+`batch_prediction.score` may be empty: Vertex AI batch rows of a classifier carry the predicted label only.
+
 A migrating user that may not create roles (neither superuser nor CREATEROLE) gets the trigger only; the
 roles are then left to the DBA (the README shows the statements).
 
@@ -41,6 +43,8 @@ ROWS = [t for t in TABLES if t not in ("registry_event", "alembic_version")]
 
 
 def upgrade() -> None:
+    # Vertex AI's prebuilt container gives labels, not probabilities: such rows leave the score empty
+    op.alter_column("batch_prediction", "score", nullable=True)
     op.execute(
         """
         CREATE TRIGGER trg_registry_event_no_truncate
@@ -141,3 +145,5 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER trg_{table}_no_truncate ON {table}")
     op.execute("DROP FUNCTION modelgate_no_truncate()")
     op.execute("DROP TRIGGER trg_registry_event_no_truncate ON registry_event")
+    op.execute("UPDATE batch_prediction SET score = label WHERE score IS NULL")  # 0005's meaning: label as score
+    op.alter_column("batch_prediction", "score", nullable=False)
