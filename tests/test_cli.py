@@ -178,13 +178,18 @@ def test_registering_a_file_again_with_other_metadata_is_refused(
     assert len(run_json("versions", "churn", env=cli_env)) == 1
 
 
+def _with_two_versions(cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path) -> dict[str, str]:
+    """churn v1 and v2 registered from the two files; the env with a serving directory of its own."""
+    env = {**cli_env, "MODELGATE_SERVING_DIR": str(tmp_path / "serving")}
+    for file in model_files:
+        run_json("register", "churn", "--artifact", str(file), env=env)
+    return env
+
+
 def test_a_rejected_or_unpromoted_version_is_never_deployed(
     cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    env = {**cli_env, "MODELGATE_SERVING_DIR": str(tmp_path / "serving")}
-    first, second = model_files
-    run_json("register", "churn", "--artifact", str(first), env=env)
-    run_json("register", "churn", "--artifact", str(second), env=env)
+    env = _with_two_versions(cli_env, model_files, tmp_path)
     unpromoted = run_cli("deploy", "churn", "--version", "2", env=env, check=False)
     assert unpromoted.returncode == 1
     assert "v2 of 'churn' is a challenger that was never promoted; promote it first" in unpromoted.stderr
@@ -222,10 +227,7 @@ def test_deploy_and_rollback_move_local_traffic(
 ) -> None:
     import json
 
-    env = {**cli_env, "MODELGATE_SERVING_DIR": str(tmp_path / "serving")}
-    first, second = model_files
-    run_json("register", "churn", "--artifact", str(first), env=env)
-    run_json("register", "churn", "--artifact", str(second), env=env)
+    env = _with_two_versions(cli_env, model_files, tmp_path)
     run_cli("promote", "churn", "1", "--reason", "first", env=env)
     deployed = run_cli("deploy", "churn", env=env)
     assert "v1 live on the local target {'v1': 100}" in deployed.stdout
