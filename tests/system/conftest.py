@@ -39,6 +39,7 @@ SYSTEM_MODELS = (
     "churn_faults",
     "churn_promote",
     "churn_restart",
+    "churn_timeout",
 )
 
 
@@ -87,7 +88,8 @@ def _write_specs(include: Path) -> None:
     (include / "expectations").mkdir()
     specs = {name: _spec(name) for name in SYSTEM_MODELS}
     specs["churn_sched"].update(start_date="-5w", catchup=True)  # the scheduler catches up the last weeks
-    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote"):
+    specs["churn_timeout"].update(approval="required", approval_timeout="20s", approvers=[{"id": "admin"}])
+    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout"):
         specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
     for name in ("churn_backfill", "churn_ordered", "churn_restart"):
         specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile

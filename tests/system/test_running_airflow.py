@@ -103,6 +103,24 @@ def test_approval_answered_through_the_api(airflow_stack: RunningAirflow) -> Non
     assert promotion.actor == "admin" and promotion.reason.startswith("approved by admin")
 
 
+def test_an_unanswered_approval_times_out_closed(airflow_stack: RunningAirflow) -> None:
+    """The scheduler's timeout sweep answers with the default, Reject: the challenger is rejected as timed out."""
+    api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_timeout"
+    dag_id = f"modelgate_retrain__{model}"
+    api.set_paused(dag_id, False)
+    run_id = api.trigger(dag_id, {"force": True})
+    api.wait_task(dag_id, run_id, "approve", {"awaiting_input", "deferred"}, timeout=300)
+    detail = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
+    assert detail["defaults"] == ["Reject"] and [u["id"] for u in detail["assigned_users"]] == ["admin"]
+    api.wait_run(dag_id, run_id, timeout=300)  # nobody answers: 20 s, then the sweep (every 15 s)
+    states = api.task_states(dag_id, run_id)
+    assert states["promote_champion"] == "skipped" and states["record_human_rejection"] == "success", states
+    assert registry.get_version(model, _trained(airflow_stack, dag_id, run_id)).status is VersionStatus.REJECTED
+    rejection = [e for e in events(registry, model) if e.kind is EventKind.REJECT][-1]
+    assert rejection.actor == "approval timed out"
+    assert rejection.reason.startswith("no approval within 20s: rejected, failing closed")
+
+
 def _wait(predicate: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
