@@ -19,10 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from modelgate.registry import schema
 from modelgate.registry.connection import create_registry_engine, normalize_url
 from modelgate.registry.entities import Source, VersionDraft
 from modelgate.registry.migrate import upgrade
-from modelgate.registry.store import Registry
+from modelgate.registry.store import ANY_CHAMPION, Registry
 
 ADMIN_URL_ENV = "MODELGATE_BENCH_PG_URL"
 
@@ -100,6 +101,78 @@ def _draft(run_id: str) -> VersionDraft:
     return VersionDraft(
         artifact_uri=f"file:///bench/{sha}", artifact_sha256=sha, artifact_size=1, source=Source("bench", run_id, "t")
     )
+
+
+def bench_ui(versions: int = 500, drift_rows: int = 5000, features: int = 12, repeat: int = 7) -> dict[str, Any]:
+    """The Models view's model page: server time (registry reads + render) for a long-lived model, vs 300 ms."""
+    import datetime as dt
+
+    from modelgate import ui
+    from modelgate.registry.monitoring import DecisionRow, MonitoringStore
+
+    url, drop = _scratch_database()
+    engine = create_registry_engine(url)
+    try:
+        upgrade(engine)
+        registry = Registry(engine)
+        monitoring = MonitoringStore(registry)
+        for i in range(versions):
+            version = registry.register("bench", _draft(f"v-{i}")).version
+            verdict = {
+                "champion_version": version - 1 or None,
+                "challenger_version": version,
+                "evaluation": {"primary": {"metric": "roc_auc", "champion": 0.7, "challenger": 0.71}},
+            }
+            if i % 3 == 0:
+                registry.promote("bench", version, expected_champion=ANY_CHAMPION, actor="bench", verdict=verdict)
+            else:
+                registry.reject("bench", version, actor="bench", reason="lost", verdict=verdict)
+        start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        names = [f"feature_{j}" for j in range(features)]
+        with engine.begin() as conn:  # bulk: one statement, as 5,000 monitor runs would have left them
+            rows = []
+            for i in range(drift_rows):
+                end = start + dt.timedelta(hours=i + 1)
+                scores = {
+                    n: {"score": (i * j % 17) / 100, "threshold": 0.1, "drifted": False} for j, n in enumerate(names)
+                }
+                rows.append(
+                    {
+                        "model": "bench",
+                        "interval_start": end - dt.timedelta(hours=1),
+                        "interval_end": end,
+                        "champion_version": 1,
+                        "scores": scores,
+                        "share": 0.0,
+                        "drifted": False,
+                        "reference_rows": 1000,
+                        "current_rows": 100,
+                    }
+                )
+            conn.execute(sa.insert(schema.drift_result), rows)
+        for i in range(200):
+            end = start + dt.timedelta(days=i + 1)
+            monitoring.record_decision(
+                DecisionRow("bench", end - dt.timedelta(days=1), end, False, "no_trigger", "-", {})
+            )
+
+        def page() -> None:
+            ui.render_model_page(ui.model_page(registry, "bench"), "/modelgate")
+
+        page()  # warm: templates compiled, pool connected
+        seconds = sorted(_timed(page, 1) for _ in range(repeat))[repeat // 2]
+        html = ui.render_model_page(ui.model_page(registry, "bench"), "/modelgate")
+        return {
+            "versions": versions,
+            "drift_rows": drift_rows,
+            "features": features,
+            "model_page_ms": round(seconds * 1e3, 1),
+            "html_kb": round(len(html) / 1024),
+            "vs_limit_300ms": round(seconds / 0.3, 2),
+        }
+    finally:
+        engine.dispose()
+        drop()
 
 
 def _child_json(*args: str, timeout: int = 1800) -> dict[str, Any]:
@@ -545,6 +618,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "serve": bench_serve,
     "loop": bench_loop,
     "policy": bench_policy,
+    "ui": bench_ui,
 }
 
 

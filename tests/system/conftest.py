@@ -40,6 +40,7 @@ SYSTEM_MODELS = (
     "churn_promote",
     "churn_restart",
     "churn_timeout",
+    "churn_browser",
 )
 
 
@@ -51,6 +52,7 @@ class RunningAirflow:
     registry_url: str
     now: dt.datetime  # when the example rows were seeded up to
     boundary: dt.datetime  # the last weekly interval end before `now`
+    password: str  # the admin's, for logging in through the UI
 
     def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """The `airflow` command as an operator runs it against this deployment."""
@@ -88,8 +90,9 @@ def _write_specs(include: Path) -> None:
     (include / "expectations").mkdir()
     specs = {name: _spec(name) for name in SYSTEM_MODELS}
     specs["churn_sched"].update(start_date="-5w", catchup=True)  # the scheduler catches up the last weeks
+    specs["churn_browser"]["quality"] = {**specs["churn_browser"]["quality"], "min_rows": 50}  # a day's rows
     specs["churn_timeout"].update(approval="required", approval_timeout="20s", approvers=[{"id": "admin"}])
-    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout"):
+    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout", "churn_browser"):
         specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
     for name in ("churn_backfill", "churn_ordered", "churn_restart"):
         specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile
@@ -149,7 +152,7 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         stack.wait_ready(timeout=240)
         api = AirflowClient(config.base_url, config.username, password)
         _wait_for_dags(api, {f"modelgate_{s}__{m}" for m in SYSTEM_MODELS for s in ("monitor", "retrain")})
-        yield RunningAirflow(stack, api, registry, registry_url, now, last_weekly_boundary(now))
+        yield RunningAirflow(stack, api, registry, registry_url, now, last_weekly_boundary(now), password)
     finally:
         for name in stack.processes:
             if stack.processes[name].poll() is not None:

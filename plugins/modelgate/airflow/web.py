@@ -1,8 +1,10 @@
-"""modelgate's pages inside the Airflow api-server: the reports tasks write, served over HTTP behind Airflow's auth.
+"""modelgate's pages inside the Airflow api-server: the Models view and the reports tasks write.
 
-Mounted by `plugins/modelgate_plugin.py` at /modelgate. Every route needs an authenticated Airflow user (the
-same login, the same token cookie or bearer token as the UI and REST API). Files are read only from the
-reports directory: a path that resolves outside it is not found, whatever it spells.
+Mounted by `plugins/modelgate_plugin.py` at /modelgate (and linked as "Models" in the UI's navigation).
+Every route needs an authenticated Airflow user (the same login, the same token cookie or bearer token as
+the UI and REST API). Pages are read-only and read the registry through `MODELGATE_UI_REGISTRY_URL` when
+set (a login in the `modelgate_reader` role), else the tasks' registry connection. Files are read only from
+the reports directory: a path that resolves outside it is not found, whatever it spells.
 """
 
 from __future__ import annotations
@@ -54,14 +56,78 @@ class LazyApp:
         await self._app(scope, receive, send)
 
 
+UI_REGISTRY_URL_ENV = "MODELGATE_UI_REGISTRY_URL"
+
+
+def pending_approvals() -> list[Any]:
+    """Retrain runs whose `approve` task waits for a human, from Airflow's own database (api-server side)."""
+    import sqlalchemy as sa
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    from modelgate.ui import PendingApproval
+
+    prefix = "modelgate_retrain__"
+    with create_session() as session:
+        rows = session.execute(
+            sa.select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.start_date).where(
+                TaskInstance.task_id == "approve",
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                TaskInstance.dag_id.startswith(prefix),
+            )
+        ).all()
+    return [PendingApproval(dag_id.removeprefix(prefix), dag_id, run_id, start) for dag_id, run_id, start in rows]
+
+
 def create_app() -> Any:
+    import os
+
     from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI, HTTPException
-    from fastapi.responses import FileResponse
+    from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-    from modelgate.airflow.runtime import reports_dir
+    from modelgate import ui
+    from modelgate.airflow.runtime import registry_url, reports_dir
+    from modelgate.registry.errors import ModelNotFound, VersionNotFound
+    from modelgate.registry.store import Registry
 
     app = FastAPI(title="modelgate", dependencies=[Depends(requires_authenticated())])
+    registry: list[Registry] = []
+
+    def reader() -> Registry:
+        if not registry:
+            registry.append(Registry.connect(os.environ.get(UI_REGISTRY_URL_ENV) or registry_url(), pool_size=2))
+        return registry[0]
+
+    def url_of(path: str) -> str | None:
+        url = report_url(path, reports_dir=reports_dir(), base_url="")
+        return None if url.startswith("file://") or "://" in url else url
+
+    @app.get("/", response_class=HTMLResponse)
+    def models() -> str:
+        return ui.render("models.html", models=ui.overview(reader(), pending_approvals()), prefix=URL_PREFIX)
+
+    @app.get("/models/{name}", response_class=HTMLResponse)
+    def model(name: str) -> str:
+        try:
+            page = ui.model_page(reader(), name, pending_approvals())
+        except ModelNotFound:
+            raise HTTPException(status_code=404, detail=f"no model {name!r}") from None
+        return ui.render_model_page(page, URL_PREFIX)
+
+    @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
+    def version(name: str, version: int) -> str:
+        try:
+            entry = reader().get_version(name, version)
+        except (ModelNotFound, VersionNotFound):
+            raise HTTPException(status_code=404, detail=f"no version {version} of {name!r}") from None
+        reports = ui.version_reports(reader(), entry, url_of)
+        return ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX)
+
+    @app.get("/models", include_in_schema=False)
+    def models_redirect() -> RedirectResponse:
+        return RedirectResponse(f"{URL_PREFIX}/")
 
     @app.get(REPORTS_ROUTE + "/{relative:path}")
     def report(relative: str) -> FileResponse:

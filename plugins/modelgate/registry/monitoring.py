@@ -31,6 +31,36 @@ class DriftRow:
 
 
 @dataclass(frozen=True)
+class DriftCells:
+    """One drift run as the heatmap needs it: per feature (sorted), distance over threshold and the alarm."""
+
+    interval_end: dt.datetime
+    features: list[str]
+    ratios: list[float | None]
+    alarms: list[bool]
+
+
+_DRIFT_CELLS = sa.text(
+    """
+    SELECT d.interval_end,
+           array_agg(e.key ORDER BY e.key) AS features,
+           array_agg(
+               CASE WHEN jsonb_typeof(e.value -> 'score') = 'number' THEN round((
+                   (e.value ->> 'score')::float8 / CASE WHEN jsonb_typeof(e.value -> 'threshold') = 'number'
+                       AND (e.value ->> 'threshold')::float8 > 0 THEN (e.value ->> 'threshold')::float8 ELSE 1 END
+               )::numeric, 3)::float8 END ORDER BY e.key) AS ratios,
+           array_agg(coalesce(e.value ->> 'drifted' = 'true', false) ORDER BY e.key) AS alarms
+    FROM (SELECT interval_start, interval_end, scores FROM drift_result WHERE model = :model
+          ORDER BY interval_end DESC LIMIT :limit) d
+    CROSS JOIN LATERAL jsonb_each(d.scores) e
+    WHERE jsonb_typeof(e.value) = 'object'
+    GROUP BY d.interval_start, d.interval_end
+    ORDER BY d.interval_end
+    """
+)
+
+
+@dataclass(frozen=True)
 class DecisionRow:
     model: str
     interval_start: dt.datetime
@@ -64,6 +94,17 @@ class MonitoringStore:
             rows = conn.execute(query).mappings().all()
         fields = DriftRow.__dataclass_fields__
         return [DriftRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
+
+    def drift_cells(self, model: str, *, limit: int = 365) -> list[DriftCells]:
+        """The newest `limit` drift runs' per-feature cells, oldest first, flattened in the database."""
+        with self._registry._read("drift cells") as conn:
+            rows = conn.execute(_DRIFT_CELLS, {"model": model, "limit": limit}).all()
+        return [DriftCells(end, list(names), list(ratios), list(alarms)) for end, names, ratios, alarms in rows]
+
+    def drift_count(self, model: str) -> int:
+        query = sa.select(sa.func.count()).select_from(t.drift_result).where(t.drift_result.c.model == model)
+        with self._registry._read("count drift runs") as conn:
+            return int(conn.execute(query).scalar_one())
 
     def record_decision(self, row: DecisionRow, *, run_id: str | None = None) -> None:
         self._upsert(t.retrain_decision, "pk_retrain_decision", row.__dict__, run_id, "record retrain decision")

@@ -1,0 +1,267 @@
+"""The registry as pages: what the Models view in the Airflow UI shows, gathered and rendered without Airflow.
+
+`overview()` and `model_page()` read the registry (one read each of versions, events, drift rows, decisions
+and deployments) into frozen dataclasses; `render()` turns them into HTML with the templates beside this
+module (autoescaped Jinja). `modelgate.airflow.web` serves them behind Airflow's auth; tests and the bench
+call them directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelgate.registry.entities import EventKind, ModelVersion, RegistryEvent, VersionStatus
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from modelgate.deploy.store import Deployment
+    from modelgate.registry.monitoring import DecisionRow, DriftCells, DriftRow
+    from modelgate.registry.store import Registry
+
+TEMPLATES = Path(__file__).with_name("ui_templates")
+HEATMAP_INTERVALS = 365  # the newest drift runs in the heatmap (a year of daily runs; wider is unreadable)
+EVENTS_SHOWN = 200  # the newest audit events on the page (the CLI's `history` has them all)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A retrain run whose `approve` task waits for a human (read from Airflow by the web layer)."""
+
+    model: str
+    dag_id: str
+    run_id: str
+    since: dt.datetime | None
+
+    @property
+    def url(self) -> str:
+        return f"/dags/{self.dag_id}/runs/{self.run_id}/tasks/approve/required_actions"
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    description: str | None
+    champion: int | None
+    versions: int
+    last_verdict: RegistryEvent | None  # the newest evaluate (promote) or reject event with a verdict
+    last_drift: DriftRow | None
+    pending: tuple[PendingApproval, ...]
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """The champion's primary metric as re-scored at one evaluation (and the challenger's beside it)."""
+
+    at: dt.datetime
+    champion_version: int | None
+    champion: float | None
+    challenger_version: int | None
+    challenger: float | None
+    promoted: bool
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """Drift per feature × interval: `cells[i][j]` is feature j at interval i (score / threshold, alarm)."""
+
+    features: tuple[str, ...]
+    intervals: tuple[dt.datetime, ...]
+    cells: tuple[tuple[tuple[float, bool] | None, ...], ...]
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "features": list(self.features),
+                "intervals": [i.strftime("%Y-%m-%d %H:%M") for i in self.intervals],
+                "cells": [[None if c is None else [c[0], c[1]] for c in row] for row in self.cells],
+            },
+            separators=(",", ":"),
+        )
+
+    @property
+    def cell_count(self) -> int:
+        return sum(1 for row in self.cells for cell in row if cell is not None)
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    summary: ModelSummary
+    metric: str
+    versions: tuple[ModelVersion, ...]
+    champion_timeline: tuple[RegistryEvent, ...]
+    metric_series: tuple[MetricPoint, ...]
+    heatmap: Heatmap
+    decisions: tuple[DecisionRow, ...]
+    deployments: tuple[Deployment, ...]
+    events: tuple[RegistryEvent, ...]  # the newest EVENTS_SHOWN
+    event_count: int
+    drift_count: int  # drift runs in all; the heatmap shows the newest HEATMAP_INTERVALS
+
+
+def _last_verdict(events: list[RegistryEvent]) -> RegistryEvent | None:
+    judged = [e for e in events if e.kind in (EventKind.EVALUATE, EventKind.REJECT) and e.verdict]
+    return judged[-1] if judged else None
+
+
+def overview(registry: Registry, pending: list[PendingApproval] | None = None) -> list[ModelSummary]:
+    """Every model: champion, version count, last verdict, last drift result and pending approvals."""
+    from modelgate.registry.monitoring import MonitoringStore
+
+    monitoring = MonitoringStore(registry)
+    out = []
+    for model in registry.list_models():
+        events = registry.history(model.name, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value], limit=20)
+        drift = monitoring.drift_timeline(model.name, limit=1)
+        out.append(
+            ModelSummary(
+                model.name,
+                model.description,
+                model.champion_version,
+                model.version_count,
+                _last_verdict(events),
+                drift[-1] if drift else None,
+                tuple(p for p in pending or [] if p.model == model.name),
+            )
+        )
+    return out
+
+
+def _primary(verdict: dict[str, Any]) -> dict[str, Any]:
+    evaluation = verdict.get("evaluation") or {}
+    primary = evaluation.get("primary") or {}
+    return primary if isinstance(primary, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def metric_series(events: list[RegistryEvent]) -> tuple[str, tuple[MetricPoint, ...]]:
+    """From each verdict: the champion re-scored on that holdout, and the challenger, over time."""
+    points = []
+    metric = ""
+    for event in events:
+        if event.kind not in (EventKind.EVALUATE, EventKind.REJECT) or not event.verdict:
+            continue
+        primary = _primary(event.verdict)
+        metric = primary.get("metric") or metric
+        points.append(
+            MetricPoint(
+                event.at,
+                event.verdict.get("champion_version"),
+                _number(primary.get("champion")),
+                event.verdict.get("challenger_version"),
+                _number(primary.get("challenger")),
+                event.kind is EventKind.EVALUATE,
+            )
+        )
+    return metric, tuple(points)
+
+
+def heatmap(rows: list[DriftCells]) -> Heatmap:
+    """Features in first-seen order (a feature missing from a run is an empty cell)."""
+    features: dict[str, int] = {}
+    for row in rows:
+        for name in row.features:
+            features.setdefault(name, len(features))
+    cells = []
+    for row in rows:
+        line: list[tuple[float, bool] | None] = [None] * len(features)
+        for name, ratio, alarm in zip(row.features, row.ratios, row.alarms, strict=True):
+            line[features[name]] = (0.0 if ratio is None else ratio, alarm)
+        cells.append(tuple(line))
+    return Heatmap(tuple(features), tuple(r.interval_end for r in rows), tuple(cells))
+
+
+def model_page(registry: Registry, name: str, pending: list[PendingApproval] | None = None) -> ModelPage:
+    """Everything the model page shows, in a handful of reads (long histories are cut to their newest part)."""
+    from modelgate.deploy.store import DeploymentStore
+    from modelgate.registry.monitoring import MonitoringStore
+
+    monitoring = MonitoringStore(registry)
+    model = registry.get_model(name)
+    versions = registry.list_versions(name)
+    events = registry.history(name)
+    drift = monitoring.drift_timeline(name, limit=1)
+    metric, series = metric_series(events)
+    summary = ModelSummary(
+        model.name,
+        model.description,
+        next((v.version for v in versions if v.status is VersionStatus.CHAMPION), None),
+        len(versions),
+        _last_verdict(events),
+        drift[-1] if drift else None,
+        tuple(p for p in pending or [] if p.model == name),
+    )
+    return ModelPage(
+        summary,
+        metric,
+        tuple(versions),
+        tuple(e for e in events if e.kind in (EventKind.PROMOTE, EventKind.ROLLBACK)),
+        series,
+        heatmap(monitoring.drift_cells(name, limit=HEATMAP_INTERVALS)),
+        tuple(monitoring.decisions(name)[-EVENTS_SHOWN:]),
+        tuple(DeploymentStore(registry).history(name)[-EVENTS_SHOWN:]),
+        tuple(events[-EVENTS_SHOWN:]),
+        len(events),
+        monitoring.drift_count(name),
+    )
+
+
+@cache
+def _environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+    env.filters["when"] = lambda value: "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    env.filters["num"] = lambda value: "" if not isinstance(value, int | float) else f"{value:.4g}"
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)
+
+
+@dataclass(frozen=True)
+class ReportLink:
+    what: str
+    when: dt.datetime | None
+    label: str
+    url: str | None  # None: the file is not in the report store the server can read
+
+
+def version_reports(registry: Registry, version: ModelVersion, url_of: Any) -> list[ReportLink]:
+    """The comparison reports of the verdicts about this version and the drift reports it was champion for."""
+    from modelgate.registry.monitoring import MonitoringStore
+
+    out = []
+    for event in registry.history(version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value]):
+        if event.to_version == version.version and event.verdict and event.verdict.get("report"):
+            path = str(event.verdict["report"])
+            out.append(ReportLink("champion vs challenger", event.at, Path(path).name, url_of(path)))
+    for row in reversed(MonitoringStore(registry).drift_timeline(version.model)):
+        if row.champion_version == version.version and row.report_uri:
+            out.append(ReportLink("drift", row.interval_end, Path(row.report_uri).name, url_of(row.report_uri)))
+    return out
+
+
+def render_model_page(page: ModelPage, prefix: str) -> str:
+    series = [
+        {
+            "at": p.at.strftime("%Y-%m-%d %H:%M"),
+            "champion": p.champion,
+            "challenger": p.challenger,
+            "champion_version": p.champion_version,
+            "challenger_version": p.challenger_version,
+            "promoted": p.promoted,
+        }
+        for p in page.metric_series
+    ]
+    return render("model.html", page=page, series=series, prefix=prefix)

@@ -1,0 +1,118 @@
+"""The Models view in a real browser: Debian's Chromium driven by Playwright against the running api-server.
+
+The registry is filled by a real loop run (a forced retrain, then the monitor) of the `churn_browser` model.
+Screenshots go to `test-screenshots/` in the checkout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from modelgate.registry.monitoring import MonitoringStore
+from tests.conftest import REPO_ROOT
+from tests.system.conftest import RunningAirflow
+
+pytestmark = pytest.mark.system
+
+MODEL = "churn_browser"
+SHOTS = REPO_ROOT / "test-screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _loop_run(airflow_stack: RunningAirflow) -> None:
+    api = airflow_stack.api
+    for stage, conf in (("retrain", {"force": True}), ("monitor", {})):
+        dag_id = f"modelgate_{stage}__{MODEL}"
+        api.set_paused(dag_id, False)
+        run_id = api.trigger(dag_id, conf)
+        run = api.wait_run(dag_id, run_id, timeout=300)
+        if run["state"] != "success":
+            failed = [t for t, state in api.task_states(dag_id, run_id).items() if state == "failed"]
+            logs = {
+                t: str(api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{t}/logs/1?full_content=true"))[-3000:]
+                for t in failed
+            }
+            pytest.fail(f"{dag_id} {run['state']}: {logs}")
+
+
+def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -> None:
+    _loop_run(airflow_stack)
+    base, registry = airflow_stack.api.base_url, airflow_stack.registry
+    champion = registry.get_champion(MODEL)
+    assert champion is not None
+    drift = MonitoringStore(registry).drift_timeline(MODEL)
+    assert drift, "the monitor run recorded no drift row"
+    SHOTS.mkdir(exist_ok=True)
+
+    # nobody logged in: refused, in the browser as by a script
+    assert httpx.get(f"{base}/modelgate/").status_code == 401
+    anonymous = browser.new_page()
+    assert anonymous.goto(f"{base}/modelgate/models/{MODEL}").status == 401
+    anonymous.close()
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/auth/login/")
+    page.fill('input[name="username"]', "admin")
+    page.fill('input[type="password"]', airflow_stack.password)
+    page.click('button[type="submit"]')
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+
+    # the Models entry in Airflow's navigation opens the view inside the UI
+    page.goto(f"{base}/plugin/modelgate")
+    frame = page.wait_for_selector("iframe", timeout=30_000).content_frame()
+    frame.wait_for_selector(f'.model-card[data-model="{MODEL}"]', timeout=30_000)
+    page.screenshot(path=str(SHOTS / "models-in-airflow.png"), full_page=True)
+
+    page.goto(f"{base}/modelgate/")
+    card = page.locator(f'.model-card[data-model="{MODEL}"]')
+    assert f"v{champion.version}" in card.locator(".champion-version").inner_text()
+    page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
+
+    card.locator("h2 a").click()
+    page.wait_for_selector("#heatmap .heat-cell")
+    assert page.locator("#champion").inner_text() == f"champion v{champion.version}"
+    rows = page.locator("#versions tbody tr")
+    assert rows.count() == len(registry.list_versions(MODEL))
+    cells = page.locator("#heatmap .heat-cell:not(.empty)").count()
+    assert cells == sum(len(row.scores) for row in drift)
+    assert page.locator("#decisions tbody tr").count() >= 1 and page.locator("#events tbody tr").count() >= 2
+    assert page.locator("#metric-chart circle").count() >= 1  # the first champion's verdict
+    page.locator("#versions th", has_text="version").click()  # tables sort
+    assert page.locator("#versions th[aria-sort]").count() == 1
+    page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+
+    page.locator(f'#versions a[href$="/versions/{champion.version}"]').click()
+    report = page.locator("#reports a.report").first
+    assert "v" in report.inner_text()
+    page.screenshot(path=str(SHOTS / "version.png"), full_page=True)
+    report.click()
+    page.wait_for_load_state()
+    assert "/modelgate/reports/" in page.url and f"v{champion.version}" in page.content()
+    page.screenshot(path=str(SHOTS / "verdict-report.png"))
+    page.close()

@@ -1,0 +1,97 @@
+"""The Models pages from a real registry: what they gather and what they render (no Airflow needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pytest
+
+from modelgate import ui
+from modelgate.registry import ANY_CHAMPION, Registry
+from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
+from tests.helpers import draft
+
+pytestmark = pytest.mark.integration
+
+START = dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
+FEATURES = ["tenure", "charges", "contract"]
+
+
+def _fill(registry: Registry, weeks: int = 6) -> None:
+    monitoring = MonitoringStore(registry)
+    for week in range(weeks):
+        end = START + dt.timedelta(weeks=week + 1)
+        version = registry.register("churn", draft(f"r{week}", metrics={"holdout_roc_auc": 0.7 + week / 100})).version
+        verdict = {
+            "champion_version": version - 1 if week else None,
+            "challenger_version": version,
+            "evaluation": {"primary": {"metric": "roc_auc", "champion": 0.7 if week else None, "challenger": 0.71}},
+            "report": f"/nowhere/churn/evaluation/v{version}.html",
+        }
+        if week % 2 == 0:
+            registry.promote("churn", version, expected_champion=ANY_CHAMPION, actor="dag", verdict=verdict)
+            registry.record_event("churn", "evaluate", actor="dag", to_version=version, reason="won", verdict=verdict)
+        else:
+            registry.reject("churn", version, actor="dag", reason="<b>lost</b>", verdict=verdict)
+        scores = {
+            f: {"score": 0.05 * (i + week), "threshold": 0.1, "drifted": week == 5} for i, f in enumerate(FEATURES)
+        }
+        monitoring.upsert_drift(
+            DriftRow("churn", end - dt.timedelta(weeks=1), end, version, scores, 0.3, week == 5, 100, 50, None)
+        )
+        monitoring.record_decision(
+            DecisionRow("churn", end - dt.timedelta(weeks=1), end, True, "drift", "drift in 1 of 1", {})
+        )
+
+
+def test_overview_shows_champion_last_verdict_and_drift(registry: Registry) -> None:
+    _fill(registry)
+    pending = [ui.PendingApproval("churn", "modelgate_retrain__churn", "manual__1", None)]
+    [summary] = ui.overview(registry, pending)
+    assert summary.champion == 5 and summary.versions == 6
+    assert summary.last_verdict is not None and summary.last_verdict.kind.value == "reject"
+    assert summary.last_drift is not None and summary.last_drift.drifted
+    html = ui.render("models.html", models=[summary], prefix="/modelgate")
+    assert 'href="/modelgate/models/churn"' in html and "v5" in html
+    assert 'href="/dags/modelgate_retrain__churn/runs/manual__1/tasks/approve/required_actions"' in html
+
+
+def test_model_page_tables_heatmap_and_metric_series(registry: Registry) -> None:
+    _fill(registry)
+    page = ui.model_page(registry, "churn")
+    assert [v.version for v in page.versions] == [1, 2, 3, 4, 5, 6]
+    assert [e.to_version for e in page.champion_timeline] == [1, 3, 5]
+    assert page.metric == "roc_auc" and len(page.metric_series) == 6
+    assert page.heatmap.features == tuple(sorted(FEATURES)) and page.heatmap.cell_count == 6 * len(FEATURES)
+    assert page.heatmap.cells[5][2] == (2.5, True)  # week 5, "tenure": score 0.25 over threshold 0.1, alarmed
+    assert page.event_count == len(page.events) and page.drift_count == 6
+    html = ui.render_model_page(page, "/modelgate")
+    data = json.loads(re.search(r'<script id="heat-data" type="application/json">(.*?)</script>', html, re.S)[1])
+    assert len(data["intervals"]) == 6 and sum(c is not None for row in data["cells"] for c in row) == 18
+    assert html.count("drift in 1 of 1") == 6  # every retrain decision, with its detail
+    assert (
+        'href="/modelgate/models/churn/versions/6"' in html and 'href="/dags/modelgate_retrain__churn/runs/r5"' in html
+    )
+    assert "&lt;b&gt;lost&lt;/b&gt;" in html and "<b>lost</b>" not in html  # escaped once, never raw
+    assert "&amp;lt;" not in html  # and never twice
+
+
+def test_long_histories_show_their_newest_part(registry: Registry) -> None:
+    _fill(registry, weeks=8)
+    monitoring = MonitoringStore(registry)
+    assert [c.interval_end for c in monitoring.drift_cells("churn", limit=3)] == [
+        START + dt.timedelta(weeks=w) for w in (6, 7, 8)
+    ]
+    page = ui.model_page(registry, "churn")
+    assert page.drift_count == 8 and len(page.heatmap.intervals) == 8
+
+
+def test_version_page_links_reports_inside_the_store_only(registry: Registry) -> None:
+    _fill(registry)
+    entry = registry.get_version("churn", 2)
+    links = ui.version_reports(registry, entry, lambda path: None if path.startswith("/nowhere") else "/r/" + path)
+    assert [(r.what, r.label, r.url) for r in links] == [("champion vs challenger", "v2.html", None)]
+    html = ui.render("version.html", version=entry, reports=links, prefix="/modelgate")
+    assert "v2.html" in html and 'class="report"' not in html  # not servable: no link
