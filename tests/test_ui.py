@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,13 @@ def _fill(registry: Registry, weeks: int = 6) -> None:
     monitoring = MonitoringStore(registry)
     for week in range(weeks):
         end = START + dt.timedelta(weeks=week + 1)
-        version = registry.register("churn", draft(f"r{week}", metrics={"holdout_roc_auc": 0.7 + week / 100})).version
+        trained = draft(
+            f"r{week}",
+            metrics={"holdout_roc_auc": 0.7 + week / 100},
+            window_start=end - dt.timedelta(weeks=4),
+            window_end=end,
+        )
+        version = registry.register("churn", trained).version
         verdict = {
             "champion_version": version - 1 if week else None,
             "challenger_version": version,
@@ -88,10 +95,25 @@ def test_long_histories_show_their_newest_part(registry: Registry) -> None:
     assert page.drift_count == 8 and len(page.heatmap.intervals) == 8
 
 
-def test_version_page_links_reports_inside_the_store_only(registry: Registry) -> None:
+def test_version_page_links_reports_inside_the_store_only(registry: Registry, tmp_path: Path) -> None:
+    from modelgate.data import Interval
+
     _fill(registry)
     entry = registry.get_version("churn", 2)
-    links = ui.version_reports(registry, entry, lambda path: None if path.startswith("/nowhere") else "/r/" + path)
-    assert [(r.what, r.label, r.url) for r in links] == [("champion vs challenger", "v2.html", None)]
+    assert entry.window_start is not None and entry.window_end is not None
+    training = tmp_path / "churn" / "quality" / "training" / Interval(entry.window_start, entry.window_end).label
+    (training / "validations" / "suite").mkdir(parents=True)
+    (training / "validations" / "suite" / "run.html").write_text("<html>docs</html>")
+
+    def url_of(path: str) -> str | None:
+        return None if path.startswith("/nowhere") else "/r/" + path
+
+    links = ui.version_reports(registry, entry, url_of, tmp_path)
+    assert [(r.what, r.label) for r in links] == [
+        ("training data quality (Data Docs)", "run.html"),
+        ("champion vs challenger", "v2.html"),
+    ]
+    assert links[0].url == "/r/" + str(training / "validations" / "suite" / "run.html") and links[1].url is None
     html = ui.render("version.html", version=entry, reports=links, prefix="/modelgate")
-    assert "v2.html" in html and 'class="report"' not in html  # not servable: no link
+    assert '<span class="muted">v2.html</span>' in html  # not in the store: named, never linked
+    assert html.count('class="report"') == 1

@@ -38,6 +38,11 @@ class Interval:
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
+    @property
+    def label(self) -> str:
+        """`20260104T0000-20260111T0000`: how report paths name the interval."""
+        return f"{self.start:%Y%m%dT%H%M}-{self.end:%Y%m%dT%H%M}"
+
 
 def training_window(spec: ModelSpec, end: dt.datetime, window_days: int | None = None) -> Interval:
     """The training window that ends where the run's data interval ends."""

@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,6 @@ class DriftResult:
     reference_rows: int
     current_rows: int
     report_path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     alarm_mode: str = "evidently"
 
     @property

@@ -110,10 +110,6 @@ def window_key(window: Interval) -> str:
     return f"window:{window.start.isoformat()}/{window.end.isoformat()}"
 
 
-def _label(interval: Interval) -> str:
-    return f"{interval.start:%Y%m%dT%H%M}-{interval.end:%Y%m%dT%H%M}"
-
-
 # --------------------------------------------------------------------------------------------- quality
 
 
@@ -129,7 +125,7 @@ def check_quality(spec: ModelSpec, window: Interval, services: Services, *, stag
             if spec.quality.expectations_file
             else services.expectations_dir / f"{spec.name}.json"
         )
-    docs_dir = services.reports_dir / spec.name / "quality" / stage / _label(window)
+    docs_dir = services.reports_dir / spec.name / "quality" / stage / window.label
     result = validate(spec, frame, build_suite(spec, custom), docs_dir=docs_dir)
     for warning in result.warnings:
         log.warning("data quality warning for %s: %s", spec.name, warning)
@@ -153,7 +149,7 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
         return {"measured": False, "drifted": False, "reason": "no champion reference"}
     reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
     current = load_window(spec, run.interval, url=services.data_url)
-    report = services.reports_dir / spec.name / "drift" / f"{_label(run.interval)}.html"
+    report = services.reports_dir / spec.name / "drift" / f"{run.interval.label}.html"
     result = compare(spec, reference, current, report_path=report)
     services.monitoring.upsert_drift(
         DriftRow(
@@ -411,7 +407,7 @@ def evaluate_challenger(
         doubt=champion_doubt(decided[0].reason) if decided else None,
     )
     verdict = judged.verdict
-    report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{_label(window)}.html"
+    report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{window.label}.html"
     write_evaluation_report(
         spec, verdict, judged.y, judged.champion_scores, judged.challenger_scores, judged.holdout, report
     )

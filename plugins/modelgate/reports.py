@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return html.escape(str(value))
+    return str(value)  # the environment autoescapes: escaping here too would show &amp;lt;
 
 
 def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenger: Any) -> list[str]:

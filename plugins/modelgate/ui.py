@@ -237,18 +237,41 @@ class ReportLink:
     url: str | None  # None: the file is not in the report store the server can read
 
 
-def version_reports(registry: Registry, version: ModelVersion, url_of: Any) -> list[ReportLink]:
-    """The comparison reports of the verdicts about this version and the drift reports it was champion for."""
+def _data_docs(root: Path, model: str, stage: str, start: dt.datetime, end: dt.datetime) -> Path | None:
+    """The validation page of the Data Docs a quality check wrote for this window, if it is in the store."""
+    from modelgate.data import Interval
+
+    folder = root / model / "quality" / stage / Interval(start, end).label
+    pages = sorted(folder.glob("validations/**/*.html")) if folder.is_dir() else []
+    return pages[0] if pages else None
+
+
+def version_reports(
+    registry: Registry, version: ModelVersion, url_of: Any, reports_root: Path | None = None
+) -> list[ReportLink]:
+    """The reports about this version: the Data Docs of its training window, the comparison reports of its
+    verdicts, and the drift reports and Data Docs of the intervals it was champion for (newest first)."""
     from modelgate.registry.monitoring import MonitoringStore
 
     out = []
+    if reports_root is not None and version.window_start and version.window_end:
+        docs = _data_docs(reports_root, version.model, "training", version.window_start, version.window_end)
+        if docs is not None:
+            link = ReportLink("training data quality (Data Docs)", version.window_end, docs.name, url_of(str(docs)))
+            out.append(link)
     for event in registry.history(version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value]):
         if event.to_version == version.version and event.verdict and event.verdict.get("report"):
             path = str(event.verdict["report"])
             out.append(ReportLink("champion vs challenger", event.at, Path(path).name, url_of(path)))
     for row in reversed(MonitoringStore(registry).drift_timeline(version.model)):
-        if row.champion_version == version.version and row.report_uri:
+        if row.champion_version != version.version:
+            continue
+        if row.report_uri:
             out.append(ReportLink("drift", row.interval_end, Path(row.report_uri).name, url_of(row.report_uri)))
+        if reports_root is not None:
+            docs = _data_docs(reports_root, version.model, "monitor", row.interval_start, row.interval_end)
+            if docs is not None:
+                out.append(ReportLink("data quality (Data Docs)", row.interval_end, docs.name, url_of(str(docs))))
     return out
 
 

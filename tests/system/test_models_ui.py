@@ -108,7 +108,8 @@ def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -
     page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
 
     page.locator(f'#versions a[href$="/versions/{champion.version}"]').click()
-    report = page.locator("#reports a.report").first
+    assert "training data quality (Data Docs)" in page.locator("#reports").inner_text()
+    report = page.locator("#reports tr", has_text="champion vs challenger").locator("a.report").first
     assert "v" in report.inner_text()
     page.screenshot(path=str(SHOTS / "version.png"), full_page=True)
     report.click()

@@ -122,7 +122,7 @@ def create_app() -> Any:
             entry = reader().get_version(name, version)
         except (ModelNotFound, VersionNotFound):
             raise HTTPException(status_code=404, detail=f"no version {version} of {name!r}") from None
-        reports = ui.version_reports(reader(), entry, url_of)
+        reports = ui.version_reports(reader(), entry, url_of, reports_dir())
         return ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX)
 
     @app.get("/models", include_in_schema=False)

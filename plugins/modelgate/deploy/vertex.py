@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from modelgate.deploy.local import DeployError
 from modelgate.deploy.store import Deployment, DeploymentStore
 from modelgate.registry.artifacts import ArtifactStore, GCSHookLike
-from modelgate.registry.entities import RunRef
+from modelgate.registry.entities import CHAMPION_ALIAS, RunRef
 from modelgate.registry.store import Registry
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 _VERSION_NAME = re.compile(r"-v(\d+)$")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from modelgate.config import REGISTRY_CONN_ID, REGISTRY_URL_ENV
+from modelgate.config import REGISTRY_URL_ENV
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,6 @@ def resolve_target(explicit_url: str | None = None) -> RegistryTarget:
     from modelgate.registry.embedded import start_embedded
 
     return RegistryTarget(start_embedded(), embedded=True, origin="embedded")
-
-
-def url_from_airflow_connection(conn_id: str = REGISTRY_CONN_ID) -> str:
-    """Inside Airflow: the `modelgate_registry` connection, read when a task runs (never at parse time)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    hook = PostgresHook(postgres_conn_id=conn_id)
-    return normalize_url(hook.sqlalchemy_url.render_as_string(hide_password=False))
 
 
 def _json_safe(value: Any) -> Any:
