@@ -12,6 +12,7 @@ import pytest
 from modelgate import ui
 from modelgate.registry import ANY_CHAMPION, Registry
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
+from modelgate.report_store import ReportStore
 from tests.helpers import draft
 
 pytestmark = pytest.mark.integration
@@ -108,12 +109,13 @@ def test_version_page_links_reports_inside_the_store_only(registry: Registry, tm
     def url_of(path: str) -> str | None:
         return None if path.startswith("/nowhere") else "/r/" + path
 
-    links = ui.version_reports(registry, entry, url_of, tmp_path)
+    links = ui.version_reports(registry, entry, url_of, ReportStore(str(tmp_path)))
     assert [(r.what, r.label) for r in links] == [
         ("training data quality (Data Docs)", "run.html"),
         ("champion vs challenger", "v2.html"),
     ]
-    assert links[0].url == "/r/" + str(training / "validations" / "suite" / "run.html") and links[1].url is None
+    relative = training.relative_to(tmp_path) / "validations" / "suite" / "run.html"
+    assert links[0].url == f"/modelgate/reports/{relative.as_posix()}" and links[1].url is None
     html = ui.render("version.html", version=entry, reports=links, prefix="/modelgate")
     assert '<span class="muted">v2.html</span>' in html  # not in the store: named, never linked
     assert html.count('class="report"') == 1

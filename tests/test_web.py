@@ -1,10 +1,14 @@
-"""The api-server's report pages: path containment and the URLs the extra links carry."""
+"""The report store the api-server serves: path containment, local and gs://, and the URLs extra links carry."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from modelgate.airflow.web import contained, report_url
+import pytest
+
+from modelgate.airflow.web import report_url
+from modelgate.report_store import ReportStore, contained
+from tests.fakes.gcs import FakeGCS
 
 
 def test_only_files_inside_the_reports_directory_are_served(tmp_path: Path) -> None:
@@ -18,13 +22,52 @@ def test_only_files_inside_the_reports_directory_are_served(tmp_path: Path) -> N
     assert contained(reports, "churn/drift/w1.html") == page.resolve()
     for escape in ("../secret.txt", "churn/../../secret.txt", str(secret), "link.html", "churn", "", "missing.html"):
         assert contained(reports, escape) is None, escape
+    store = ReportStore(str(reports))
+    found = store.read("churn/drift/w1.html")
+    assert found is not None and found.content == b"<html></html>" and found.media_type == "text/html"
+    assert store.read("../secret.txt") is None and store.read("link.html") is None
 
 
 def test_report_urls_point_at_the_api_server(tmp_path: Path) -> None:
-    reports = tmp_path / "reports"
-    inside = str(reports / "churn" / "evaluation" / "v2.html")
-    assert report_url(inside, reports_dir=reports, base_url="http://af:8080/") == (
+    store = ReportStore(str(tmp_path / "reports"))
+    inside = str(tmp_path / "reports" / "churn" / "evaluation" / "v2.html")
+    assert report_url(inside, store=store, base_url="http://af:8080/") == (
         "http://af:8080/modelgate/reports/churn/evaluation/v2.html"
     )
-    assert report_url("gs://bucket/r.html", reports_dir=reports, base_url="http://af:8080") == "gs://bucket/r.html"
-    assert report_url("/elsewhere/r.html", reports_dir=reports, base_url="http://af:8080") == "file:///elsewhere/r.html"
+    assert report_url("gs://bucket/r.html", store=store, base_url="http://af:8080") == "gs://bucket/r.html"
+    assert report_url("/elsewhere/r.html", store=store, base_url="http://af:8080") == "file:///elsewhere/r.html"
+
+
+@pytest.fixture
+def gcs_store(tmp_path: Path) -> tuple[ReportStore, FakeGCS]:
+    fake = FakeGCS(tmp_path / "gcs")
+    return ReportStore("gs://reports-bucket/team/reports", staging=tmp_path / "staging", gcs_hook=fake), fake
+
+
+def test_a_gcs_report_store_publishes_and_serves_reports(gcs_store: tuple[ReportStore, FakeGCS]) -> None:
+    store, fake = gcs_store
+    written = store.local_dir / "churn" / "evaluation" / "v3.html"
+    written.parent.mkdir(parents=True)
+    written.write_text("<html>v3</html>")
+    location = store.publish(written)
+    assert location == "gs://reports-bucket/team/reports/churn/evaluation/v3.html"
+    assert fake.path_of(location).read_text() == "<html>v3</html>"
+    docs = store.local_dir / "churn" / "quality" / "training" / "w1"
+    (docs / "validations" / "suite").mkdir(parents=True)
+    (docs / "validations" / "suite" / "run.html").write_text("docs")
+    (docs / "index.html").write_text("index")
+    assert store.publish(docs) == "gs://reports-bucket/team/reports/churn/quality/training/w1"
+    assert store.first_page("churn/quality/training/w1") == "churn/quality/training/w1/validations/suite/run.html"
+
+    assert store.relative(location) == "churn/evaluation/v3.html"
+    assert report_url(location, store=store, base_url="http://af") == (
+        "http://af/modelgate/reports/churn/evaluation/v3.html"
+    )
+    found = store.read("churn/evaluation/v3.html")
+    assert found is not None and found.content == b"<html>v3</html>"
+    # nothing outside the store's prefix, however it is spelled
+    (fake.root / "reports-bucket" / "team" / "secret.txt").write_text("no")
+    for escape in ("../secret.txt", "churn/../../secret.txt", "/team/secret.txt", "", "churn\\..\\x", "missing.html"):
+        assert store.read(escape) is None, escape
+    assert store.relative("gs://reports-bucket/team/secret.txt") is None
+    assert store.relative("gs://reports-bucket/team/reports/../secret.txt") is None

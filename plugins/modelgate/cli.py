@@ -555,9 +555,10 @@ def _find_spec(name: str, path: Path | None) -> Any:
 
 def _deploy_with_spec(registry: Any, spec: Any, version: int, steps: list[int], actor: str) -> Any:
     """Deploy through the spec's target, probing with the version's own reference sample (sha-checked)."""
-    from modelgate.config import modelgate_home, serving_root
+    from modelgate.config import serving_root
     from modelgate.pipeline import Services, deploy_to_target
     from modelgate.registry.artifacts import default_artifact_store
+    from modelgate.report_store import ReportStore
 
     entry = registry.get_version(spec.name, version)
     artifacts = default_artifact_store()
@@ -566,7 +567,7 @@ def _deploy_with_spec(registry: Any, spec: Any, version: int, steps: list[int], 
             f"{spec.name} v{version} has no reference sample to probe the deployment with: deploy it from the DAG"
         )
     probe_rows = artifacts.load(entry.reference_uri, entry.reference_sha256)
-    services = Services(registry=registry, data_url=None, artifacts=artifacts, reports_dir=modelgate_home() / "reports")
+    services = Services(registry=registry, data_url=None, artifacts=artifacts, reports=ReportStore.from_env())
     return deploy_to_target(
         spec,
         services,

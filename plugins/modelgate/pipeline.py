@@ -39,6 +39,7 @@ from modelgate.registry.errors import ModelNotFound
 from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
+from modelgate.report_store import ReportStore
 from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class Services:
     registry: Registry
     data_url: str | None
     artifacts: ArtifactStore
-    reports_dir: Path
+    reports: ReportStore
     expectations_dir: Path | None = None
     _monitoring: MonitoringStore | None = field(default=None, repr=False)
 
@@ -125,8 +126,12 @@ def check_quality(spec: ModelSpec, window: Interval, services: Services, *, stag
             if spec.quality.expectations_file
             else services.expectations_dir / f"{spec.name}.json"
         )
-    docs_dir = services.reports_dir / spec.name / "quality" / stage / window.label
+    docs_dir = services.reports.local_dir / spec.name / "quality" / stage / window.label
     result = validate(spec, frame, build_suite(spec, custom), docs_dir=docs_dir)
+    if result.docs_path:  # into the report store, failures included: their Data Docs explain them
+        folder = services.reports.publish(docs_dir)
+        page = Path(result.docs_path).resolve().relative_to(docs_dir.resolve()).as_posix()
+        result = dataclasses.replace(result, docs_path=f"{folder}/{page}")
     for warning in result.warnings:
         log.warning("data quality warning for %s: %s", spec.name, warning)
     if result.docs_path:
@@ -149,8 +154,10 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
         return {"measured": False, "drifted": False, "reason": "no champion reference"}
     reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
     current = load_window(spec, run.interval, url=services.data_url)
-    report = services.reports_dir / spec.name / "drift" / f"{run.interval.label}.html"
+    report = services.reports.local_dir / spec.name / "drift" / f"{run.interval.label}.html"
     result = compare(spec, reference, current, report_path=report)
+    if result.report_path:
+        result = dataclasses.replace(result, report_path=services.reports.publish(Path(result.report_path)))
     services.monitoring.upsert_drift(
         DriftRow(
             model=spec.name,
@@ -407,15 +414,16 @@ def evaluate_challenger(
         doubt=champion_doubt(decided[0].reason) if decided else None,
     )
     verdict = judged.verdict
-    report = services.reports_dir / spec.name / "evaluation" / f"v{challenger.version}-{window.label}.html"
+    written = services.reports.local_dir / spec.name / "evaluation" / f"v{challenger.version}-{window.label}.html"
     write_evaluation_report(
-        spec, verdict, judged.y, judged.champion_scores, judged.challenger_scores, judged.holdout, report
+        spec, verdict, judged.y, judged.champion_scores, judged.challenger_scores, judged.holdout, written
     )
+    report = services.reports.publish(written)
     payload = verdict.as_dict()
     payload.update(
         {
             "window": [window.start.isoformat(), window.end.isoformat()],
-            "report": str(report),
+            "report": report,
             "run_type": run.run_type,
             "airflow_run_id": run.run_id,
         }
@@ -453,7 +461,7 @@ def evaluate_challenger(
     return _outcome(verdict, report)
 
 
-def _outcome(verdict: Verdict, report: Path) -> dict[str, Any]:
+def _outcome(verdict: Verdict, report: str) -> dict[str, Any]:
     return {
         "promote": verdict.promote,
         "reason": verdict.reason,

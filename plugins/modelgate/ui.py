@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from modelgate.deploy.store import Deployment
     from modelgate.registry.monitoring import DecisionRow, DriftCells, DriftRow
     from modelgate.registry.store import Registry
+    from modelgate.report_store import ReportStore
 
 TEMPLATES = Path(__file__).with_name("ui_templates")
 HEATMAP_INTERVALS = 365  # the newest drift runs in the heatmap (a year of daily runs; wider is unreadable)
+REPORTS_URL = "/modelgate/reports"  # where the api-server serves the report store (modelgate.airflow.web)
 EVENTS_SHOWN = 200  # the newest audit events on the page (the CLI's `history` has them all)
 
 
@@ -237,28 +239,18 @@ class ReportLink:
     url: str | None  # None: the file is not in the report store the server can read
 
 
-def _data_docs(root: Path, model: str, stage: str, start: dt.datetime, end: dt.datetime) -> Path | None:
-    """The validation page of the Data Docs a quality check wrote for this window, if it is in the store."""
-    from modelgate.data import Interval
-
-    folder = root / model / "quality" / stage / Interval(start, end).label
-    pages = sorted(folder.glob("validations/**/*.html")) if folder.is_dir() else []
-    return pages[0] if pages else None
-
-
 def version_reports(
-    registry: Registry, version: ModelVersion, url_of: Any, reports_root: Path | None = None
+    registry: Registry, version: ModelVersion, url_of: Any, store: ReportStore | None = None
 ) -> list[ReportLink]:
     """The reports about this version: the Data Docs of its training window, the comparison reports of its
     verdicts, and the drift reports and Data Docs of the intervals it was champion for (newest first)."""
     from modelgate.registry.monitoring import MonitoringStore
 
     out = []
-    if reports_root is not None and version.window_start and version.window_end:
-        docs = _data_docs(reports_root, version.model, "training", version.window_start, version.window_end)
+    if store is not None and version.window_start and version.window_end:
+        docs = _data_docs(store, version.model, "training", version.window_start, version.window_end)
         if docs is not None:
-            link = ReportLink("training data quality (Data Docs)", version.window_end, docs.name, url_of(str(docs)))
-            out.append(link)
+            out.append(ReportLink("training data quality (Data Docs)", version.window_end, *docs))
     for event in registry.history(version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value]):
         if event.to_version == version.version and event.verdict and event.verdict.get("report"):
             path = str(event.verdict["report"])
@@ -268,11 +260,21 @@ def version_reports(
             continue
         if row.report_uri:
             out.append(ReportLink("drift", row.interval_end, Path(row.report_uri).name, url_of(row.report_uri)))
-        if reports_root is not None:
-            docs = _data_docs(reports_root, version.model, "monitor", row.interval_start, row.interval_end)
+        if store is not None:
+            docs = _data_docs(store, version.model, "monitor", row.interval_start, row.interval_end)
             if docs is not None:
-                out.append(ReportLink("data quality (Data Docs)", row.interval_end, docs.name, url_of(str(docs))))
+                out.append(ReportLink("data quality (Data Docs)", row.interval_end, *docs))
     return out
+
+
+def _data_docs(
+    store: ReportStore, model: str, stage: str, start: dt.datetime, end: dt.datetime
+) -> tuple[str, str] | None:
+    """(name, URL) of the Data Docs validation page a quality check stored for this window, if any."""
+    from modelgate.data import Interval
+
+    page = store.first_page(f"{model}/quality/{stage}/{Interval(start, end).label}")
+    return None if page is None else (Path(page).name, f"{REPORTS_URL}/{page}")
 
 
 def render_model_page(page: ModelPage, prefix: str) -> str:

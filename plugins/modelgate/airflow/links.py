@@ -27,8 +27,8 @@ def push_report_link(context: Any, path: str | None) -> None:
         return
     from airflow.sdk import conf
 
-    from modelgate.airflow.runtime import reports_dir
+    from modelgate.airflow.runtime import report_store
     from modelgate.airflow.web import report_url
 
     base_url = conf.get("api", "base_url", fallback=None) or "http://localhost:8080"
-    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report_url(path, reports_dir=reports_dir(), base_url=base_url))
+    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report_url(path, store=report_store(), base_url=base_url))

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from modelgate.config import REGISTRY_CONN_ID, artifact_root, modelgate_home
+from modelgate.config import REGISTRY_CONN_ID, artifact_root
 from modelgate.data import Interval
 from modelgate.pipeline import RunInfo, Services
+from modelgate.report_store import ReportStore
 from modelgate.spec import ModelSpec, PostgresSource
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,9 @@ def registry_url() -> str:
     )
 
 
-def reports_dir() -> Path:
-    configured = os.environ.get(REPORTS_DIR_ENV)
-    return Path(configured) if configured else modelgate_home() / "reports"
+def report_store() -> ReportStore:
+    """$MODELGATE_REPORTS_DIR (a folder, or gs://bucket/prefix), else $MODELGATE_HOME/reports."""
+    return ReportStore.from_env()
 
 
 def data_url(spec: ModelSpec, registry: str) -> str | None:
@@ -85,7 +86,7 @@ def services_for(spec: ModelSpec, include_dir: Path) -> Services:
         registry=Registry.connect(url),
         data_url=data_url(spec, url),
         artifacts=ArtifactStore(artifact_root()),
-        reports_dir=reports_dir(),
+        reports=report_store(),
         expectations_dir=include_dir / "expectations",
     )
 

@@ -9,35 +9,21 @@ the reports directory: a path that resolves outside it is not found, whatever it
 
 from __future__ import annotations
 
-import mimetypes
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelgate.report_store import ReportStore
 
 URL_PREFIX = "/modelgate"
 REPORTS_ROUTE = "/reports"
 
 
-def contained(root: Path, relative: str) -> Path | None:
-    """The file `relative` names under `root`, or None when it is not a file inside root (.., links, absolute)."""
-    base = root.resolve()
-    try:
-        target = (base / relative).resolve()
-    except (OSError, RuntimeError):
-        return None
-    if target != base and base not in target.parents:
-        return None
-    return target if target.is_file() else None
-
-
-def report_url(path: str, *, reports_dir: Path, base_url: str) -> str:
-    """The browser URL of a report: under the api-server when it lives in the reports dir, else as it is."""
-    if "://" in path:
-        return path
-    try:
-        relative = Path(path).resolve().relative_to(reports_dir.resolve())
-    except ValueError:
-        return f"file://{path}"
-    return f"{base_url.rstrip('/')}{URL_PREFIX}{REPORTS_ROUTE}/{relative.as_posix()}"
+def report_url(path: str, *, store: ReportStore, base_url: str) -> str:
+    """The browser URL of a report: under the api-server when it lives in the report store, else as it is."""
+    relative = store.relative(path)
+    if relative is not None:
+        return f"{base_url.rstrip('/')}{URL_PREFIX}{REPORTS_ROUTE}/{relative}"
+    return path if "://" in path else f"file://{path}"
 
 
 class LazyApp:
@@ -85,10 +71,10 @@ def create_app() -> Any:
 
     from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI, HTTPException
-    from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+    from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
     from modelgate import ui
-    from modelgate.airflow.runtime import registry_url, reports_dir
+    from modelgate.airflow.runtime import registry_url, report_store
     from modelgate.registry.errors import ModelNotFound, VersionNotFound
     from modelgate.registry.store import Registry
 
@@ -100,9 +86,11 @@ def create_app() -> Any:
             registry.append(Registry.connect(os.environ.get(UI_REGISTRY_URL_ENV) or registry_url(), pool_size=2))
         return registry[0]
 
+    store = report_store()
+
     def url_of(path: str) -> str | None:
-        url = report_url(path, reports_dir=reports_dir(), base_url="")
-        return None if url.startswith("file://") or "://" in url else url
+        relative = store.relative(path)
+        return None if relative is None else f"{URL_PREFIX}{REPORTS_ROUTE}/{relative}"
 
     @app.get("/", response_class=HTMLResponse)
     def models() -> str:
@@ -122,7 +110,7 @@ def create_app() -> Any:
             entry = reader().get_version(name, version)
         except (ModelNotFound, VersionNotFound):
             raise HTTPException(status_code=404, detail=f"no version {version} of {name!r}") from None
-        reports = ui.version_reports(reader(), entry, url_of, reports_dir())
+        reports = ui.version_reports(reader(), entry, url_of, store)
         return ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX)
 
     @app.get("/models", include_in_schema=False)
@@ -130,11 +118,10 @@ def create_app() -> Any:
         return RedirectResponse(f"{URL_PREFIX}/")
 
     @app.get(REPORTS_ROUTE + "/{relative:path}")
-    def report(relative: str) -> FileResponse:
-        found = contained(reports_dir(), relative)
+    def report(relative: str) -> Response:
+        found = store.read(relative)  # only inside the store, local or gs://
         if found is None:
             raise HTTPException(status_code=404, detail="no such report")
-        media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-        return FileResponse(found, media_type=media_type)
+        return Response(found.content, media_type=found.media_type)
 
     return app
