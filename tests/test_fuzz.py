@@ -77,7 +77,9 @@ def _fuzz_home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELGATE_HOME", _HOME)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=mutated_specs())
 def test_spec_loading_never_raises_anything_but_invalid_spec(doc: Any, tmp_path_factory: Any) -> None:
     path = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp())) / "churn.yaml"
@@ -88,7 +90,9 @@ def test_spec_loading_never_raises_anything_but_invalid_spec(doc: Any, tmp_path_
         assert exc.errors and all(e.file == str(path) for e in exc.errors)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_spec_files_of_any_bytes_are_reported_alone(raw: bytes, tmp_path_factory: Any) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
@@ -193,7 +197,9 @@ def _run_main(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 @pytest.mark.integration
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     command=st.sampled_from(COMMANDS),
     extra=ARGS,
@@ -274,7 +280,7 @@ def test_serve_never_answers_500(serve_schema: Any) -> None:
     for result in serve_schema.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             response = case.call()

@@ -326,7 +326,7 @@ def champion_cmd(name: str, as_json: JsonFlag = False) -> None:
         if as_json:
             _print_json(None)
             return
-        err.print(f"model {name!r} has no champion")
+        err.print(f"error: model {name!r} has no champion", markup=False, highlight=False)
         raise typer.Exit(1)
     _show_version(champion, as_json)
 
