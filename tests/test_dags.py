@@ -228,3 +228,28 @@ def test_without_a_registry_a_task_fails_at_once(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(AirflowFailException, match="RegistryNotConfigured: no registry configured for this task"):
         _services(spec, REPO_ROOT / "include")
     assert {p.name for p in tmp_path.iterdir()} <= {"cache"}  # no embedded server was started
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        ("modelgate.deploy.vertex_batch:BatchJobFailed", False),
+        ("modelgate.deploy.local:DeployError", False),
+        ("modelgate.quality:ExpectationsFileError", False),
+        ("modelgate.registry.errors:RegistryNotConfigured", False),
+        ("modelgate.registry.errors:RegistryUnavailable", True),
+        ("builtins:ConnectionError", True),
+    ],
+)
+def test_deterministic_errors_fail_without_retries(error: str, retried: bool) -> None:
+    import importlib
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from modelgate.airflow.factory import fail_fast
+
+    module, _, name = error.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    expected = cls if retried else AirflowFailException
+    with pytest.raises(expected, match="boom"), fail_fast():
+        raise cls("boom")
