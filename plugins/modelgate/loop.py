@@ -186,6 +186,16 @@ class DriftMark:
     champion_version: int | None
 
 
+def last_drift_retrain(decisions: list[DecisionMark]) -> dt.datetime | None:
+    """The end of the last interval whose drift already caused a retrain: older drift flags are spent.
+
+    Drift that a retrain has answered (its challenger promoted or rejected) must not retrain again every
+    interval while it lasts; from then on only new drift, or labels showing decay, trigger.
+    """
+    spent = [d.interval_end for d in decisions if d.retrain and d.reason == RetrainReason.DRIFT.value]
+    return max(spent, default=None)
+
+
 def live_drift_flags(
     timeline: list[DriftMark],
     *,

@@ -22,13 +22,13 @@ from modelgate.loop import (
     absolute_performance,
     decay_evidence,
     decay_metric,
+    last_drift_retrain,
     live_drift_flags,
     unsettled_change,
 )
 from modelgate.policy import (
     RetrainDecision,
     RetrainInputs,
-    RetrainReason,
     Verdict,
     champion_doubt,
     decide_retrain,
@@ -213,7 +213,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             for d in services.monitoring.decisions(spec.name)
             if d.interval_end < run.interval.end
         ]
-        rearmed = _drift_rearmed_after(decisions)
+        rearmed = last_drift_retrain(decisions)
         change = unsettled_change(
             decisions,
             champion_window=(champion.window_start, champion.window_end),
@@ -277,16 +277,6 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     )
     log.info("retrain decision for %s: %s (%s)", spec.name, decision.reason.value, decision.detail)
     return decision
-
-
-def _drift_rearmed_after(decisions: list[DecisionMark]) -> dt.datetime | None:
-    """The end of the last interval whose drift already caused a retrain: older drift flags are spent.
-
-    Drift that a retrain has answered (its challenger promoted or rejected) must not retrain again every
-    interval while it lasts; from then on only new drift, or labels showing decay, trigger.
-    """
-    spent = [d.interval_end for d in decisions if d.retrain and d.reason == RetrainReason.DRIFT.value]
-    return max(spent, default=None)
 
 
 def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:

@@ -25,10 +25,11 @@ from modelgate.loop import (
     decay_metric,
     fit_challenger,
     judge,
+    last_drift_retrain,
     live_drift_flags,
     unsettled_change,
 )
-from modelgate.policy import RetrainInputs, RetrainReason, champion_doubt, decide_retrain
+from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
 from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
@@ -201,12 +202,11 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     performance = None
     change = None
     if champion is not None:
-        spent = [d.interval_end for d in state.decisions if d.retrain and d.reason == RetrainReason.DRIFT.value]
         drift_flags = live_drift_flags(
             [DriftMark(end, drifted, version) for end, drifted, version in state.timeline if end <= interval.end],
             champion_version=champion.version,
             champion_window_end=champion.window_end,
-            last_drift_retrain=max(spent, default=None),
+            last_drift_retrain=last_drift_retrain(state.decisions),
             runs=policy.drift_runs_n,
         )
         confirmed = champion.measured or champion.window_end
