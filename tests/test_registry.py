@@ -290,7 +290,7 @@ def test_verdicts_with_nan_and_dates_are_stored(registry: Registry) -> None:
     verdict = {"ci_low": float("nan"), "at": dt.datetime(2026, 1, 1, tzinfo=UTC)}
     registry.promote("churn", 1, expected_champion=None, actor="a", verdict=verdict)
     stored = registry.history("churn")[-1].verdict
-    assert stored == {"ci_low": None, "at": "2026-01-01 00:00:00+00:00"}
+    assert stored == {"ci_low": None, "at": "2026-01-01T00:00:00Z"}  # ISO 8601, as the CLI prints it
 
 
 def test_event_log_is_append_only(registry: Registry) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import getpass
 import json
 import math
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelgate.jsonable import jsonable
 from modelgate.registry.errors import InvalidInput, RegistryError
 
 app = typer.Typer(
@@ -77,22 +77,8 @@ def _actor(actor: str | None) -> str:
         return "cli"
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(_jsonable(value), indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(jsonable(value), indent=2, sort_keys=True) + "\n")
 
 
 def _fmt(value: Any) -> str:
@@ -308,7 +294,7 @@ def _show_version(version: Any, as_json: bool) -> None:
         return
     table = Table("field", "value", show_header=False)
     for field in dataclasses.fields(version):
-        table.add_row(field.name, _fmt(_jsonable(getattr(version, field.name))))
+        table.add_row(field.name, _fmt(jsonable(getattr(version, field.name))))
     out.print(table)
 
 

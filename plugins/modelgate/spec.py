@@ -419,6 +419,19 @@ class ModelSpec(_Strict):
     def cron(self) -> str | None:
         return None if self.schedule is None else CRON_PRESETS.get(self.schedule, self.schedule)
 
+    def span_before(self, end: dt.datetime) -> dt.timedelta:
+        """The length of the schedule's interval that ends at or just before `end` (a day when unscheduled).
+
+        Runs without a data interval (manual and asset-triggered ones) look back this far. croniter walks the
+        schedule itself, so `*/15 * * * *`, `0 */6 * * *` and weekday-only crons get their real spacing.
+        """
+        from croniter import croniter
+
+        ticks = croniter(self.cron or "0 0 * * *", end)
+        later = ticks.get_prev(dt.datetime)
+        earlier = ticks.get_prev(dt.datetime)
+        return later - earlier
+
     @property
     def retrain_cron(self) -> str | None:
         value = self.retrain_schedule or self.schedule

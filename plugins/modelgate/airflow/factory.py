@@ -74,17 +74,6 @@ def _interval_schedule(spec: ModelSpec) -> Any:
     return CronDataIntervalTimetable(spec.cron, timezone="UTC") if spec.cron else None
 
 
-def _schedule_span(spec: ModelSpec) -> dt.timedelta:
-    cron = spec.cron or "0 0 * * *"
-    if cron.startswith("0 * "):
-        return dt.timedelta(hours=1)
-    if cron.endswith("* * 0") or cron.split()[-1] not in ("*",):
-        return dt.timedelta(days=7)
-    if cron.split()[2] != "*":
-        return dt.timedelta(days=31)
-    return dt.timedelta(days=1)
-
-
 def _services(spec: ModelSpec, include_dir: Path) -> Any:
     from modelgate.airflow.runtime import services_for
 
@@ -95,7 +84,7 @@ def _services(spec: ModelSpec, include_dir: Path) -> Any:
 def _run(spec: ModelSpec, context: Any) -> Any:
     from modelgate.airflow.runtime import run_info
 
-    return run_info(context, default_span=_schedule_span(spec))
+    return run_info(context, span_before=spec.span_before)
 
 
 @contextmanager

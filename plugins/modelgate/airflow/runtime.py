@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from modelgate.config import REGISTRY_CONN_ID, artifact_root
 from modelgate.data import Interval
@@ -21,22 +21,20 @@ REPORTS_DIR_ENV = "MODELGATE_REPORTS_DIR"
 
 
 def connection_url(conn_id: str) -> str | None:
-    """A SQLAlchemy URL for a Postgres Airflow Connection (Unix-socket hosts included); None if undefined."""
-    from airflow.sdk import BaseHook
+    """A SQLAlchemy URL for a Postgres Airflow Connection, built by the provider's PostgresHook (so its
+    extras, IAM tokens and Unix-socket hosts mean what they mean elsewhere in Airflow); None if undefined."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        url = PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url
     except AirflowNotFoundException:
         return None
-    user = quote(conn.login or "postgres", safe="")
-    password = f":{quote(conn.password, safe='')}" if conn.password else ""
-    database = conn.schema or "postgres"
-    host = conn.host or "localhost"
-    if host.startswith("/"):
-        return f"postgresql+psycopg://{user}{password}@/{database}?host={host}"
-    port = f":{conn.port}" if conn.port else ""
-    return f"postgresql+psycopg://{user}{password}@{host}{port}/{database}"
+    # the defaults libpq would not pick: the registry's own user and database when the Connection names none
+    url = url.set(username=url.username or "postgres", database=url.database or "postgres")
+    if url.host and url.host.startswith("/"):  # a socket directory travels as ?host=, as libpq expects
+        url = url.update_query_dict({"host": url.host})._replace(host=None)
+    return url.render_as_string(hide_password=False)
 
 
 def registry_url() -> str:
@@ -91,14 +89,15 @@ def services_for(spec: ModelSpec, include_dir: Path) -> Services:
     )
 
 
-def run_info(context: Any, *, default_span: dt.timedelta) -> RunInfo:
-    """The run's data interval; asset-triggered and manual runs without one end at `run_after`."""
+def run_info(context: Any, *, span_before: Callable[[dt.datetime], dt.timedelta]) -> RunInfo:
+    """The run's data interval; asset-triggered and manual runs without one end at `run_after` and span one
+    schedule interval (`span_before(end)`, the spec's cron walked by croniter)."""
     dag_run = context["dag_run"]
     ti = context["ti"]
     end = context.get("data_interval_end") or dag_run.run_after
-    start = context.get("data_interval_start") or end - default_span
-    if start >= end:
-        start = end - default_span
+    start = context.get("data_interval_start")
+    if start is None or start >= end:
+        start = end - span_before(_utc(end))
     run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
     return RunInfo(
         dag_id=dag_run.dag_id,

@@ -113,7 +113,7 @@ def write_predictions(
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, header=False, na_rep="")
     p = t.batch_prediction.c
-    with registry._tx("write batch predictions") as conn:
+    with registry.db.transaction("write batch predictions") as conn:
         conn.execute(
             sa.delete(t.batch_prediction).where(
                 p.model == spec.name, p.interval_start == interval.start, p.interval_end == interval.end

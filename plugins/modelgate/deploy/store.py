@@ -34,7 +34,7 @@ class DeploymentStore:
         self._registry = registry
 
     def start(self, model: str, version: int, previous: int | None, target: str, run_id: str | None) -> int:
-        with self._registry._tx("start deployment") as conn:
+        with self._registry.db.transaction("start deployment") as conn:
             return int(
                 conn.execute(
                     sa.insert(t.deployment)
@@ -64,7 +64,7 @@ class DeploymentStore:
     ) -> Deployment:
         """Close the attempt and append its `deploy` event in the same transaction."""
         d = t.deployment.c
-        with self._registry._tx("finish deployment") as conn:
+        with self._registry.db.transaction("finish deployment") as conn:
             row = (
                 conn.execute(
                     sa.update(t.deployment)
@@ -88,7 +88,7 @@ class DeploymentStore:
                     .where(d.model == row["model"], d.status == "live", d.id != deployment_id)
                     .values(status="superseded")
                 )
-            self._registry._append_event(
+            self._registry.append_event(
                 conn,
                 row["model"],
                 EventKind.DEPLOY,
@@ -102,7 +102,7 @@ class DeploymentStore:
         return _entity(row)
 
     def history(self, model: str) -> list[Deployment]:
-        with self._registry._read("deployments") as conn:
+        with self._registry.db.read("deployments") as conn:
             rows = (
                 conn.execute(sa.select(t.deployment).where(t.deployment.c.model == model).order_by(t.deployment.c.id))
                 .mappings()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelgate.deploy.local import DeployError
 from modelgate.deploy.store import Deployment, DeploymentStore
+from modelgate.jsonable import jsonable
 from modelgate.registry.artifacts import ArtifactStore, GCSHookLike
 from modelgate.registry.entities import CHAMPION_ALIAS, RunRef
 from modelgate.registry.store import Registry
@@ -398,19 +399,7 @@ def rows_to_instances(rows: Any, features: Sequence[str]) -> list[list[Any]]:
     """DataFrame rows as JSON-ready lists in feature order; missing values become null."""
     frame = rows[list(features)].astype(object)
     frame = frame.where(frame.notna(), None)
-    return [[_json_scalar(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-
-
-def _json_scalar(value: Any) -> Any:
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    return [jsonable(list(row)) for row in frame.itertuples(index=False, name=None)]
 
 
 def _norm(value: Any) -> Any:

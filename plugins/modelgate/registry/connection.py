@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from modelgate.config import REGISTRY_URL_ENV
+from modelgate.jsonable import jsonable
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,8 @@ def resolve_target(explicit_url: str | None = None) -> RegistryTarget:
     return RegistryTarget(start_embedded(), embedded=True, origin="embedded")
 
 
-def _json_safe(value: Any) -> Any:
-    """JSONB refuses NaN and infinities: store them as null rather than fail a whole promotion."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def dumps_jsonb(value: Any) -> str:
-    return json.dumps(_json_safe(value), default=str, allow_nan=False)
+    return json.dumps(jsonable(value), allow_nan=False)
 
 
 def create_registry_engine(url: str, *, pool_size: int = 5) -> sa.Engine:

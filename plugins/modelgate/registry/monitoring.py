@@ -90,20 +90,20 @@ class MonitoringStore:
         query = query.order_by(t.drift_result.c.interval_end.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self._registry._read("drift timeline") as conn:
+        with self._registry.db.read("drift timeline") as conn:
             rows = conn.execute(query).mappings().all()
         fields = DriftRow.__dataclass_fields__
         return [DriftRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
 
     def drift_cells(self, model: str, *, limit: int = 365) -> list[DriftCells]:
         """The newest `limit` drift runs' per-feature cells, oldest first, flattened in the database."""
-        with self._registry._read("drift cells") as conn:
+        with self._registry.db.read("drift cells") as conn:
             rows = conn.execute(_DRIFT_CELLS, {"model": model, "limit": limit}).all()
         return [DriftCells(end, list(names), list(ratios), list(alarms)) for end, names, ratios, alarms in rows]
 
     def drift_count(self, model: str) -> int:
         query = sa.select(sa.func.count()).select_from(t.drift_result).where(t.drift_result.c.model == model)
-        with self._registry._read("count drift runs") as conn:
+        with self._registry.db.read("count drift runs") as conn:
             return int(conn.execute(query).scalar_one())
 
     def record_decision(self, row: DecisionRow, *, run_id: str | None = None) -> None:
@@ -115,7 +115,7 @@ class MonitoringStore:
         stmt = insert(table).values(**values)
         keys = ("model", "interval_start", "interval_end")
         update = {k: stmt.excluded[k] for k in values if k not in keys}
-        with self._registry._tx(action) as conn:
+        with self._registry.db.transaction(action) as conn:
             self._registry.create_model_in(conn, row["model"])
             conn.execute(
                 stmt.on_conflict_do_update(constraint=constraint, set_={**update, "updated_at": sa.func.now()})
@@ -130,7 +130,7 @@ class MonitoringStore:
         )
         if interval_end is not None:
             query = query.where(t.retrain_decision.c.interval_end == interval_end)
-        with self._registry._read("retrain decisions") as conn:
+        with self._registry.db.read("retrain decisions") as conn:
             rows = conn.execute(query).mappings().all()
         fields = DecisionRow.__dataclass_fields__
         return [DecisionRow(**{k: r[k] for k in fields}) for r in rows]

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 
 from modelgate.names import InvalidName, check_model_name
 from modelgate.registry import schema as t
 from modelgate.registry.connection import create_registry_engine, resolve_target
+from modelgate.registry.db import Database, translate_errors
 from modelgate.registry.entities import (
     CHAMPION_ALIAS,
     Comparison,
@@ -39,10 +38,7 @@ from modelgate.registry.errors import (
     ModelNotFound,
     NoChampion,
     NotServable,
-    PermissionDenied,
     PromotionConflict,
-    RegistryError,
-    RegistryUnavailable,
     VersionNotFound,
 )
 from modelgate.registry.migrate import ensure_current, upgrade
@@ -84,9 +80,10 @@ class Registry:
     """The registry API. Returns plain entities; raises only `RegistryError` subclasses."""
 
     def __init__(self, engine: sa.Engine, *, check_schema: bool = True) -> None:
-        self._engine = engine
+        self.db = Database(engine)
+        """The transaction layer the other stores (monitoring, deployments, batch output) share."""
         if check_schema:
-            with self._guard("schema check"):
+            with translate_errors("schema check"):
                 ensure_current(engine)
 
     @classmethod
@@ -95,76 +92,36 @@ class Registry:
         target = resolve_target(url)
         engine = create_registry_engine(target.url, pool_size=pool_size)
         if target.embedded:
-            with cls._guard_static("embedded schema upgrade"):
+            with translate_errors("embedded schema upgrade"):
                 upgrade(engine)
         return cls(engine)
 
     @property
     def engine(self) -> sa.Engine:
-        return self._engine
+        return self.db.engine
 
     def close(self) -> None:
-        self._engine.dispose()
-
-    # ------------------------------------------------------------------ sessions and error translation
-
-    @staticmethod
-    @contextmanager
-    def _guard_static(action: str) -> Iterator[None]:
-        try:
-            yield
-        except RegistryError:
-            raise
-        except sa_exc.IntegrityError as exc:
-            raise InvalidInput(f"{action} violates a registry constraint: {_db_message(exc)}") from exc
-        except sa_exc.ProgrammingError as exc:
-            if getattr(exc.orig, "sqlstate", None) == "42501":  # insufficient_privilege
-                raise PermissionDenied(
-                    f"the registry role may not {action} ({_db_message(exc)}); connect as a member of "
-                    "modelgate_writer to change the registry"
-                ) from exc
-            raise
-        except sa_exc.DBAPIError as exc:
-            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
-                raise RegistryUnavailable(
-                    f"registry database unavailable during {action}; the transaction was rolled back and "
-                    f"nothing was written: {_db_message(exc)}"
-                ) from exc
-            raise
-
-    def _guard(self, action: str) -> Any:
-        return self._guard_static(action)
-
-    @contextmanager
-    def _tx(self, action: str) -> Iterator[sa.Connection]:
-        """One transaction: commit on success, roll back on any error, domain errors out."""
-        with self._guard(action), self._engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _read(self, action: str) -> Iterator[sa.Connection]:
-        with self._guard(action), self._engine.connect() as conn:
-            yield conn
+        self.db.dispose()
 
     # ------------------------------------------------------------------ models
 
     def create_model(self, name: str, description: str | None = None) -> RegisteredModel:
         """Create the model if missing (idempotent) and return it."""
         validate_model_name(name)
-        with self._tx("create model") as conn:
+        with self.db.transaction("create model") as conn:
             self._ensure_model(conn, name, description)
         return self.get_model(name)
 
     def get_model(self, name: str) -> RegisteredModel:
         validate_model_name(name)
-        with self._read("get model") as conn:
+        with self.db.read("get model") as conn:
             models = self._models(conn, name)
         if not models:
             raise ModelNotFound(f"model {name!r} is not registered")
         return models[0]
 
     def list_models(self) -> list[RegisteredModel]:
-        with self._read("list models") as conn:
+        with self.db.read("list models") as conn:
             return self._models(conn, None)
 
     # ------------------------------------------------------------------ versions
@@ -173,7 +130,7 @@ class Registry:
         """Register a challenger; the same source key (dag_id, run_id, task_id) returns the existing version."""
         validate_model_name(model)
         _validate_draft(draft)
-        with self._tx("register") as conn:
+        with self.db.transaction("register") as conn:
             self._ensure_model(conn, model, description)
             self._lock_model(conn, model)
             existing = self._version_by_source(conn, model, draft.source)
@@ -190,33 +147,12 @@ class Registry:
                     model=model,
                     version=version,
                     status=VersionStatus.CHALLENGER.value,
-                    artifact_uri=draft.artifact_uri,
-                    artifact_sha256=draft.artifact_sha256,
-                    artifact_size=draft.artifact_size,
-                    framework=draft.framework,
-                    library_versions=dict(draft.library_versions),
-                    params=dict(draft.params),
-                    metrics=dict(draft.metrics),
-                    tags=dict(draft.tags),
-                    window_start=draft.window_start,
-                    window_end=draft.window_end,
-                    data_fingerprint=draft.data_fingerprint,
-                    row_count=draft.row_count,
-                    feature_schema=dict(draft.feature_schema),
-                    code_version=draft.code_version,
-                    reference_uri=draft.reference_uri,
-                    reference_sha256=draft.reference_sha256,
-                    holdout_artifact_uri=draft.holdout_artifact_uri,
-                    holdout_artifact_sha256=draft.holdout_artifact_sha256,
                     description=draft.description,
-                    source_dag_id=draft.source.dag_id,
-                    source_run_id=draft.source.run_id,
-                    source_task_id=draft.source.task_id,
-                    source_try=draft.source.try_number,
                     created_by=draft.created_by,
+                    **_version_columns(draft),
                 )
             )
-            self._append_event(
+            self.append_event(
                 conn,
                 model,
                 EventKind.REGISTER,
@@ -232,12 +168,12 @@ class Registry:
     def find_by_source(self, model: str, source: Source) -> ModelVersion | None:
         """The version registered from this source key; None if none is (or the model does not exist yet)."""
         validate_model_name(model)
-        with self._read("find version by source") as conn:
+        with self.db.read("find version by source") as conn:
             return self._version_by_source(conn, model, source)
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         validate_model_name(model)
-        with self._read("get version") as conn:
+        with self.db.read("get version") as conn:
             self._require_model(conn, model)
             return self._version(conn, model, version)
 
@@ -247,7 +183,7 @@ class Registry:
         A rejected version never serves; a challenger serves only once promoted.
         """
         validate_model_name(model)
-        with self._read("get servable version") as conn:
+        with self.db.read("get servable version") as conn:
             self._require_model(conn, model)
             entry = self._version(conn, model, version)
             if entry.status is VersionStatus.CHAMPION:
@@ -274,7 +210,7 @@ class Registry:
 
     def get_champion(self, model: str) -> ModelVersion | None:
         validate_model_name(model)
-        with self._read("get champion") as conn:
+        with self.db.read("get champion") as conn:
             self._require_model(conn, model)
             current = self._champion_version(conn, model)
             return None if current is None else self._version(conn, model, current)
@@ -299,7 +235,7 @@ class Registry:
             query = query.where(t.model_version.c.window_start < window_to)
         if tags:
             query = query.where(t.model_version.c.tags.contains(dict(tags)))
-        with self._read("list versions") as conn:
+        with self.db.read("list versions") as conn:
             self._require_model(conn, model)
             rows = conn.execute(query.order_by(t.model_version.c.version)).mappings().all()
         return [_to_version(row) for row in rows]
@@ -323,7 +259,7 @@ class Registry:
         event. Promoting the version that already is champion changes nothing and returns `changed=False`.
         """
         validate_model_name(model)
-        with self._tx("promote") as conn:
+        with self.db.transaction("promote") as conn:
             return self._move_champion(
                 conn, model, version, expected_champion, EventKind.PROMOTE, actor, reason, verdict, run
             )
@@ -340,7 +276,7 @@ class Registry:
     ) -> ChampionChange:
         """Back to the champion before the current one (or `to_version`), through the promotion path."""
         validate_model_name(model)
-        with self._tx("rollback") as conn:
+        with self.db.transaction("rollback") as conn:
             self._lock_model(conn, model)
             current = self._champion_version(conn, model)
             if current is None:
@@ -409,7 +345,7 @@ class Registry:
             event_kind = EventKind(kind)
         except ValueError as exc:
             raise InvalidInput(f"unknown event kind {kind!r}") from exc
-        with self._tx("record event") as conn:
+        with self.db.transaction("record event") as conn:
             self._lock_model(conn, model)
             if dedupe:
                 run_ref = run or RunRef()
@@ -431,7 +367,7 @@ class Registry:
                 )
                 if existing is not None:
                     return _to_event(existing)
-            event_id = self._append_event(
+            event_id = self.append_event(
                 conn,
                 model,
                 event_kind,
@@ -460,7 +396,7 @@ class Registry:
         query = query.order_by(t.registry_event.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self._read("history") as conn:
+        with self.db.read("history") as conn:
             self._require_model(conn, model)
             rows = conn.execute(query).mappings().all()
         return [_to_event(row) for row in reversed(rows)]
@@ -533,7 +469,7 @@ class Registry:
             .where(t.model_version.c.model == model, t.model_version.c.version == version)
             .values(status=VersionStatus.CHAMPION.value)
         )
-        event_id = self._append_event(
+        event_id = self.append_event(
             conn,
             model,
             kind,
@@ -558,7 +494,7 @@ class Registry:
     ) -> bool:
         validate_model_name(model)
         kind = EventKind.REJECT if status is VersionStatus.REJECTED else EventKind.ARCHIVE
-        with self._tx(kind.value) as conn:
+        with self.db.transaction(kind.value) as conn:
             self._lock_model(conn, model)
             current = self._version(conn, model, version)
             if current.status is status:
@@ -574,7 +510,7 @@ class Registry:
                 .where(t.model_version.c.model == model, t.model_version.c.version == version)
                 .values(status=status.value)
             )
-            self._append_event(
+            self.append_event(
                 conn,
                 model,
                 kind,
@@ -681,7 +617,7 @@ class Registry:
         ]
 
     @staticmethod
-    def _append_event(
+    def append_event(
         conn: sa.Connection,
         model: str,
         kind: EventKind,
@@ -693,6 +629,7 @@ class Registry:
         run: RunRef | None,
         from_version: int | None = None,
     ) -> int:
+        """Append an audit event inside a caller's `db.transaction` (so it commits with the change it records)."""
         run = run or RunRef()
         return int(
             conn.execute(
@@ -745,36 +682,49 @@ def _validate_draft(draft: VersionDraft) -> None:
         raise InvalidInput("window_start is after window_end")
 
 
-def _db_message(exc: sa_exc.DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+_PLAIN_COLUMNS = (
+    "artifact_uri",
+    "artifact_sha256",
+    "artifact_size",
+    "framework",
+    "window_start",
+    "window_end",
+    "data_fingerprint",
+    "row_count",
+    "code_version",
+    "reference_uri",
+    "reference_sha256",
+    "holdout_artifact_uri",
+    "holdout_artifact_sha256",
+)
+_JSON_COLUMNS = ("library_versions", "params", "metrics", "tags", "feature_schema")
+"""The model_version columns named like the fields of VersionDraft and ModelVersion: the one mapping."""
+
+
+def _version_columns(draft: VersionDraft) -> dict[str, Any]:
+    columns = {name: getattr(draft, name) for name in _PLAIN_COLUMNS}
+    columns.update({name: dict(getattr(draft, name)) for name in _JSON_COLUMNS})
+    source = draft.source
+    columns.update(
+        source_dag_id=source.dag_id,
+        source_run_id=source.run_id,
+        source_task_id=source.task_id,
+        source_try=source.try_number,
+    )
+    return columns
 
 
 def _to_version(row: Any) -> ModelVersion:
+    columns: dict[str, Any] = {name: row[name] for name in _PLAIN_COLUMNS}
+    columns.update({name: dict(row[name] or {}) for name in _JSON_COLUMNS})
     return ModelVersion(
         model=row["model"],
         version=row["version"],
         status=VersionStatus(row["status"]),
-        artifact_uri=row["artifact_uri"],
-        artifact_sha256=row["artifact_sha256"],
-        artifact_size=row["artifact_size"],
-        framework=row["framework"],
-        library_versions=dict(row["library_versions"] or {}),
-        params=dict(row["params"] or {}),
-        metrics=dict(row["metrics"] or {}),
-        tags=dict(row["tags"] or {}),
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        data_fingerprint=row["data_fingerprint"],
-        row_count=row["row_count"],
-        feature_schema=dict(row["feature_schema"] or {}),
-        code_version=row["code_version"],
-        reference_uri=row["reference_uri"],
-        reference_sha256=row["reference_sha256"],
         source=Source(row["source_dag_id"], row["source_run_id"], row["source_task_id"], row["source_try"]),
         created_at=row["created_at"],
         created_by=row["created_by"],
-        holdout_artifact_uri=row["holdout_artifact_uri"],
-        holdout_artifact_sha256=row["holdout_artifact_sha256"],
+        **columns,
     )
 
 
