@@ -234,7 +234,7 @@ def test_without_a_registry_a_task_fails_at_once(monkeypatch: pytest.MonkeyPatch
     ("error", "retried"),
     [
         ("modelgate.deploy.vertex_batch:BatchJobFailed", False),
-        ("modelgate.deploy.local:DeployError", False),
+        ("modelgate.deploy.controller:DeployError", False),
         ("modelgate.quality:ExpectationsFileError", False),
         ("modelgate.registry.errors:RegistryNotConfigured", False),
         ("modelgate.registry.errors:RegistryUnavailable", True),
@@ -253,3 +253,51 @@ def test_deterministic_errors_fail_without_retries(error: str, retried: bool) ->
     expected = cls if retried else AirflowFailException
     with pytest.raises(expected, match="boom"), fail_fast():
         raise cls("boom")
+
+
+@pytest.mark.parametrize(
+    ("connection", "url"),
+    [
+        ("postgresql://u%40x:p%2Fw@db.example:6543/reg", "postgresql+psycopg://u%40x:p%2Fw@db.example:6543/reg"),
+        ('{"conn_type": "postgres", "host": "/var/run/postgresql"}', "postgresql+psycopg://postgres@/postgres?host="),
+        (
+            '{"conn_type": "postgres", "host": "db", "login": "mg", "schema": "registry"}',
+            "postgresql+psycopg://mg@db/registry",
+        ),
+    ],
+)
+def test_registry_connections_become_urls_through_the_postgres_hook(
+    monkeypatch: pytest.MonkeyPatch, connection: str, url: str
+) -> None:
+    from modelgate.airflow.runtime import connection_url
+    from modelgate.registry.connection import normalize_url
+
+    monkeypatch.setenv("AIRFLOW_CONN_MG_TEST", connection)
+    built = connection_url("mg_test")
+    assert built is not None and built.startswith(url)
+    assert normalize_url(built) == built  # what the registry's engine is built from, unchanged
+    assert connection_url("mg_undefined") is None
+
+
+def test_the_evaluation_outcome_survives_the_xcom_round_trip() -> None:
+    import json
+
+    from modelgate.pipeline import EvaluationOutcome, PrimaryComparison
+
+    outcome = EvaluationOutcome(
+        promote=True,
+        reason="challenger better",
+        challenger_version=3,
+        champion_seen=2,
+        primary=PrimaryComparison("roc_auc", 0.71, 0.74, (0.01, float("nan"))),
+        report="reports/churn/evaluation/v3.html",
+        settled=False,
+    )
+    xcom = json.loads(json.dumps(outcome.as_xcom(), allow_nan=False))  # what any worker reads back
+    assert xcom["primary"]["ci"] == [0.01, None]
+    back = EvaluationOutcome.from_xcom(xcom)
+    assert back.challenger_version == 3 and back.primary is not None and back.primary.ci == (0.01, None)
+    assert outcome.recorded("promote", "ana")["approver"] == "ana"
+    assert "settled" not in outcome.recorded("promote", None)
+    with pytest.raises(ValueError, match="challenger_version"):
+        EvaluationOutcome.from_xcom({**xcom, "challenger_version": "three"})

@@ -23,8 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from modelgate.data import Interval
 from modelgate.datasets.churn import write_days
 from modelgate.deploy.batch import batch_predict, risk_tiers
-from modelgate.deploy.controller import ProbeBatch, deploy_local
-from modelgate.deploy.local import DeployError, LocalTarget, ServingState, load_slot
+from modelgate.deploy.local import DeployError, LocalTarget, ProbeBatch, ServingState, deploy_local, load_slot
 from modelgate.deploy.serve import create_app
 from modelgate.deploy.store import DeploymentStore
 from modelgate.registry import ArtifactIntegrityError, ArtifactStore, EventKind, Registry, Source, VersionDraft
@@ -117,7 +116,7 @@ def test_failed_probe_restores_traffic_and_records_failure(setup: dict[str, Any]
         if state.canary_percent == 50:
             raise DeployError("probe: p99 latency too high")
 
-    with pytest.raises(DeployError, match="demo v2 deployment failed, traffic restored: probe: p99 latency"):
+    with pytest.raises(DeployError, match="demo v2 local deployment failed, traffic restored: DeployError: probe: p99"):
         _deploy(setup, 2, probe=failing_at_50)
     state = setup["target"].read_state("demo")
     assert state.stable.version == 1 and state.canary is None

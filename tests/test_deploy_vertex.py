@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelgate.deploy.local import DeployError
+from modelgate.deploy.controller import DeployError
 from modelgate.deploy.store import DeploymentStore
 from modelgate.deploy.vertex import (
     ProbeExpectation,

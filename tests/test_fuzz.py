@@ -240,8 +240,7 @@ def serve_schema(registry: Any, tmp_path: Path) -> Any:
     import schemathesis
     from sklearn.linear_model import LogisticRegression
 
-    from modelgate.deploy.controller import deploy_local
-    from modelgate.deploy.local import LocalTarget
+    from modelgate.deploy.local import LocalTarget, deploy_local
     from modelgate.deploy.serve import create_app
     from modelgate.registry import ANY_CHAMPION, ArtifactStore, Source, VersionDraft
 

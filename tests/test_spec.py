@@ -107,3 +107,25 @@ def test_start_date_may_be_relative_to_today() -> None:
         assert _errors(raw) == [
             f"start_date: Value error, start_date {bad!r} is neither a date (YYYY-MM-DD) nor relative (-28d, -5w)"
         ]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "end", "span"),
+    [
+        ("*/15 * * * *", "2026-11-30T10:07", {"minutes": 15}),
+        ("0 */6 * * *", "2026-11-30T10:07", {"hours": 6}),
+        ("0 0 * * 1-5", "2026-11-30T10:07", {"days": 3}),  # Monday looks back over the weekend to Friday
+        ("0 0 * * 1-5", "2026-12-02T10:07", {"days": 1}),
+        ("@weekly", "2026-11-30T10:07", {"days": 7}),
+        ("@monthly", "2026-11-30T10:07", {"days": 31}),  # November 1 back to October 1
+        (None, "2026-11-30T10:07", {"days": 1}),
+    ],
+)
+def test_a_run_without_an_interval_spans_one_schedule_interval(schedule: str | None, end: str, span: dict) -> None:
+    import datetime as dt
+
+    raw = _base()
+    raw["schedule"] = schedule
+    spec = parse_spec(yaml.safe_dump(raw))
+    at = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC)
+    assert spec.span_before(at) == dt.timedelta(**span)

@@ -369,8 +369,7 @@ def bench_serve(requests: int = 500) -> dict[str, Any]:
     import uvicorn
 
     from modelgate.data import load_window
-    from modelgate.deploy.controller import deploy_local
-    from modelgate.deploy.local import LocalTarget
+    from modelgate.deploy.local import LocalTarget, deploy_local
     from modelgate.deploy.serve import create_app
 
     with _churn_scratch(days=2, rows_per_day=500) as (spec, interval, registry, artifacts, tmp, url):

@@ -491,31 +491,19 @@ def rollback_cmd(
 def _follow_with_traffic(registry: Any, name: str, version: int, actor: str, spec: Any = None) -> None:
     """Move NAME's traffic to `version` at once, where it is deployed (same code path as deploy)."""
     from modelgate.config import serving_root
-    from modelgate.deploy.controller import deploy_local
     from modelgate.deploy.local import LocalTarget
-    from modelgate.registry.artifacts import default_artifact_store
 
-    if spec is not None and spec.deploy.target == "vertex":
-        _deploy_with_spec(registry, spec, version, [100], actor)
-        err.print(f"{name}: Vertex AI traffic moved to v{version}")
+    if spec is None or spec.deploy.target == "local":
+        if LocalTarget(serving_root()).read_state(name) is None:
+            return  # never deployed locally: the registry change is all there is
+    elif spec.deploy.target != "vertex":
         return
-    target = LocalTarget(serving_root())
-    state = target.read_state(name)
-    if state is None:
-        return
-    entry = registry.get_version(name, version)
-    deploy_local(
-        registry,
-        default_artifact_store(),
-        target,
-        model=name,
-        version=version,
-        features=state.features,
-        task=entry.tags.get("task", state.task),
-        steps=[100],
-        actor=actor,
-    )
-    err.print(f"{name}: local traffic moved to v{version}")
+    _deploy(registry, name, spec, version, [100], actor)
+    err.print(f"{name}: {_where(spec)} traffic moved to v{version}")
+
+
+def _where(spec: Any) -> str:
+    return "Vertex AI" if spec is not None and spec.deploy.target == "vertex" else "local"
 
 
 def _find_spec(name: str, path: Path | None) -> Any:
@@ -539,24 +527,28 @@ def _find_spec(name: str, path: Path | None) -> Any:
     return spec
 
 
-def _deploy_with_spec(registry: Any, spec: Any, version: int, steps: list[int], actor: str) -> Any:
-    """Deploy through the spec's target, probing with the version's own reference sample (sha-checked)."""
+def _deploy(registry: Any, name: str, spec: Any, version: int, steps: list[int], actor: str) -> Any:
+    """Deploy through the model's target, as the deploy DAG does, probing each step with the version's own
+    reference sample (sha-checked). Only the local target may go without one."""
     from modelgate.config import serving_root
     from modelgate.pipeline import Services, deploy_to_target
     from modelgate.registry.artifacts import default_artifact_store
     from modelgate.report_store import ReportStore
 
-    entry = registry.get_version(spec.name, version)
+    entry = registry.get_version(name, version)
     artifacts = default_artifact_store()
-    if not entry.reference_uri or not entry.reference_sha256:
+    probe_rows = None
+    if entry.reference_uri and entry.reference_sha256:
+        probe_rows = artifacts.load(entry.reference_uri, entry.reference_sha256)
+    elif spec is not None and spec.deploy.target == "vertex":
         raise InvalidInput(
-            f"{spec.name} v{version} has no reference sample to probe the deployment with: deploy it from the DAG"
+            f"{name} v{version} has no reference sample to probe the deployment with: deploy it from the DAG"
         )
-    probe_rows = artifacts.load(entry.reference_uri, entry.reference_sha256)
     services = Services(registry=registry, data_url=None, artifacts=artifacts, reports=ReportStore.from_env())
     return deploy_to_target(
         spec,
         services,
+        model=name,
         version=version,
         steps=steps,
         probe_rows=probe_rows,
@@ -608,33 +600,14 @@ def deploy_cmd(
     actor: ActorOpt = None,
 ) -> None:
     """Deploy a version to the spec's target (local or Vertex AI) by canary steps; traffic goes back on failure."""
-    from modelgate.config import serving_root
-    from modelgate.deploy.controller import deploy_local
-    from modelgate.deploy.local import LocalTarget
-    from modelgate.registry.artifacts import default_artifact_store
-
     registry = _registry()
     chosen = _resolve_version(registry, name, version)
     spec = _find_spec(name, spec_path)
     if spec is not None and spec.deploy.target == "none":
         raise InvalidInput(f"{name}: the spec's deploy.target is 'none'")
     percents = _parse_steps(steps) if steps else (list(spec.deploy.canary_steps) if spec else [10, 50, 100])
-    if spec is not None and spec.deploy.target == "vertex":
-        result = _deploy_with_spec(registry, spec, chosen.version, percents, _actor(actor))
-        where = "Vertex AI"
-    else:
-        result = deploy_local(
-            registry,
-            default_artifact_store(),
-            LocalTarget(serving_root()),
-            model=name,
-            version=chosen.version,
-            features=spec.feature_names if spec else list(chosen.feature_schema),
-            task=spec.task.value if spec else chosen.tags.get("task", "binary_classification"),
-            steps=percents,
-            actor=_actor(actor),
-        )
-        where = "the local target"
+    result = _deploy(registry, name, spec, chosen.version, percents, _actor(actor))
+    where = "Vertex AI" if spec is not None and spec.deploy.target == "vertex" else "the local target"
     if result is None:
         out.print(f"{name}: v{chosen.version} already serves all traffic on {where}")
     else:
@@ -815,7 +788,7 @@ def main() -> None:
 
     Typer's standalone mode handles usage errors itself (exit 2, with the usage line).
     """
-    from modelgate.deploy.local import DeployError
+    from modelgate.deploy.controller import DeployError
     from modelgate.spec import InvalidSpec
 
     try:

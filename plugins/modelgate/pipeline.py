@@ -40,10 +40,10 @@ from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
 from modelgate.report_store import ReportStore
-from modelgate.spec import ModelSpec, Task
+from modelgate.spec import ModelSpec
 
 if TYPE_CHECKING:
-    pass
+    from modelgate.deploy.store import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
 
 def evaluate_challenger(
     spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams, challenger_version: int
-) -> dict[str, Any]:
+) -> EvaluationOutcome:
     """Champion (re-scored now) vs challenger on the same fresh holdout; a recorded, fail-closed verdict."""
     from modelgate.loop import judge
     from modelgate.reports import write_evaluation_report
@@ -451,43 +451,81 @@ def evaluate_challenger(
     return _outcome(verdict, report)
 
 
-def _outcome(verdict: Verdict, report: str) -> dict[str, Any]:
-    return {
-        "promote": verdict.promote,
-        "reason": verdict.reason,
-        "challenger_version": verdict.challenger_version,
-        "champion_seen": verdict.champion_version,
-        "primary": {
-            "metric": verdict.evaluation.primary.metric,
-            "champion": verdict.evaluation.primary.champion,
-            "challenger": verdict.evaluation.primary.challenger,
-            "ci": [verdict.evaluation.primary.ci_low, verdict.evaluation.primary.ci_high],
-        },
-        "report": str(report),
-        "settled": False,
-    }
+@dataclass(frozen=True)
+class PrimaryComparison:
+    """The primary metric of both models on the shared holdout, with the CI of the difference."""
+
+    metric: str
+    champion: float | None
+    challenger: float
+    ci: tuple[float | None, float | None]
 
 
-def _settled(spec: ModelSpec, version: ModelVersion, why: str, *, promote: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    """What evaluate_challenger hands the promotion tasks (as an XCom, a plain JSON mapping)."""
+
+    promote: bool
+    reason: str
+    challenger_version: int
+    champion_seen: int | None
+    primary: PrimaryComparison | None
+    report: str | None
+    settled: bool  # nothing was evaluated: the challenger already was champion, or already rejected
+
+    def as_xcom(self) -> dict[str, Any]:
+        """A JSON mapping, so every worker can read it without registering modelgate classes with Airflow."""
+        from modelgate.jsonable import jsonable
+
+        return dict(jsonable(self))
+
+    @classmethod
+    def from_xcom(cls, data: Any) -> EvaluationOutcome:
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(cls).validate_python(data)
+
+    def recorded(self, decision: str, approver: str | None) -> dict[str, Any]:
+        """The verdict stored with a promote or reject event."""
+        fields = {k: v for k, v in self.as_xcom().items() if k != "settled"}
+        return {"decision": decision, "approver": approver, **fields}
+
+
+def _outcome(verdict: Verdict, report: str) -> EvaluationOutcome:
+    primary = verdict.evaluation.primary
+    return EvaluationOutcome(
+        promote=verdict.promote,
+        reason=verdict.reason,
+        challenger_version=verdict.challenger_version,
+        champion_seen=verdict.champion_version,
+        primary=PrimaryComparison(
+            primary.metric, primary.champion, primary.challenger, (primary.ci_low, primary.ci_high)
+        ),
+        report=str(report),
+        settled=False,
+    )
+
+
+def _settled(spec: ModelSpec, version: ModelVersion, why: str, *, promote: bool) -> EvaluationOutcome:
     log.info("%s v%s %s: nothing to evaluate again", spec.name, version.version, why)
-    return {
-        "promote": promote,
-        "reason": why,
-        "challenger_version": version.version,
-        "champion_seen": None,
-        "primary": None,
-        "report": None,
-        "settled": True,
-    }
+    return EvaluationOutcome(
+        promote=promote,
+        reason=why,
+        challenger_version=version.version,
+        champion_seen=None,
+        primary=None,
+        report=None,
+        settled=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------- promotion
 
 
-def promotion_route(spec: ModelSpec, run: RunInfo, params: RetrainParams, outcome: dict[str, Any]) -> str:
+def promotion_route(spec: ModelSpec, run: RunInfo, params: RetrainParams, outcome: EvaluationOutcome) -> str:
     """Where a verdict goes: 'rejected', 'hold' (dry run / backfill), 'approval' or 'auto'."""
-    if not outcome["promote"] or outcome.get("settled"):
-        return "rejected" if not outcome["promote"] else "hold"
+    if not outcome.promote or outcome.settled:
+        return "rejected" if not outcome.promote else "hold"
     if params.dry_run:
         return "hold"
     if run.is_backfill and not params.promote_on_backfill:
@@ -497,18 +535,18 @@ def promotion_route(spec: ModelSpec, run: RunInfo, params: RetrainParams, outcom
 
 
 def promote(
-    spec: ModelSpec, run: RunInfo, services: Services, outcome: dict[str, Any], *, approver: str | None
+    spec: ModelSpec, run: RunInfo, services: Services, outcome: EvaluationOutcome, *, approver: str | None
 ) -> bool:
     """Compare-and-swap against the champion seen at evaluation; False when nothing changed."""
     actor = approver or f"airflow:{run.dag_id}"
-    reason = outcome["reason"] if approver is None else f"approved by {approver}: {outcome['reason']}"
+    reason = outcome.reason if approver is None else f"approved by {approver}: {outcome.reason}"
     change = services.registry.promote(
         spec.name,
-        outcome["challenger_version"],
-        expected_champion=outcome["champion_seen"],
+        outcome.challenger_version,
+        expected_champion=outcome.champion_seen,
         actor=actor,
         reason=reason,
-        verdict={"decision": "promote", "approver": approver, **{k: v for k, v in outcome.items() if k != "settled"}},
+        verdict=outcome.recorded("promote", approver),
         run=run.ref("promote"),
     )
     return change.changed
@@ -518,7 +556,7 @@ APPROVAL_TIMED_OUT = "approval timed out"  # the approver of an approval nobody 
 
 
 def record_human_rejection(
-    spec: ModelSpec, run: RunInfo, services: Services, outcome: dict[str, Any], *, approver: str
+    spec: ModelSpec, run: RunInfo, services: Services, outcome: EvaluationOutcome, *, approver: str
 ) -> bool:
     """An approver said no (or nobody answered in time): the challenger is rejected, with who and why in the
     event. False if already so."""
@@ -528,10 +566,10 @@ def record_human_rejection(
         why = f"rejected by approver {approver}"
     return services.registry.reject(
         spec.name,
-        outcome["challenger_version"],
+        outcome.challenger_version,
         actor=approver,
-        reason=f"{why} (verdict was: {outcome['reason']})",
-        verdict={"decision": "reject", "approver": approver, **{k: v for k, v in outcome.items() if k != "settled"}},
+        reason=f"{why} (verdict was: {outcome.reason})",
+        verdict=outcome.recorded("reject", approver),
         run=run.ref("record_human_rejection"),
     )
 
@@ -551,7 +589,7 @@ def deploy_champion(
     With `rollback`, the registry goes back to the previous champion first and traffic follows at once.
     A failed rollout puts traffic back; the registry champion is rolled back only if the spec says so.
     """
-    from modelgate.deploy.local import DeployError
+    from modelgate.deploy.controller import DeployError
 
     registry = services.registry
     actor = f"airflow:{run.dag_id}"
@@ -573,6 +611,7 @@ def deploy_champion(
         deployment = deploy_to_target(
             spec,
             services,
+            model=spec.name,
             version=version,
             steps=steps or spec.deploy.canary_steps,
             probe_rows=probe_rows,
@@ -590,52 +629,31 @@ def deploy_champion(
 
 
 def deploy_to_target(
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     services: Services,
     *,
+    model: str,
     version: int,
     steps: list[int],
-    probe_rows: Any,
+    probe_rows: Any | None,
     serving_root: Path,
     actor: str,
     run: RunRef | None = None,
-) -> Any:
-    """One rollout to the spec's target: the code shared by the deploy DAG and `modelgate deploy/rollback`."""
-    from modelgate.deploy.local import DeployError
+) -> Deployment | None:
+    """One rollout to the model's target: the function the deploy DAG and `modelgate deploy/rollback` share.
 
-    if spec.deploy.target == "vertex":
-        from modelgate.deploy.vertex import VertexApi, VertexHooks, VertexSettings, deploy_vertex
+    The shared canary controller walks the steps; the spec (or, without one, the local target) says where.
+    """
+    from modelgate.deploy.controller import rollout
+    from modelgate.deploy.targets import build_target
 
-        settings = VertexSettings.from_spec(spec)
-        return deploy_vertex(
-            services.registry,
-            services.artifacts,
-            VertexApi(VertexHooks.connect(settings.gcp_conn_id), settings),
-            model=spec.name,
-            version=version,
-            features=spec.feature_names,
-            numeric=spec.numeric_features,
-            task=spec.task.value,
-            steps=steps,
-            probe_rows=probe_rows.tail(spec.deploy.probe_rows),
-            actor=actor,
-            run=run,
-        )
-    if spec.deploy.target == "local":
-        from modelgate.deploy.controller import ProbeBatch, deploy_local
-        from modelgate.deploy.local import LocalTarget
-
-        return deploy_local(
-            services.registry,
-            services.artifacts,
-            LocalTarget(serving_root),
-            model=spec.name,
-            version=version,
-            features=spec.feature_names,
-            task=spec.task.value,
-            steps=steps,
-            probe=ProbeBatch(probe_rows, classification=spec.task is Task.BINARY),
-            actor=actor,
-            run=run,
-        )
-    raise DeployError(f"{spec.name}: deploy.target is {spec.deploy.target!r}: nothing to deploy to")
+    entry = services.registry.servable_version(model, version)
+    target = build_target(
+        spec,
+        entry,
+        registry=services.registry,
+        artifacts=services.artifacts,
+        serving_root=serving_root,
+        probe_rows=probe_rows,
+    )
+    return rollout(services.registry, target, model=model, version=version, steps=steps, actor=actor, run=run)

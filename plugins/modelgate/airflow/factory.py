@@ -95,7 +95,7 @@ def fail_fast() -> Iterator[None]:
     a failed deploy or batch job already had its own retries of the calls that are safe to repeat.
     """
     from modelgate.data import DataError
-    from modelgate.deploy.local import DeployError
+    from modelgate.deploy.controller import DeployError
     from modelgate.drift import DriftError
     from modelgate.evaluation import EvaluationError
     from modelgate.quality import ExpectationsFileError, QualityGateFailed
@@ -237,10 +237,12 @@ def _approval(context: Any) -> tuple[str | None, str | None]:
 
 
 def _asking_message(context: Any) -> str:
-    outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger") or {}
+    from modelgate.pipeline import EvaluationOutcome
+
+    outcome = EvaluationOutcome.from_xcom(context["ti"].xcom_pull(task_ids="evaluate_challenger"))
     return (
-        f"v{outcome.get('challenger_version')} waits for approval in {context['ti'].dag_id} "
-        f"({context['ti'].run_id}): {outcome.get('reason', '')}"
+        f"v{outcome.challenger_version} waits for approval in {context['ti'].dag_id} "
+        f"({context['ti'].run_id}): {outcome.reason}"
     )
 
 
@@ -310,14 +312,15 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
             with fail_fast():
                 outcome = evaluate(spec, _run(spec, context), _services(spec, include_dir), params_of(context), version)
-            push_report_link(context, outcome.get("report"))
-            return outcome
+            push_report_link(context, outcome.report)
+            return outcome.as_xcom()
 
         @task.branch
         def route_verdict(outcome: dict[str, Any], **context: Any) -> str:
-            from modelgate.pipeline import promotion_route
+            from modelgate.pipeline import EvaluationOutcome, promotion_route
 
-            route = promotion_route(spec, _run(spec, context), params_of(context), outcome)
+            verdict = EvaluationOutcome.from_xcom(outcome)
+            route = promotion_route(spec, _run(spec, context), params_of(context), verdict)
             return {
                 "rejected": "notify_rejection",
                 "hold": "hold_promotion",
@@ -328,18 +331,21 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         @task
         def notify_rejection(outcome: dict[str, Any], **context: Any) -> None:
             from modelgate.airflow.notify import send
+            from modelgate.pipeline import EvaluationOutcome
 
-            send(
-                spec, "rejection", f"challenger v{outcome['challenger_version']} rejected: {outcome['reason']}", context
-            )
+            verdict = EvaluationOutcome.from_xcom(outcome)
+            send(spec, "rejection", f"challenger v{verdict.challenger_version} rejected: {verdict.reason}", context)
 
         @task
         def hold_promotion(outcome: dict[str, Any], **context: Any) -> str:
+            from modelgate.pipeline import EvaluationOutcome
+
+            verdict = EvaluationOutcome.from_xcom(outcome)
             run = _run(spec, context)
             why = "dry run" if params_of(context).dry_run else f"{run.run_type} run"
-            if outcome.get("settled"):
-                why = outcome["reason"]
-            log.info("not promoting %s v%s (%s): verdict recorded", spec.name, outcome["challenger_version"], why)
+            if verdict.settled:
+                why = verdict.reason
+            log.info("not promoting %s v%s (%s): verdict recorded", spec.name, verdict.challenger_version, why)
             return why
 
         from modelgate.airflow.notify import SpecNotifier
@@ -364,27 +370,28 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             # The outcome is pulled, not passed: an XComArg would make evaluate_challenger an upstream and
             # satisfy this trigger rule even when the branch skipped both approval paths.
             from modelgate.airflow.notify import send
-            from modelgate.pipeline import promote
+            from modelgate.pipeline import EvaluationOutcome, promote
 
-            outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger")
+            outcome = EvaluationOutcome.from_xcom(context["ti"].xcom_pull(task_ids="evaluate_challenger"))
 
             approver, _ = _approval(context)
             with fail_fast():
                 changed = promote(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
             if not changed:
-                raise AirflowSkipException(f"v{outcome['challenger_version']} already is the champion")
-            send(spec, "promotion", f"v{outcome['challenger_version']} is the champion ({outcome['reason']})", context)
-            return int(outcome["challenger_version"])
+                raise AirflowSkipException(f"v{outcome.challenger_version} already is the champion")
+            send(spec, "promotion", f"v{outcome.challenger_version} is the champion ({outcome.reason})", context)
+            return outcome.challenger_version
 
         @task(trigger_rule="all_done")
         def record_human_rejection(**context: Any) -> str | None:
             """Runs after promotion whatever happened; records a human 'Reject' (the operator only skips)."""
+            from modelgate.pipeline import EvaluationOutcome
             from modelgate.pipeline import record_human_rejection as record
 
             approver, choice = _approval(context)
             if approver is None or choice != "Reject":
                 raise AirflowSkipException("no human rejection to record")
-            outcome = context["ti"].xcom_pull(task_ids="evaluate_challenger")
+            outcome = EvaluationOutcome.from_xcom(context["ti"].xcom_pull(task_ids="evaluate_challenger"))
             with fail_fast():
                 record(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
             return approver
@@ -426,7 +433,7 @@ def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         @task
         def deploy_champion(**context: Any) -> dict[str, Any]:
             from modelgate.config import serving_root
-            from modelgate.deploy.local import DeployError
+            from modelgate.deploy.controller import DeployError
             from modelgate.pipeline import deploy_champion as run_deploy
 
             params = context["params"]

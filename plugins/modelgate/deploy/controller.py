@@ -1,100 +1,135 @@
-"""Canary rollout to the local target: step traffic, probe between steps, put traffic back on failure."""
+"""The canary controller every deploy target shares, and the protocol a target implements.
+
+A rollout is the same whatever serves the model: read what serves now, stage the new version, move traffic
+to it step by step with a probe after each step, retire what no longer serves, and record the attempt in
+the registry's `deployment` table with its `deploy` event. On any failure the target puts traffic back
+where it was, and the failed attempt is recorded with the error. Targets only say how each step is done:
+`deploy/local.py` switches files under serving/<model>/, `deploy/vertex/` drives a Vertex AI endpoint.
+A new target implements `DeploymentTarget` and is chosen in `targets.build_target`.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from modelgate.deploy.local import DeployError, LocalTarget, ServingState, Slot, load_slot
 from modelgate.deploy.store import Deployment, DeploymentStore
-from modelgate.registry.artifacts import ArtifactStore
-from modelgate.registry.entities import RunRef
+from modelgate.registry.entities import ModelVersion, RunRef
 from modelgate.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
-Probe = Callable[[ServingState, Slot], None]
+
+class DeployError(RuntimeError):
+    """A deployment step failed; traffic has been put back where it was."""
 
 
 @dataclass(frozen=True)
-class ProbeBatch:
-    """Rows the new model must score without errors and within sane ranges at each step."""
+class Serving:
+    """What a target served before the rollout touched it."""
 
-    rows: Any  # a DataFrame with the model's features
-    classification: bool
-
-    def __call__(self, state: ServingState, slot: Slot) -> None:
-        import numpy as np
-
-        model = load_slot(slot)
-        x = self.rows[state.features]
-        scores = model.predict_proba(x)[:, 1] if self.classification else model.predict(x)
-        scores = np.asarray(scores, dtype=float)
-        if len(scores) != len(x) or not np.isfinite(scores).all():
-            raise DeployError(f"probe: v{slot.version} returned non-finite or missing scores")
-        if self.classification and ((scores < 0).any() or (scores > 1).any()):
-            raise DeployError(f"probe: v{slot.version} returned probabilities outside [0, 1]")
+    version: int | None  # the registry version with most of the traffic, if any
+    already_all: bool  # the version being deployed already takes all of it
 
 
-def deploy_local(
+class DeploymentTarget(Protocol):
+    """One attempt to roll one version out to one place. Built per attempt: it keeps what it changed."""
+
+    kind: str  # recorded with the deployment: "local", "vertex"
+    label: str  # how messages name it: "local", "Vertex"
+
+    def survey(self, entry: ModelVersion) -> Serving:
+        """Read the current state (and check the version can be served) before anything changes."""
+        ...
+
+    def settle_unchanged(self) -> None:
+        """The version already takes all traffic: only bring bookkeeping (aliases) in line."""
+        ...
+
+    def stage(self) -> None:
+        """Put the version where it can serve (copy, upload); it takes no traffic yet."""
+        ...
+
+    def steps(self, requested: Sequence[int]) -> Sequence[int]:
+        """The canary steps to walk (a target with nothing serving may go straight to 100)."""
+        ...
+
+    def shift(self, percent: int) -> dict[str, int]:
+        """Give the new version `percent` of the traffic; return the live split, keyed `v<N>`."""
+        ...
+
+    def probe(self) -> None:
+        """Raise DeployError if the new version's answers at this step are not sane."""
+        ...
+
+    def complete(self) -> dict[str, int]:
+        """After the last step: retire what no longer serves; return the final split."""
+        ...
+
+    def restore(self) -> tuple[dict[str, int], str | None]:
+        """Put traffic back as it was: the split now, and what could not be restored (None if all was)."""
+        ...
+
+    def where(self) -> str | None:
+        """The endpoint or directory serving the model, for the record."""
+        ...
+
+    def ids(self) -> dict[str, Any]:
+        """Target-side identifiers of what this attempt created or removed, for the record."""
+        ...
+
+
+def rollout(
     registry: Registry,
-    artifacts: ArtifactStore,
-    target: LocalTarget,
+    target: DeploymentTarget,
     *,
     model: str,
     version: int,
-    features: Sequence[str],
-    task: str,
     steps: Sequence[int],
-    probe: Probe | None = None,
     actor: str = "modelgate",
     run: RunRef | None = None,
 ) -> Deployment | None:
     """Roll `version` out through the canary steps; None if it already takes all the traffic."""
     entry = registry.servable_version(model, version)
-    previous = target.read_state(model)
-    if previous is not None and previous.canary is None and previous.stable and previous.stable.version == version:
-        log.info("%s v%s already serves 100%% of the local traffic", model, version)
+    before = target.survey(entry)
+    if before.already_all:
+        log.info("%s v%s already serves 100%% of the %s traffic", model, version, target.label)
+        target.settle_unchanged()
         return None
     store = DeploymentStore(registry)
-    previous_version = previous.stable.version if previous and previous.stable else None
-    deployment_id = store.start(model, version, previous_version, "local", run.run_id if run else None)
+    deployment_id = store.start(model, version, before.version, target.kind, run.run_id if run else None)
     try:
-        slot = target.stage(entry, artifacts)
-        for percent in steps:
-            if percent < 100 and previous is not None and previous.stable is not None:
-                state = ServingState(model, list(features), task, previous.stable, slot, percent)
-            else:
-                state = ServingState(model, list(features), task, slot, None, 0)
-            total = sum(state.traffic().values())
-            if not math.isclose(total, 100):
-                raise DeployError(f"traffic split {state.traffic()} does not sum to 100")
-            target.write_state(state)
-            log.info("%s: %s", model, state.traffic())
-            if probe is not None:
-                probe(state, slot)
+        target.stage()
+        for percent in target.steps(steps):
+            traffic = target.shift(percent)
+            target.probe()
+            log.info("%s: %s", model, traffic)
+        final = target.complete()
     except Exception as exc:
-        if previous is not None:
-            target.write_state(previous)  # traffic goes back where it was
+        traffic, restore_error = target.restore()
+        error = f"{type(exc).__name__}: {exc}"
+        if restore_error:
+            error += f"; restoring traffic also failed: {restore_error}"
         store.finish(
             deployment_id,
             status="failed",
-            traffic=previous.traffic() if previous else {},
+            traffic=traffic,
             actor=actor,
-            error=f"{type(exc).__name__}: {exc}",
-            endpoint=str(target.model_dir(model)),
+            error=error,
+            endpoint=target.where(),
+            deployed_ids=target.ids(),
             run=run,
         )
-        raise DeployError(f"{model} v{version} deployment failed, traffic restored: {exc}") from exc
+        outcome = "traffic NOT fully restored, check the endpoint" if restore_error else "traffic restored"
+        raise DeployError(f"{model} v{version} {target.label} deployment failed, {outcome}: {error}") from exc
     return store.finish(
         deployment_id,
         status="live",
-        traffic=state.traffic(),
+        traffic=final,
         actor=actor,
-        endpoint=str(target.model_dir(model)),
-        deployed_ids={"local": slot.path},
+        endpoint=target.where(),
+        deployed_ids=target.ids(),
         run=run,
     )

@@ -8,18 +8,21 @@ mix. `serving/<model>/current` is a symlink to the stable artifact, switched the
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from modelgate.deploy.controller import DeployError, Serving, rollout
+from modelgate.deploy.store import Deployment
 from modelgate.registry.artifacts import ArtifactStore
-from modelgate.registry.entities import ModelVersion
+from modelgate.registry.entities import ModelVersion, RunRef
+from modelgate.registry.store import Registry
 
-
-class DeployError(RuntimeError):
-    """A deployment step failed; traffic has been put back where it was."""
+__all__ = ["DeployError", "LocalDeployment", "LocalTarget", "ProbeBatch", "ServingState", "Slot", "deploy_local"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,126 @@ def load_slot(slot: Slot) -> Any:
             f"staged artifact {slot.path} has sha256 {actual}, the registry recorded {slot.sha256}: refusing to load it"
         )
     return joblib.load(io.BytesIO(data))
+
+
+Probe = Callable[[ServingState, Slot], None]
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Rows the new model must score without errors and within sane ranges at each step."""
+
+    rows: Any  # a DataFrame with the model's features
+    classification: bool
+
+    def __call__(self, state: ServingState, slot: Slot) -> None:
+        import numpy as np
+
+        model = load_slot(slot)
+        x = self.rows[state.features]
+        scores = model.predict_proba(x)[:, 1] if self.classification else model.predict(x)
+        scores = np.asarray(scores, dtype=float)
+        if len(scores) != len(x) or not np.isfinite(scores).all():
+            raise DeployError(f"probe: v{slot.version} returned non-finite or missing scores")
+        if self.classification and ((scores < 0).any() or (scores > 1).any()):
+            raise DeployError(f"probe: v{slot.version} returned probabilities outside [0, 1]")
+
+
+class LocalDeployment:
+    """The local target as a `DeploymentTarget`: each step is one atomic write of state.json."""
+
+    kind = "local"
+    label = "local"
+
+    def __init__(
+        self,
+        target: LocalTarget,
+        artifacts: ArtifactStore,
+        *,
+        features: Sequence[str],
+        task: str,
+        probe: Probe | None = None,
+    ) -> None:
+        self._target = target
+        self._artifacts = artifacts
+        self._features = list(features)
+        self._task = task
+        self._probe = probe
+        self._entry: ModelVersion | None = None
+        self._previous: ServingState | None = None
+        self._slot: Slot | None = None
+        self._state: ServingState | None = None
+        self._done = False
+
+    def survey(self, entry: ModelVersion) -> Serving:
+        self._entry = entry
+        previous = self._previous = self._target.read_state(entry.model)
+        stable = previous.stable if previous is not None else None
+        already = previous is not None and previous.canary is None and stable is not None
+        return Serving(
+            version=stable.version if stable else None,
+            already_all=already and stable is not None and stable.version == entry.version,
+        )
+
+    def settle_unchanged(self) -> None:
+        return None  # the state file already says what serves
+
+    def stage(self) -> None:
+        assert self._entry is not None, "survey() first"
+        self._slot = self._target.stage(self._entry, self._artifacts)
+
+    def steps(self, requested: Sequence[int]) -> Sequence[int]:
+        return requested
+
+    def shift(self, percent: int) -> dict[str, int]:
+        assert self._entry is not None and self._slot is not None, "stage() first"
+        previous = self._previous
+        if percent < 100 and previous is not None and previous.stable is not None:
+            state = ServingState(self._entry.model, self._features, self._task, previous.stable, self._slot, percent)
+        else:
+            state = ServingState(self._entry.model, self._features, self._task, self._slot, None, 0)
+        if not math.isclose(sum(state.traffic().values()), 100):
+            raise DeployError(f"traffic split {state.traffic()} does not sum to 100")
+        self._target.write_state(state)
+        self._state = state
+        return state.traffic()
+
+    def probe(self) -> None:
+        if self._probe is not None and self._state is not None and self._slot is not None:
+            self._probe(self._state, self._slot)
+
+    def complete(self) -> dict[str, int]:
+        assert self._state is not None, "no step was taken"
+        self._done = True
+        return self._state.traffic()
+
+    def restore(self) -> tuple[dict[str, int], str | None]:
+        if self._previous is None:
+            return {}, None
+        self._target.write_state(self._previous)  # traffic goes back where it was
+        return self._previous.traffic(), None
+
+    def where(self) -> str | None:
+        return str(self._target.model_dir(self._entry.model)) if self._entry else None
+
+    def ids(self) -> dict[str, Any]:
+        return {"local": self._slot.path} if self._done and self._slot is not None else {}
+
+
+def deploy_local(
+    registry: Registry,
+    artifacts: ArtifactStore,
+    target: LocalTarget,
+    *,
+    model: str,
+    version: int,
+    features: Sequence[str],
+    task: str,
+    steps: Sequence[int],
+    probe: Probe | None = None,
+    actor: str = "modelgate",
+    run: RunRef | None = None,
+) -> Deployment | None:
+    """Roll `version` out to the local target through the canary steps; None if it already serves it all."""
+    deployment = LocalDeployment(target, artifacts, features=features, task=task, probe=probe)
+    return rollout(registry, deployment, model=model, version=version, steps=steps, actor=actor, run=run)

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelgate.data import Interval, load_window
 from modelgate.deploy.batch import BatchResult, write_predictions
-from modelgate.deploy.local import DeployError
+from modelgate.deploy.controller import DeployError
 from modelgate.deploy.vertex import (
     VertexApi,
     VertexHooks,
@@ -99,36 +99,40 @@ def _run_job(
     )
     client = api.hooks.job.get_job_service_client(s.region)
     labels = {"modelgate-model": spec.name.replace("_", "-"), "modelgate-interval": key.lower(), **_model_label(model)}
-    job = _existing_job(client, f"projects/{s.project}/locations/{s.region}", labels, s.call_timeout_seconds)
+    job = _existing_job(api, labels)
     if job is not None:  # a retry, or the same interval again: never a second job for it
         log.info("%s: reusing batch prediction job %s (%s)", spec.name, job.name, job.state.name)
         return _wait(api, job, poll_seconds)
     api.hooks.gcs.upload(bucket_name=bucket, object_name=f"{base}/instances.jsonl", data=lines)
+    from google.cloud.aiplatform_v1 import types
+
     job = client.create_batch_prediction_job(
         parent=f"projects/{s.project}/locations/{s.region}",
-        batch_prediction_job={
-            "display_name": f"modelgate-{spec.name}-{key}",
-            "model": model,
-            "input_config": {
-                "instances_format": "jsonl",
-                "gcs_source": {"uris": [f"gs://{bucket}/{base}/instances.jsonl"]},
-            },
-            "instance_config": {
-                "instance_type": "array",
-                "included_fields": spec.feature_names,
-                "key_field": spec.id_column,
-            },
-            "output_config": {
-                "predictions_format": "jsonl",
-                "gcs_destination": {"output_uri_prefix": f"gs://{bucket}/{base}/output"},
-            },
-            "dedicated_resources": {
-                "machine_spec": {"machine_type": s.machine_type},
-                "starting_replica_count": s.min_replica_count,
-                "max_replica_count": s.max_replica_count,
-            },
-            "labels": labels,
-        },
+        batch_prediction_job=types.BatchPredictionJob(
+            mapping={
+                "display_name": f"modelgate-{spec.name}-{key}",
+                "model": model,
+                "input_config": {
+                    "instances_format": "jsonl",
+                    "gcs_source": {"uris": [f"gs://{bucket}/{base}/instances.jsonl"]},
+                },
+                "instance_config": {
+                    "instance_type": "array",
+                    "included_fields": spec.feature_names,
+                    "key_field": spec.id_column,
+                },
+                "output_config": {
+                    "predictions_format": "jsonl",
+                    "gcs_destination": {"output_uri_prefix": f"gs://{bucket}/{base}/output"},
+                },
+                "dedicated_resources": {
+                    "machine_spec": {"machine_type": s.machine_type},
+                    "starting_replica_count": s.min_replica_count,
+                    "max_replica_count": s.max_replica_count,
+                },
+                "labels": labels,
+            }
+        ),
         timeout=s.call_timeout_seconds,
     )
     log.info("%s: batch prediction job %s started", spec.name, job.name)
@@ -141,10 +145,14 @@ def _model_label(model: str) -> dict[str, str]:
     return {"modelgate-version": f"{resource.rpartition('/')[2]}-{version}".lower()[:63]}
 
 
-def _existing_job(client: Any, parent: str, labels: dict[str, str], timeout: float) -> Any | None:
+def _existing_job(api: VertexApi, labels: dict[str, str]) -> Any | None:
     """The newest job for these labels that succeeded or may still do so; failed ones are not reused."""
+    s = api.settings
     expression = " AND ".join(f'labels.{k}="{v}"' for k, v in sorted(labels.items()))
-    jobs = list(client.list_batch_prediction_jobs(request={"parent": parent, "filter": expression}, timeout=timeout))
+    found = api.hooks.job.list_batch_prediction_jobs(
+        project_id=s.project, region=s.region, filter=expression, timeout=s.call_timeout_seconds
+    )
+    jobs = list(found)
     alive = [j for j in jobs if j.state.name not in _TERMINAL - {"JOB_STATE_SUCCEEDED"}]
     return max(alive, key=lambda j: j.name, default=None)
 
