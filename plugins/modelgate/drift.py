@@ -15,7 +15,9 @@ import math
 import os
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -434,17 +436,35 @@ def stratified_sample(frame: pd.DataFrame, size: int, time_column: str | None) -
 _REGISTER_LOCK = threading.Lock()
 
 
-def _register_precomputed(plan: ColumnPlan, result: Future[ColumnDrift]) -> str:
-    """An Evidently StatTest that answers with the engine's full-data result for this one column.
+@contextmanager
+def _precomputed_tests(plans: list[ColumnPlan], results: dict[str, Future[ColumnDrift]]) -> Iterator[dict[str, str]]:
+    """Per column, an Evidently StatTest that answers with the engine's full-data result, registered only for
+    the duration of one report: Evidently's registry is process-wide and has no unregister, so the entries
+    this call added are removed from it again on the way out."""
+    from evidently.legacy.calculations.stattests import registry
 
-    The report may run while the engine still computes: the test waits for its column's result.
-    """
-    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    added = {p.column: _precomputed_test(p, results[p.column]) for p in plans}
+    with _REGISTER_LOCK:
+        for stat_test, impl in added.values():
+            registry.register_stattest(stat_test, default_impl=impl)
+    try:
+        yield {column: stat_test.name for column, (stat_test, _) in added.items()}
+    finally:
+        with _REGISTER_LOCK:
+            for stat_test, impl in added.values():
+                registry._registered_stat_tests.pop(stat_test.name, None)
+                registry._impls.pop(stat_test, None)
+                registry._registered_stat_test_funcs.pop(impl, None)
+
+
+def _precomputed_test(plan: ColumnPlan, result: Future[ColumnDrift]) -> tuple[Any, Callable[..., tuple[float, bool]]]:
+    """The StatTest for one column and its implementation; the report may run while the engine still
+    computes, so the implementation waits for its column's result."""
+    from evidently.legacy.calculations.stattests.registry import StatTest
     from evidently.legacy.core import ColumnType
 
-    name = f"modelgate_{plan.method}_{uuid.uuid4().hex[:10]}"
     stat_test = StatTest(
-        name=name,
+        name=f"modelgate_{plan.method}_{uuid.uuid4().hex[:10]}",
         display_name=f"{DISPLAY[plan.method]} (full data)",
         allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical],
         default_threshold=plan.threshold,
@@ -454,9 +474,7 @@ def _register_precomputed(plan: ColumnPlan, result: Future[ColumnDrift]) -> str:
         column = result.result()
         return column.score, column.drifted
 
-    with _REGISTER_LOCK:
-        register_stattest(stat_test, default_impl=precomputed)
-    return name
+    return stat_test, precomputed
 
 
 def write_report(
@@ -471,28 +489,28 @@ def write_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    per_column_method = {p.column: _register_precomputed(p, results[p.column]) for p in plans}
     per_column_threshold = {p.column: p.threshold for p in plans}
     definition = DataDefinition(numerical_columns=spec.numeric_features, categorical_columns=spec.categorical_features)
     size = spec.drift.report_sample_size
     ref_sample = stratified_sample(reference, size, spec.time_column)[spec.feature_names]
     cur_sample = stratified_sample(current, size, spec.time_column)[spec.feature_names]
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=spec.feature_names,
-                drift_share=spec.drift.drift_share,
-                per_column_method=per_column_method,
-                per_column_threshold=per_column_threshold,
-            )
-        ]
-    )
-    snapshot = report.run(
-        Dataset.from_pandas(cur_sample, data_definition=definition),
-        Dataset.from_pandas(ref_sample, data_definition=definition),
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(path))
+    with _precomputed_tests(plans, results) as per_column_method:
+        report = Report(
+            [
+                DataDriftPreset(
+                    columns=spec.feature_names,
+                    drift_share=spec.drift.drift_share,
+                    per_column_method=per_column_method,
+                    per_column_threshold=per_column_threshold,
+                )
+            ]
+        )
+        snapshot = report.run(
+            Dataset.from_pandas(cur_sample, data_definition=definition),
+            Dataset.from_pandas(ref_sample, data_definition=definition),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(path))
     return snapshot
 
 

