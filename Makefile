@@ -37,7 +37,7 @@ pytest: install
 test: lint typecheck pytest
 
 bench: install
-	$(RUN) python -m modelgate.bench
+	$(RUN) python -m benchmarks
 
 # Airflow on PostgreSQL (the embedded server unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is set), registry migrated,
 # the churn example seeded up to now; AIRFLOW_ARGS="--executor celery" for CeleryExecutor on local Redis.

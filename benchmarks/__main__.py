@@ -185,7 +185,7 @@ def _child_json(*args: str, timeout: int = 1800) -> dict[str, Any]:
 def bench_drift(rows: int | None = None) -> dict[str, Any]:
     """The monitor's drift step on 1M x 25 frames vs Evidently's DataDriftPreset on the same full frames."""
     rows = rows or int(os.environ.get("MODELGATE_BENCH_DRIFT_ROWS", "1000000"))
-    module = "modelgate.benchmarks.drift_bench"
+    module = "benchmarks.drift_bench"
     with tempfile.TemporaryDirectory(prefix="modelgate-drift-bench-") as tmp:
         subprocess.run([sys.executable, "-m", module, "make", tmp, str(rows)], check=True, timeout=900)
         ours = _child_json("-m", module, "ours", tmp)
@@ -215,7 +215,7 @@ def bench_drift_weather() -> dict[str, Any]:
         return {"skipped": f"{path} is absent"}
     import pandas as pd
 
-    from modelgate.benchmarks.drift_bench import bench_spec
+    from benchmarks.drift_bench import bench_spec
     from modelgate.drift import compute_drift
 
     weather = pd.read_csv(path)
@@ -622,6 +622,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
 
 
 def main() -> None:
+    os.chdir(Path(__file__).resolve().parents[1])  # children run `-m benchmarks.…` and results land here
     selected = os.environ.get("MODELGATE_BENCH", ",".join(BENCHMARKS)).split(",")
     results: dict[str, Any] = {}
     for name in selected:

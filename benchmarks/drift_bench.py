@@ -1,9 +1,9 @@
 """Drift at scale: modelgate's drift step (decision + Evidently report) vs Evidently on the full frames.
 
 Run as a module in child processes so each side's wall time and peak memory are its own:
-  python -m modelgate.benchmarks.drift_bench make DIR ROWS      write reference/current parquet files
-  python -m modelgate.benchmarks.drift_bench ours DIR           modelgate.drift.compare, with the report
-  python -m modelgate.benchmarks.drift_bench evidently DIR      Evidently DataDriftPreset on the full frames
+  python -m benchmarks.drift_bench make DIR ROWS      write reference/current parquet files
+  python -m benchmarks.drift_bench ours DIR           modelgate.drift.compare, with the report
+  python -m benchmarks.drift_bench evidently DIR      Evidently DataDriftPreset on the full frames
 Each measuring command prints one JSON line: seconds, peak RSS, drifted columns.
 """
 

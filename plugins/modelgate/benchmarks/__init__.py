@@ -1,1 +1,0 @@
-"""Benchmark helpers run by `make bench` (python -m modelgate.bench)."""
