@@ -287,11 +287,11 @@ def _churn_world(url: str, tmp: str, days: int, rows_per_day: int) -> tuple[Any,
     """A scratch registry with churn rows, a trained champion, and its spec and interval."""
     import datetime as dt
 
+    from modelgate.catalog import load_spec
     from modelgate.config import project_dir
     from modelgate.data import Interval, load_window
     from modelgate.datasets.churn import write_days
     from modelgate.registry.artifacts import ArtifactStore
-    from modelgate.spec import load_spec
     from modelgate.training import train
 
     spec = load_spec(project_dir() / "include" / "models" / "churn.yaml")
@@ -567,9 +567,9 @@ def bench_policy() -> dict[str, Any]:
     """
     import datetime as dt
 
+    from modelgate.catalog import load_spec
     from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec, weather
     from modelgate.replay import intervals
-    from modelgate.spec import load_spec
 
     seeds = [int(s) for s in os.environ.get("MODELGATE_BENCH_POLICY_SEEDS", "0,1").split(",")]
     out: dict[str, Any] = {}

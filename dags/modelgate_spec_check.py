@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelgate.spec import InvalidSpec, load_specs
+from modelgate.catalog import load_specs
+from modelgate.spec import InvalidSpec
 
 INCLUDE_DIR = Path(os.environ.get("MODELGATE_INCLUDE_DIR", Path(__file__).resolve().parents[1] / "include"))
 

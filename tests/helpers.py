@@ -30,15 +30,9 @@ def draft(run_id: str = "run-1", *, task_id: str = "train", **overrides: Any) ->
     return VersionDraft(**fields)
 
 
-@contextlib.contextmanager
-def dags_for(url: str, include: Path, root: Path, module_name: str) -> Iterator[dict[str, Any]]:
-    """dags/modelgate_dags.py parsed against this registry database and include dir: {dag_id: DAG}.
-
-    The tasks read the same environment when dag.test() runs them; it is restored after the block.
-    """
+def registry_connection(url: str) -> str:
+    """The `modelgate_registry` Airflow Connection (as AIRFLOW_CONN_ JSON) for a registry database URL."""
     import sqlalchemy as sa
-
-    from tests.conftest import REPO_ROOT
 
     parsed = sa.engine.make_url(url)
     connection = {
@@ -48,8 +42,19 @@ def dags_for(url: str, include: Path, root: Path, module_name: str) -> Iterator[
         "login": parsed.username,
         "schema": parsed.database,
     }
+    return json.dumps(connection)
+
+
+@contextlib.contextmanager
+def dags_for(url: str, include: Path, root: Path, module_name: str) -> Iterator[dict[str, Any]]:
+    """dags/modelgate_dags.py parsed against this registry database and include dir: {dag_id: DAG}.
+
+    The tasks read the same environment when dag.test() runs them; it is restored after the block.
+    """
+    from tests.conftest import REPO_ROOT
+
     env = {
-        "AIRFLOW_CONN_MODELGATE_REGISTRY": json.dumps(connection),
+        "AIRFLOW_CONN_MODELGATE_REGISTRY": registry_connection(url),
         "MODELGATE_INCLUDE_DIR": str(include),
         "MODELGATE_ARTIFACT_ROOT": str(root / "artifacts"),
         "MODELGATE_REPORTS_DIR": str(root / "reports"),

@@ -1,7 +1,9 @@
 """The monitor and retrain DAGs end to end through dag.test(), on real Postgres and real Airflow.
 
-One registry database and one churn table for the module; the scenarios run in order over weekly
-intervals of generated data whose drift starts on 2026-03-01:
+The DAGs are parsed once for the module. Every scenario gets its own registry database, cloned from one of
+three templates built once over weekly intervals of generated data whose drift starts on 2026-03-01:
+`data` (no model yet), `first_champion` (the retrain of 2026-02-01 promoted v1) and `drift_champion` (then
+the monitor and retrain of 2026-03-15 promoted v2). Scenarios depend on a template, never on each other:
 (a) no champion -> trained, promoted        (f) the same interval again -> nothing new
 (b) no drift -> skipped with its reason     (c) drift -> retrained, challenger wins, promoted
 (d) challenger trained on degraded labels -> rejected, champion kept
@@ -45,13 +47,26 @@ def sunday(month: int, day: int) -> dt.datetime:
     return value
 
 
+def _freeze(database: str) -> str:
+    """A template database holding `database` as it is now (its other sessions are closed first)."""
+    from tests.conftest import _admin, _new_database
+
+    with _admin() as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+    return _new_database(database)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db: Path) -> Iterator[dict[str, Any]]:
+def stage(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db: Path) -> Iterator[dict[str, Any]]:
+    """The DAGs parsed once, and the three database templates the scenarios start from."""
     from tests.conftest import _db_url, _drop_database, _new_database
 
     root = tmp_path_factory.mktemp("dagruns")
-    name = _new_database(template_db)
-    url = _db_url(name)
+    work = _new_database(template_db)
+    url = _db_url(work)
     write_days(url, dt.date(2025, 12, 1), dt.date(2026, 4, 27), rows_per_day=200, drift_start=DRIFT_START)
 
     include = root / "include"
@@ -79,21 +94,62 @@ def world(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     }
     (include / "models" / "churn_vertex.yaml").write_text(yaml.safe_dump(vertex_spec))
 
-    stack = contextlib.ExitStack()
-    dags = stack.enter_context(dags_for(url, include, root, "modelgate_dags_under_test"))
+    with dags_for(url, include, root, "modelgate_dags_under_test") as dags:
+        templates = {"data": _freeze(work)}
+        building = {"dags": dags}
+        assert run_dag(building, "modelgate_retrain__churn", sunday(2, 1))["promote_champion"] == "success"
+        templates["first_champion"] = _freeze(work)
+        assert run_dag(building, "modelgate_monitor__churn", sunday(3, 15))["signal_drift"] == "success"
+        assert run_dag(building, "modelgate_retrain__churn", sunday(3, 15))["promote_champion"] == "success"
+        templates["drift_champion"] = _freeze(work)
+        _drop_database(work)
+        yield {"dags": dags, "templates": templates, "notes": notes, "include": include, "root": root}
+    for name in templates.values():
+        _drop_database(name)
+
+
+def _world(stage: dict[str, Any], template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    """A registry database of this scenario's own, cloned from `template`; the tasks are pointed at it."""
+    from tests.conftest import _db_url, _drop_database, _new_database
+    from tests.helpers import registry_connection
+
+    name = _new_database(stage["templates"][template])
+    url = _db_url(name)
+    monkeypatch.setenv("AIRFLOW_CONN_MODELGATE_REGISTRY", registry_connection(url))
+    monkeypatch.setenv("MODELGATE_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MODELGATE_SERVING_DIR", str(tmp_path / "serving"))
+    notes_path: Path = stage["notes"]
     registry = Registry(create_registry_engine(url))
     yield {
-        "dags": dags,
+        "dags": stage["dags"],
         "registry": registry,
         "monitoring": MonitoringStore(registry),
         "url": url,
-        "notes": notes,
-        "reports": root / "reports",
-        "serving": root / "serving",
+        "notes": notes_path,
+        "notes_from": notes_path.stat().st_size if notes_path.exists() else 0,
+        "reports": tmp_path / "reports",
+        "serving": tmp_path / "serving",
     }
     registry.close()
-    stack.close()
     _drop_database(name)
+
+
+@pytest.fixture
+def fresh_world(stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Data, and no model yet."""
+    yield from _world(stage, "data", tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def world(stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """v1 is the champion, trained on the four weeks to 2026-02-01 by the retrain DAG."""
+    yield from _world(stage, "first_champion", tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def drifted_world(stage: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """v2 is the champion, retrained after the drift of 2026-03-15; v1 is archived."""
+    yield from _world(stage, "drift_champion", tmp_path, monkeypatch)
 
 
 DEFAULT_PARAMS = {
@@ -157,11 +213,17 @@ def champion_version(world: dict[str, Any]) -> int | None:
 
 
 def notes(world: dict[str, Any]) -> str:
+    """What the notifier wrote during this scenario."""
     path: Path = world["notes"]
-    return path.read_text() if path.exists() else ""
+    if not path.exists():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(world["notes_from"])
+        return fh.read().decode()
 
 
-def test_a_no_champion_trains_and_promotes(world: dict[str, Any]) -> None:
+def test_a_no_champion_trains_and_promotes(fresh_world: dict[str, Any]) -> None:
+    world = fresh_world
     states = run_dag(world, "modelgate_retrain__churn", sunday(2, 1))
     assert states["__run__"] == "success"
     assert states["decide_retrain"] == "success" and states["skip_retrain"] == "skipped"
@@ -231,7 +293,8 @@ def test_c_drift_retrains_and_the_challenger_wins(world: dict[str, Any]) -> None
     )
 
 
-def test_d_degraded_challenger_is_rejected_and_champion_kept(world: dict[str, Any]) -> None:
+def test_d_degraded_challenger_is_rejected_and_champion_kept(drifted_world: dict[str, Any]) -> None:
+    world = drifted_world
     engine = sa.create_engine(world["url"].replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:  # labels of the training part become coin flips; the holdout stays clean
         conn.execute(
@@ -253,8 +316,9 @@ def test_d_degraded_challenger_is_rejected_and_champion_kept(world: dict[str, An
 
 
 def test_g_backfill_registers_and_records_but_never_promotes(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    drifted_world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    world = drifted_world
     # dag.test() can only create manual runs; make this one backfill-typed, as `airflow backfill create` would.
     from airflow.serialization.definitions.dag import SerializedDAG
     from airflow.utils.types import DagRunType
@@ -324,7 +388,8 @@ def _approve_when_asked(dag_id: str, approver: str, done: threading.Event, choic
         time.sleep(0.5)
 
 
-def test_h_approval_waits_then_records_the_approver(world: dict[str, Any]) -> None:
+def test_h_approval_waits_then_records_the_approver(drifted_world: dict[str, Any]) -> None:
+    world = drifted_world
     done = threading.Event()
     responder = threading.Thread(target=_approve_when_asked, args=("modelgate_retrain__churn", "alice", done))
     responder.start()
@@ -341,7 +406,8 @@ def test_h_approval_waits_then_records_the_approver(world: dict[str, Any]) -> No
     assert states["record_human_rejection"] == "skipped"
 
 
-def test_h_an_approver_saying_no_rejects_the_challenger(world: dict[str, Any]) -> None:
+def test_h_an_approver_saying_no_rejects_the_challenger(drifted_world: dict[str, Any]) -> None:
+    world = drifted_world
     # A weak (pre-drift) champion, so that the verdict says promote and the approver is asked.
     world["registry"].rollback("churn", 1, actor="tests", reason="weak champion for the approval test")
     champion_before = champion_version(world)
@@ -362,7 +428,8 @@ def test_h_an_approver_saying_no_rejects_the_challenger(world: dict[str, Any]) -
     assert world["registry"].get_version("churn", event.to_version or 0).status is VersionStatus.REJECTED
 
 
-def test_i_deploy_and_batch_predict_the_champion(world: dict[str, Any]) -> None:
+def test_i_deploy_and_batch_predict_the_champion(drifted_world: dict[str, Any]) -> None:
+    world = drifted_world
     from modelgate.deploy.local import LocalTarget
 
     champion = champion_version(world)
@@ -388,9 +455,10 @@ def test_i_deploy_and_batch_predict_the_champion(world: dict[str, Any]) -> None:
 
 
 def test_j_deploy_dag_rolls_out_to_vertex_and_rolls_the_registry_back_on_failure(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    drifted_world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The vertex deploy DAG through dag.test(): the provider's hooks talk to the fake Vertex AI over gRPC."""
+    world = drifted_world
     from modelgate.deploy.store import DeploymentStore
     from modelgate.registry import ANY_CHAMPION, Source
     from tests.fakes.gcs import FakeGCS, patch_gcs_hook
@@ -447,7 +515,8 @@ def _draft_of(version: Any) -> Any:
     return VersionDraft(**fields)
 
 
-def test_e_quality_failures_stop_the_run_and_name_the_expectations(world: dict[str, Any]) -> None:
+def test_e_quality_failures_stop_the_run_and_name_the_expectations(drifted_world: dict[str, Any]) -> None:
+    world = drifted_world
     engine = sa.create_engine(world["url"].replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         conn.execute(

@@ -50,7 +50,7 @@ def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.M
 def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     monkeypatch: pytest.MonkeyPatch, airflow_db: Path
 ) -> None:
-    from modelgate.spec import load_specs
+    from modelgate.catalog import load_specs
 
     specs = {s.name: s for s in load_specs(REPO_ROOT / "include" / "models")[0]}
     bag = _dagbag(monkeypatch)
@@ -216,7 +216,7 @@ def test_without_a_registry_a_task_fails_at_once(monkeypatch: pytest.MonkeyPatch
     from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
     from modelgate.airflow.factory import _services
-    from modelgate.spec import load_spec
+    from modelgate.catalog import load_spec
 
     def missing(*_args, **_kwargs):
         raise AirflowNotFoundException("The conn_id `modelgate_registry` isn't defined")

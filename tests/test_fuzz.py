@@ -20,7 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelgate.spec import InvalidSpec, ModelSpec, load_spec, load_specs
+from modelgate.catalog import load_spec, load_specs
+from modelgate.spec import InvalidSpec, ModelSpec
 from tests.conftest import REPO_ROOT
 
 CHURN = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())

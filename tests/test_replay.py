@@ -58,12 +58,12 @@ def dag_world(tmp_path: Path, registry_url: str, airflow_db: Path) -> Iterator[d
 @pytest.mark.slow
 def test_dag_runs_and_the_fast_replay_decide_alike(dag_world: dict[str, Any]) -> None:
     """Six weekly intervals across the churn example's drift, through dag.test() and through the replay."""
+    from modelgate.catalog import load_spec
     from modelgate.data import Interval, load_window
     from modelgate.registry import EventKind
     from modelgate.registry.connection import create_registry_engine
     from modelgate.registry.monitoring import MonitoringStore
     from modelgate.registry.store import Registry
-    from modelgate.spec import load_spec
 
     ends = [dt.datetime(2026, 2, 15, tzinfo=UTC) + i * WEEK for i in range(6)]  # drift from 2026-03-01
     params = {"force": False, "window_days": None, "dry_run": False, "approval": "spec", "promote_on_backfill": False}

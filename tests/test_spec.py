@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelgate.spec import InvalidSpec, ModelSpec, load_spec, load_specs, parse_spec
+from modelgate.catalog import load_spec, load_specs
+from modelgate.spec import InvalidSpec, ModelSpec, parse_spec
 from tests.conftest import REPO_ROOT
 
 MODELS = REPO_ROOT / "include" / "models"

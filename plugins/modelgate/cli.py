@@ -510,8 +510,8 @@ def _find_spec(name: str, path: Path | None) -> Any:
     """The model's spec: --spec, else <include>/models/<name>.yaml if there is one (None otherwise)."""
     import os
 
+    from modelgate.catalog import load_spec
     from modelgate.config import project_dir
-    from modelgate.spec import load_spec
 
     if path is None:
         include = Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include")

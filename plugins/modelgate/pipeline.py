@@ -463,15 +463,16 @@ class PrimaryComparison:
 
 @dataclass(frozen=True)
 class EvaluationOutcome:
-    """What evaluate_challenger hands the promotion tasks (as an XCom, a plain JSON mapping)."""
+    """What evaluate_challenger hands the promotion tasks: the verdict, the champion it was judged against
+    (the promotion's compare-and-swap expects it), and the report. Crosses tasks as plain JSON (`as_xcom`)."""
 
     promote: bool
     reason: str
     challenger_version: int
-    champion_seen: int | None
-    primary: PrimaryComparison | None
-    report: str | None
-    settled: bool  # nothing was evaluated: the challenger already was champion, or already rejected
+    champion_seen: int | None = None
+    primary: PrimaryComparison | None = None
+    report: str | None = None
+    settled: bool = False  # nothing was evaluated: the challenger already was champion, or already rejected
 
     def as_xcom(self) -> dict[str, Any]:
         """A JSON mapping, so every worker can read it without registering modelgate classes with Airflow."""
@@ -508,15 +509,7 @@ def _outcome(verdict: Verdict, report: str) -> EvaluationOutcome:
 
 def _settled(spec: ModelSpec, version: ModelVersion, why: str, *, promote: bool) -> EvaluationOutcome:
     log.info("%s v%s %s: nothing to evaluate again", spec.name, version.version, why)
-    return EvaluationOutcome(
-        promote=promote,
-        reason=why,
-        challenger_version=version.version,
-        champion_seen=None,
-        primary=None,
-        report=None,
-        settled=True,
-    )
+    return EvaluationOutcome(promote=promote, reason=why, challenger_version=version.version, settled=True)
 
 
 # --------------------------------------------------------------------------------------------- promotion

@@ -18,7 +18,8 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetab
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
-from modelgate.spec import ModelSpec, SpecError, load_specs
+from modelgate.catalog import load_specs
+from modelgate.spec import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 
