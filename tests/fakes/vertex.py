@@ -621,7 +621,10 @@ def vertex_clients(address: str) -> dict[str, Any]:
 
 def patch_vertex_hooks(monkeypatch: Any, address: str) -> dict[str, Any]:
     """Hand the provider's hooks clients built on the fake's channel (the only thing replaced)."""
-    from airflow.providers.google.cloud.hooks.vertex_ai.batch_prediction_job import BatchPredictionJobHook
+    from airflow.providers.google.cloud.hooks.vertex_ai.batch_prediction_job import (
+        BatchPredictionJobAsyncHook,
+        BatchPredictionJobHook,
+    )
     from airflow.providers.google.cloud.hooks.vertex_ai.endpoint_service import EndpointServiceHook
     from airflow.providers.google.cloud.hooks.vertex_ai.model_service import ModelServiceHook
     from airflow.providers.google.cloud.hooks.vertex_ai.prediction_service import PredictionServiceHook
@@ -635,4 +638,14 @@ def patch_vertex_hooks(monkeypatch: Any, address: str) -> dict[str, Any]:
         PredictionServiceHook, "get_prediction_service_client", lambda self, region=None: clients["prediction"]
     )
     monkeypatch.setattr(BatchPredictionJobHook, "get_job_service_client", lambda self, region=None: clients["job"])
+
+    async def async_job_client(self: Any, region: str | None = None) -> Any:
+        """The async client the provider's poller uses, on an asyncio channel of the running loop."""
+        from google.cloud.aiplatform_v1 import JobServiceAsyncClient
+        from google.cloud.aiplatform_v1.services.job_service.transports import JobServiceGrpcAsyncIOTransport
+
+        channel = grpc.aio.insecure_channel(address)
+        return JobServiceAsyncClient(transport=JobServiceGrpcAsyncIOTransport(channel=channel))
+
+    monkeypatch.setattr(BatchPredictionJobAsyncHook, "get_job_service_client", async_job_client)
     return clients

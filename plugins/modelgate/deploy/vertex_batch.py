@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from modelgate.data import Interval, load_window
@@ -158,20 +157,28 @@ def _existing_job(api: VertexApi, labels: dict[str, str]) -> Any | None:
 
 
 def _wait(api: VertexApi, job: Any, poll_seconds: float) -> dict[str, Any]:
+    """Wait for the job with the provider's own poller (BatchPredictionJobAsyncHook, as its deferrable
+    operator does), bounded by the spec's operation timeout."""
+    import asyncio
+
+    from airflow.providers.google.cloud.hooks.vertex_ai.batch_prediction_job import BatchPredictionJobAsyncHook
+
     s = api.settings
-    deadline = time.monotonic() + s.operation_timeout_seconds
-    delay = min(1.0, poll_seconds)
-    while True:
-        job = api.hooks.job.get_batch_prediction_job(
-            project_id=s.project, region=s.region, batch_prediction_job=resource_id(job.name)
-        )
-        state = job.state.name
-        if state in _TERMINAL:
-            break
-        if time.monotonic() > deadline:
-            raise BatchJobFailed(f"batch prediction job {job.name} still {state} after {s.operation_timeout_seconds}s")
-        time.sleep(delay)
-        delay = min(delay * 2, poll_seconds)
+    hook = BatchPredictionJobAsyncHook(gcp_conn_id=s.gcp_conn_id)
+    waiting = hook.wait_batch_prediction_job(
+        project_id=s.project,
+        location=s.region,
+        job_id=resource_id(job.name),
+        timeout=s.call_timeout_seconds,
+        poll_interval=poll_seconds,  # type: ignore[arg-type]  # an int in the signature; asyncio.sleep takes any
+    )
+    try:
+        job = asyncio.run(asyncio.wait_for(waiting, timeout=s.operation_timeout_seconds))
+    except TimeoutError:
+        raise BatchJobFailed(
+            f"batch prediction job {job.name} still not done after {s.operation_timeout_seconds}s"
+        ) from None
+    state = job.state.name
     if state != "JOB_STATE_SUCCEEDED":
         raise BatchJobFailed(f"batch prediction job {job.name} ended {state}: {job.error.message or 'no error given'}")
     return _read_output(api, job.output_info.gcs_output_directory)
