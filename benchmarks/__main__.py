@@ -336,27 +336,60 @@ def _churn_scratch(days: int, rows_per_day: int) -> Iterator[tuple[Any, Any, Any
 
 
 def bench_batch() -> dict[str, Any]:
-    """Postgres source -> batch_prediction table, against raw predict_proba on the same in-memory rows."""
-    from modelgate.data import load_window
-    from modelgate.deploy.batch import batch_predict, score_frame
+    """Postgres source -> batch_prediction, against the serial floor measured in the same run on the same rows:
+    an ADBC read of the window, predict_proba, and an ADBC write of the scores, one after the other."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import psycopg
+    import pyarrow as pa
 
-    with _churn_scratch(days=20, rows_per_day=5000) as (spec, interval, registry, artifacts, _, url):
+    from modelgate.deploy.batch import batch_predict, prediction_batch, score_frame
+    from modelgate.registry.db import libpq_uri
+
+    rows_per_day = int(os.environ.get("MODELGATE_BENCH_BATCH_ROWS_PER_DAY", "5000"))
+    with _churn_scratch(days=20, rows_per_day=rows_per_day) as (spec, interval, registry, artifacts, _, url):
         champion = registry.get_champion(spec.name)
         assert champion is not None
         model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-        frame = load_window(spec, interval, url=url)
-        start = time.perf_counter()
-        score_frame(spec, model, frame)
-        raw = time.perf_counter() - start
-        start = time.perf_counter()
-        result = batch_predict(spec, interval, registry=registry, artifacts=artifacts, data_url=url)
-        batch = time.perf_counter() - start
+        uri = libpq_uri(registry.engine.url)
+        columns = ", ".join(f'"{c}"' for c in [spec.id_column, *spec.feature_names])
+        with adbc.connect(uri) as conn, conn.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_floor (LIKE batch_prediction INCLUDING ALL)")  # its key index too
+            conn.commit()
+            start = time.perf_counter()
+            cursor.execute(
+                f"SELECT {columns} FROM churn_events WHERE event_time >= $1 AND event_time < $2",
+                parameters=(interval.start, interval.end),
+            )
+            frame = cursor.fetch_arrow_table().to_pandas()
+            read = time.perf_counter() - start
+            start = time.perf_counter()
+            scores = score_frame(spec, model, frame)
+            predict = time.perf_counter() - start
+            batch = prediction_batch(spec, interval, 1, frame[spec.id_column].to_numpy(), scores, scores >= 0.5)
+            start = time.perf_counter()
+            cursor.adbc_ingest("bench_floor", pa.RecordBatchReader.from_batches(batch.schema, [batch]), mode="append")
+            conn.commit()
+            write = time.perf_counter() - start
+        timings = []
+        for _ in range(3):  # each run writes the interval afresh, as the floor did (the delete is not timed)
+            with psycopg.connect(uri, autocommit=True) as conn:
+                conn.execute("DELETE FROM batch_prediction")
+                conn.execute("VACUUM batch_prediction")
+            start = time.perf_counter()
+            result = batch_predict(spec, interval, registry=registry, artifacts=artifacts, data_url=url)
+            timings.append(time.perf_counter() - start)
+        ours = sorted(timings)[1]
+    n = result.rows
+    floor = read + predict + write
     return {
-        "rows": result.rows,
-        "raw_predict_rows_per_s": round(result.rows / raw),
-        "batch_rows_per_s": round(result.rows / batch),
-        "batch_vs_raw": round(raw / batch, 3),
-        "goal": ">= 0.8",
+        "rows": n,
+        "adbc_read_rows_per_s": round(n / read),
+        "predict_proba_rows_per_s": round(n / predict),
+        "adbc_write_rows_per_s": round(n / write),
+        "serial_floor_rows_per_s": round(n / floor),
+        "batch_rows_per_s": round(n / ours),
+        "batch_vs_serial_floor": round(floor / ours, 3),
+        "goal": ">= 0.8 (>= 1.0 with read, score and write overlapped)",
     }
 
 

@@ -56,3 +56,92 @@ def test_missing_table_and_time_column_are_named(registry_url: str) -> None:
         Interval(WINDOW.end, WINDOW.start)
     with pytest.raises(DataError, match="timezone-aware"):
         Interval(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))
+
+
+def _champion(registry_url: str, tmp_path) -> tuple:  # type: ignore[no-untyped-def]
+    from modelgate.registry import ArtifactStore, Registry, Source, VersionDraft
+    from modelgate.registry.connection import create_registry_engine
+    from modelgate.training import train
+
+    registry = Registry(create_registry_engine(registry_url))
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"))
+    stored = artifacts.save(train(SPEC, load_window(SPEC, WINDOW, url=registry_url)).pipeline)
+    draft = VersionDraft(stored.uri, stored.sha256, stored.size, Source("tests", "r", "train"))
+    version = registry.register(SPEC.name, draft).version
+    registry.promote(SPEC.name, version, expected_champion=None, actor="tests")
+    return registry, artifacts
+
+
+def test_streamed_batch_scoring_matches_scoring_the_loaded_window(registry_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ADBC batches, scored as they arrive, give every row the score of the COPY-loaded window: the same
+    NULLs, empty strings and numeric-looking ids, whatever the chunking."""
+    import numpy as np
+
+    from modelgate.deploy.batch import batch_predict, risk_tiers, score_frame
+
+    write_days(registry_url, dt.date(2026, 1, 1), dt.date(2026, 1, 4), rows_per_day=150)
+    engine = sa.create_engine(registry_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE churn_events SET monthly_charges = NULL, contract = NULL WHERE customer_id = '2026-01-01-00001'"
+            )
+        )
+        conn.execute(sa.text("UPDATE churn_events SET payment_method = '' WHERE customer_id = '2026-01-01-00002'"))
+        conn.execute(sa.text("UPDATE churn_events SET customer_id = '007' WHERE customer_id = '2026-01-01-00003'"))
+    registry, artifacts = _champion(registry_url, tmp_path)
+    frame = load_window(SPEC, WINDOW, url=registry_url)
+    champion = registry.get_champion(SPEC.name)
+    model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+    expected = pd.Series(score_frame(SPEC, model, frame), index=frame[SPEC.id_column].astype(str))
+    for chunk_rows in (37, 1_000_000):  # many batches through the read-ahead thread, and one
+        result = batch_predict(
+            SPEC, WINDOW, registry=registry, artifacts=artifacts, data_url=registry_url, chunk_rows=chunk_rows
+        )
+        assert result.rows == 300
+        with engine.connect() as conn:
+            stored = pd.read_sql(sa.text("SELECT row_id, score, label, risk_tier FROM batch_prediction"), conn)
+        assert len(stored) == 300 and "007" in set(stored.row_id)
+        got = stored.set_index("row_id")
+        np.testing.assert_allclose(got.loc[expected.index, "score"].to_numpy(), expected.to_numpy(), rtol=1e-12)
+        assert got.loc[expected.index, "risk_tier"].tolist() == risk_tiers(SPEC, expected.to_numpy())
+        assert ((got.score >= 0.5).astype(float) == got.label).all()
+    engine.dispose()
+    registry.close()
+
+
+def test_batch_rows_are_replaced_all_at_once_or_not_at_all(registry_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from modelgate.deploy.batch import prediction_batch, write_batches
+
+    write_days(registry_url, dt.date(2026, 1, 1), dt.date(2026, 1, 3), rows_per_day=20)
+    registry, _ = _champion(registry_url, tmp_path)
+    old = prediction_batch(SPEC, WINDOW, 1, ["a", "b"], np.array([0.1, 0.9]), [0.0, 1.0])
+    assert write_batches(registry, SPEC, WINDOW, [old]) == 2
+
+    def failing_part_way():  # type: ignore[no-untyped-def]
+        yield prediction_batch(SPEC, WINDOW, 1, ["c"], np.array([0.5]), [1.0])
+        raise RuntimeError("the scorer died on the second batch")
+
+    with pytest.raises(RuntimeError, match="second batch"):
+        write_batches(registry, SPEC, WINDOW, failing_part_way())
+    with registry.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT row_id, risk_tier FROM batch_prediction ORDER BY row_id")).all()
+    assert [tuple(r) for r in rows] == [("a", "low"), ("b", "high")]  # the delete was rolled back with the rest
+    registry.close()
+
+
+def test_risk_tiers_are_vectorised_and_nan_has_none() -> None:
+    import numpy as np
+
+    from modelgate.deploy.batch import risk_tiers
+
+    scores = np.array([np.nan, -1.0, 0.0, 0.3, 0.6, 2.0])
+    loop = [
+        None
+        if np.isnan(s)
+        else max((n for n, c in SPEC.risk_tiers.items() if s >= c), key=SPEC.risk_tiers.get, default=None)
+        for s in scores
+    ]
+    assert risk_tiers(SPEC, scores) == loop

@@ -1,30 +1,37 @@
 """Batch prediction: score an interval's rows with the champion, stamp each row with the version.
 
-The champion's artifact is checked against the registry's sha256 before anything is scored; the rows of
-the interval are replaced in one transaction, so re-running an interval leaves exactly one set of rows.
+The champion's artifact is checked against the registry's sha256 before anything is scored. Rows stream
+through read → score → write in Arrow record batches, so memory stays flat whatever the interval's size:
+a Postgres source is read with ADBC (binary COPY under the hood) on a thread of its own, each batch is
+scored as it arrives, and the scored batches are ingested (binary COPY again) into `batch_prediction` in
+one transaction that first deletes the interval's old rows. Re-running an interval leaves exactly one set
+of rows; a failure part-way leaves the old ones.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from modelgate.data import Interval, load_window
-from modelgate.registry import schema as t
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
-from modelgate.spec import ModelSpec, Task
+from modelgate.spec import ModelSpec, PostgresSource, Task
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 50_000
+PREFETCH_BATCHES = 2  # read-ahead while the previous batch is scored and written: bounds memory
 
 
 @dataclass(frozen=True)
@@ -37,20 +44,25 @@ class BatchResult:
 
 def risk_tiers(spec: ModelSpec, scores: np.ndarray) -> list[str | None]:
     """The highest tier whose cut-off the score reaches (spec.risk_tiers: name -> lower bound)."""
+    return _tiers(spec, scores).tolist()
+
+
+def _tiers(spec: ModelSpec, scores: np.ndarray) -> np.ndarray:
+    """`risk_tiers` for a whole array at once (np.searchsorted over the sorted cut-offs); NaN has no tier."""
+    import numpy as np
+
     if not spec.risk_tiers:
-        return [None] * len(scores)
+        return np.full(len(scores), None, dtype=object)
     ordered = sorted(spec.risk_tiers.items(), key=lambda kv: kv[1])
-    tiers: list[str | None] = []
-    for score in scores:
-        tier = None
-        for name, cutoff in ordered:
-            if score >= cutoff:
-                tier = name
-        tiers.append(tier)
-    return tiers
+    cutoffs = np.array([cutoff for _, cutoff in ordered], dtype=float)
+    names = np.array([None, *(name for name, _ in ordered)], dtype=object)
+    reached = np.searchsorted(cutoffs, scores, side="right")  # how many cut-offs are <= the score
+    reached[np.isnan(scores)] = 0
+    return names[reached]
 
 
 def score_frame(spec: ModelSpec, estimator: Any, frame: Any) -> np.ndarray:
+    """Scores of a frame's rows: the positive class's probability for classifiers, the prediction otherwise."""
     import numpy as np
 
     parts = []
@@ -64,20 +76,195 @@ def score_frame(spec: ModelSpec, estimator: Any, frame: Any) -> np.ndarray:
 
 
 def batch_predict(
-    spec: ModelSpec, interval: Interval, *, registry: Registry, artifacts: ArtifactStore, data_url: str | None
+    spec: ModelSpec,
+    interval: Interval,
+    *,
+    registry: Registry,
+    artifacts: ArtifactStore,
+    data_url: str | None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> BatchResult:
     champion = registry.get_champion(spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name} has no champion to score with")
     estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
-    frame = load_window(spec, interval, url=data_url)
-    scores = score_frame(spec, estimator, frame)
-    labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
-    write_predictions(
-        registry, spec, interval, champion.version, frame[spec.id_column].astype(str).to_numpy(), scores, labels
+
+    def scored() -> Iterator[pa.RecordBatch]:
+        for frame in _prefetched(_frames(spec, interval, data_url, chunk_rows)):
+            scores = score_frame(spec, estimator, frame)
+            labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
+            ids = frame[spec.id_column].astype(str).to_numpy()
+            yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
+
+    rows = write_batches(registry, spec, interval, scored())
+    log.info("scored %s rows of %s with v%s for %s", rows, spec.name, champion.version, interval)
+    return BatchResult(spec.name, champion.version, rows, interval)
+
+
+def _frames(spec: ModelSpec, interval: Interval, data_url: str | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The interval's rows (id and features) in frames of at most `chunk_rows`."""
+    if not isinstance(spec.source, PostgresSource):
+        frame = load_window(spec, interval, url=data_url)
+        for start in range(0, len(frame), chunk_rows):
+            yield frame.iloc[start : start + chunk_rows]
+        return
+    if data_url is None:
+        from modelgate.data import DataError
+
+        raise DataError(f"{spec.name}: a Postgres source needs a database URL (connection {spec.source.conn_id})")
+    yield from _postgres_frames(spec, spec.source, interval, data_url, chunk_rows)
+
+
+def _postgres_frames(
+    spec: ModelSpec, source: PostgresSource, interval: Interval, url: str, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Stream the window with ADBC: Arrow record batches straight from a binary COPY, no per-row Python.
+
+    Text columns arrive as Python strings (ids and categories keep their exact text, NULL stays None,
+    distinct from ''); numeric features become float64, as the training frames have them.
+    """
+    import adbc_driver_postgresql.dbapi as adbc
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from modelgate.data import DataError
+    from modelgate.registry.connection import normalize_url
+    from modelgate.registry.db import libpq_uri
+
+    columns = [spec.id_column, *spec.feature_names]
+    quoted = ", ".join(_ident(c) for c in columns)
+    table = f"{_ident(source.db_schema)}.{_ident(source.table)}"
+    time = _ident(spec.time_column)
+    query = f"SELECT {quoted} FROM {table} WHERE {time} >= $1 AND {time} < $2"
+    numeric = [f for f in spec.numeric_features if f in columns]
+    uri = libpq_uri(sa.engine.make_url(normalize_url(url)))
+    try:
+        with adbc.connect(uri) as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
+            cursor.execute(query, parameters=(interval.start, interval.end))
+            pending: list[pd.DataFrame] = []
+            held = 0
+            for batch in cursor.fetch_record_batch():
+                frame = batch.to_pandas()
+                for column in numeric:
+                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                pending.append(frame)
+                held += len(frame)
+                if held >= chunk_rows:
+                    yield pd.concat(pending, ignore_index=True)
+                    pending, held = [], 0
+            if pending:
+                yield pd.concat(pending, ignore_index=True)
+    except Exception as exc:
+        if type(exc).__module__.startswith("adbc_driver_manager"):
+            first = str(exc).strip().splitlines()[0]
+            raise DataError(f"{spec.name}: reading {source.db_schema}.{source.table} failed: {first}") from exc
+        raise
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _prefetched(frames: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterator[Any]:
+    """Iterate `frames` on a thread of its own, at most `depth` ahead: reading overlaps scoring and writing.
+
+    An error in the reader is raised here; stopping early (an error downstream) stops the reader.
+    """
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        box.put(("frame", frame), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="modelgate-batch-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = box.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+
+
+def prediction_batch(
+    spec: ModelSpec, interval: Interval, version: int, row_ids: Any, scores: np.ndarray | None, labels: Any
+) -> pa.RecordBatch:
+    """Rows of `batch_prediction` as an Arrow batch, typed as the table's columns are.
+
+    `scores` None: the scorer gave labels only (Vertex AI's prebuilt container answers `predict()`): the rows
+    keep `score` and `risk_tier` empty rather than pass a label off as a probability.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(row_ids)
+    stamp = pa.timestamp("us", tz="UTC")
+    tiers = pa.nulls(n, pa.string()) if scores is None else pa.array(_tiers(spec, scores), pa.string())
+    return pa.RecordBatch.from_pydict(
+        {
+            "model": pa.repeat(pa.scalar(spec.name, pa.string()), n),
+            "interval_start": pa.repeat(pa.scalar(interval.start, stamp), n),
+            "interval_end": pa.repeat(pa.scalar(interval.end, stamp), n),
+            "row_id": pa.array(row_ids, pa.string()),
+            "score": pa.nulls(n, pa.float64()) if scores is None else pa.array(scores, pa.float64()),
+            "label": pa.array(np.asarray(labels, dtype=float), pa.float64()),
+            "risk_tier": tiers,
+            "model_version": pa.array(np.full(n, version, dtype=np.int32)),
+        }
     )
-    log.info("scored %s rows of %s with v%s for %s", len(frame), spec.name, champion.version, interval)
-    return BatchResult(spec.name, champion.version, len(frame), interval)
+
+
+def write_batches(registry: Registry, spec: ModelSpec, interval: Interval, batches: Iterable[pa.RecordBatch]) -> int:
+    """Replace the interval's rows with these batches in one transaction; the number of rows written.
+
+    The batches are pulled as the COPY consumes them, so they may be produced (read and scored) on the fly.
+    """
+    import pyarrow as pa
+
+    counted = [0]
+    failed: list[BaseException] = []  # what the producer raised, as ADBC hands it back only as text
+    schema = prediction_batch(spec, interval, 0, [], None, []).schema
+
+    def counting() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in batches:
+                counted[0] += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+
+    try:
+        with registry.db.arrow_transaction("write batch predictions") as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM batch_prediction WHERE model = $1 AND interval_start = $2 AND interval_end = $3",
+                parameters=(spec.name, interval.start, interval.end),
+            )
+            reader = pa.RecordBatchReader.from_batches(schema, counting())
+            cursor.adbc_ingest("batch_prediction", reader, mode="append")
+    except Exception:
+        if failed:  # reading or scoring failed, not the database: say so (the transaction is rolled back)
+            raise failed[0] from None
+        raise
+    return counted[0]
 
 
 def write_predictions(
@@ -89,42 +276,5 @@ def write_predictions(
     scores: np.ndarray | None,
     labels: Any,
 ) -> None:
-    """Replace the interval's rows with these, in one transaction (COPY inside it).
-
-    `scores` None: the scorer gave labels only (Vertex AI's prebuilt container answers `predict()`): the rows
-    keep `score` and `risk_tier` empty rather than pass a label off as a probability.
-    """
-    import io
-
-    import pandas as pd
-
-    out = pd.DataFrame(
-        {
-            "model": spec.name,
-            "interval_start": interval.start.isoformat(),
-            "interval_end": interval.end.isoformat(),
-            "row_id": row_ids,
-            "score": scores,
-            "label": labels,
-            "risk_tier": None if scores is None else risk_tiers(spec, scores),
-            "model_version": version,
-        }
-    )
-    buffer = io.StringIO()
-    out.to_csv(buffer, index=False, header=False, na_rep="")
-    p = t.batch_prediction.c
-    with registry.db.transaction("write batch predictions") as conn:
-        conn.execute(
-            sa.delete(t.batch_prediction).where(
-                p.model == spec.name, p.interval_start == interval.start, p.interval_end == interval.end
-            )
-        )
-        # COPY in the same transaction: the interval's rows are replaced all at once or not at all.
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        columns = ", ".join(out.columns)
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY batch_prediction ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
-        ):
-            copy.write(buffer.getvalue())
+    """Replace the interval's rows with these (one batch), in one transaction."""
+    write_batches(registry, spec, interval, [prediction_batch(spec, interval, version, row_ids, scores, labels)])
