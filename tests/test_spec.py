@@ -98,9 +98,16 @@ def test_start_date_may_be_relative_to_today() -> None:
     raw.update(start_date="-5w", catchup=True)
     spec = parse_spec(yaml.safe_dump(raw))
     assert spec.catchup is True
-    assert spec.start(dt.date(2026, 11, 29)) == dt.datetime(2026, 10, 25, tzinfo=dt.UTC)
+    sunday, monday = dt.datetime(2026, 11, 29, tzinfo=dt.UTC), dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)
+    # counted back from the weekly schedule's last tick: five intervals to catch up, whatever the weekday
+    assert spec.start(sunday) == spec.start(monday) == dt.datetime(2026, 10, 25, tzinfo=dt.UTC)
+    assert spec.start(sunday - dt.timedelta(microseconds=1)) == dt.datetime(2026, 10, 18, tzinfo=dt.UTC)
     raw.update(start_date="-3d")
-    assert parse_spec(yaml.safe_dump(raw)).start(dt.date(2026, 11, 29)) == dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    assert parse_spec(yaml.safe_dump(raw)).start(monday) == dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    raw.update(start_date="-3d", schedule=None)  # no schedule: from today's UTC midnight
+    assert parse_spec(yaml.safe_dump(raw)).start(monday) == dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    raw.update(start_date="-2d", schedule="0 */6 * * *")
+    assert parse_spec(yaml.safe_dump(raw)).start(monday) == dt.datetime(2026, 11, 28, 6, tzinfo=dt.UTC)
     raw.update(start_date="2026-01-04")
     assert parse_spec(yaml.safe_dump(raw)).start() == dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
     for bad in ("5w", "-5m", "yesterday", "2026-13-01"):

@@ -381,20 +381,29 @@ class ModelSpec(_Strict):
         except ValueError:
             raise ValueError(f"start_date {value!r} is neither a date (YYYY-MM-DD) nor relative (-28d, -5w)") from None
 
-    def start(self, today: dt.date | None = None) -> dt.datetime:
-        """The start date as UTC midnight; a relative one counts back from `today` (default: today, UTC).
+    def start(self, now: dt.datetime | None = None) -> dt.datetime:
+        """The start date as UTC midnight, or, when relative, counted back from the schedule's last tick.
 
-        A relative start moves forward once a day. With catchup that is harmless: the scheduler continues
-        after the last run it made, so an interval that has run is never created again.
+        `-5w` on a weekly schedule is exactly the last five intervals whatever the weekday `now` (default: the
+        current time) falls on; without a schedule it counts back from today's UTC midnight. A relative start
+        moves forward once an interval; with catchup that is harmless, since the scheduler continues after the
+        last run it made, so an interval that has run is never created again.
         """
         value = self.start_date
-        if isinstance(value, str):
-            match = RELATIVE_START.fullmatch(value)
-            assert match is not None  # validated
-            count, unit = int(match.group(1)), match.group(2)
-            base = today or dt.datetime.now(dt.UTC).date()
-            value = base - dt.timedelta(days=count * (7 if unit == "w" else 1))
-        return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+        if not isinstance(value, str):
+            return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+        match = RELATIVE_START.fullmatch(value)
+        assert match is not None  # validated
+        count, unit = int(match.group(1)), match.group(2)
+        moment = now or dt.datetime.now(dt.UTC)
+        if self.cron is None:
+            base = dt.datetime.combine(moment.date(), dt.time(), tzinfo=dt.UTC)
+        else:
+            from croniter import croniter
+
+            # the last tick at or before `moment` (get_prev alone would skip a tick `moment` sits on)
+            base = croniter(self.cron, moment + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
+        return base - dt.timedelta(days=count * (7 if unit == "w" else 1))
 
     @field_validator("schedule", "retrain_schedule")
     @classmethod
