@@ -647,6 +647,20 @@ def bench_policy() -> dict[str, Any]:
     return out
 
 
+def bench_quality() -> dict[str, Any]:
+    """The quality gate (the churn suite, Data Docs included) in fresh processes, against its limits."""
+    out: dict[str, Any] = {}
+    for rows, limit in ((10_000, 3.0), (1_000_000, 5.0)):
+        with tempfile.TemporaryDirectory(prefix="modelgate-quality-bench-") as tmp:
+            found = _child_json("-m", "benchmarks.quality_bench", str(rows), str(Path(tmp) / "docs"))
+        label = f"{rows // 1000}k" if rows < 1_000_000 else f"{rows // 1_000_000}M"
+        out[f"{label}_gate_s"] = found["gate_s"]
+        out[f"{label}_gx_import_s"] = found["gx_import_s"]
+        out[f"{label}_validate_s"] = found["validate_s"]
+        out[f"{label}_vs_{limit:g}s_limit"] = round(found["gate_s"] / limit, 2)
+    return out
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "registry": bench_registry,
     "drift": bench_drift,
@@ -658,6 +672,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "loop": bench_loop,
     "policy": bench_policy,
     "ui": bench_ui,
+    "quality": bench_quality,
 }
 
 

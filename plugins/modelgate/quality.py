@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -225,63 +224,76 @@ def _observed(result: Any) -> str:
 def validate(
     spec: ModelSpec, frame: pd.DataFrame, suite: list[ExpectationDef], *, docs_dir: Path | None = None
 ) -> QualityResult:
-    """Run the suite on the frame with GX; write Data Docs to `docs_dir` when given."""
+    """Run the suite on the frame with GX; write Data Docs for this run only to `docs_dir` when given.
+
+    The context is ephemeral (nothing read from or written to a project folder), the suite is built in one
+    piece, and the Data Docs site is this run's `docs_dir` itself: per run, GX does the validation and the
+    rendering and nothing else.
+    """
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    workdir = Path(tempfile.mkdtemp(prefix="modelgate-gx-"))
+    context = gx.get_context(mode="ephemeral")
     try:
-        context = gx.get_context(mode="file", project_root_dir=str(workdir))
-        try:
-            from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        except Exception:  # progress bars are cosmetic
-            log.debug("could not disable GX progress bars", exc_info=True)
-        source = context.data_sources.add_pandas("modelgate")
-        batch_definition = source.add_dataframe_asset(name=spec.name).add_batch_definition_whole_dataframe("window")
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_window"))
-        for item in suite:
-            kwargs = {k: v for k, v in item.kwargs.items() if v is not None or k in ("min_value", "max_value")}
-            config = ExpectationConfiguration(type=item.type, kwargs=kwargs, meta={"severity": item.severity})
-            gx_suite.add_expectation(config.to_domain_obj())
-        gx_suite.save()
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(data=batch_definition, suite=gx_suite, name=f"{spec.name}_validation")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # progress bars are cosmetic
+        log.debug("could not disable GX progress bars", exc_info=True)
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)
+    if docs_dir is not None:
+        if docs_dir.exists():
+            shutil.rmtree(docs_dir)  # this run's docs only
+        store = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}
+        context.add_data_docs_site(
+            "modelgate",
+            {
+                "class_name": "SiteBuilder",
+                "store_backend": store,
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
         )
-        actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"{spec.name}_checkpoint",
-                validation_definitions=[definition],
-                actions=actions,
-                result_format={"result_format": "SUMMARY"},
-            )
+    source = context.data_sources.add_pandas("modelgate")
+    batch_definition = source.add_dataframe_asset(name=spec.name).add_batch_definition_whole_dataframe("window")
+    expectations = []
+    for item in suite:
+        kwargs = {k: v for k, v in item.kwargs.items() if v is not None or k in ("min_value", "max_value")}
+        config = ExpectationConfiguration(type=item.type, kwargs=kwargs, meta={"severity": item.severity})
+        expectations.append(config.to_domain_obj())
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=f"{spec.name}_window", expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch_definition, suite=gx_suite, name=f"{spec.name}_validation")
+    )
+    actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir else []
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{spec.name}_checkpoint",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "SUMMARY"},
         )
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-        failures: list[QualityIssue] = []
-        warnings: list[QualityIssue] = []
-        evaluated = 0
-        for run_result in outcome.run_results.values():
-            for result in run_result.results:
-                evaluated += 1
-                if result.success:
-                    continue
-                failed = result.expectation_config
-                if failed is None:
-                    continue
-                severity = (failed.meta or {}).get("severity", "critical")
-                issue = QualityIssue(failed.type, failed.kwargs.get("column"), severity, _observed(result))
-                (failures if severity == "critical" else warnings).append(issue)
-        docs_path = None
-        if docs_dir is not None:
-            site = workdir / "gx" / "uncommitted" / "data_docs" / "local_site"
-            if site.is_dir():
-                if docs_dir.exists():
-                    shutil.rmtree(docs_dir)
-                shutil.copytree(site, docs_dir)
-                pages = sorted(docs_dir.glob("validations/**/*.html"))
-                docs_path = str(pages[-1] if pages else docs_dir / "index.html")
-        return QualityResult(not failures, len(frame), evaluated, failures, warnings, docs_path)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    )
+    # One copy consolidates the frame's blocks (a column assigned after loading leaves it fragmented); GX
+    # filters the whole frame per metric, and on a fragmented frame pandas re-merges the blocks every time:
+    # 11 s instead of 6 s at 1M rows.
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame.copy()})
+    failures: list[QualityIssue] = []
+    warnings: list[QualityIssue] = []
+    evaluated = 0
+    for run_result in outcome.run_results.values():
+        for result in run_result.results:
+            evaluated += 1
+            if result.success:
+                continue
+            failed = result.expectation_config
+            if failed is None:
+                continue
+            severity = (failed.meta or {}).get("severity", "critical")
+            issue = QualityIssue(failed.type, failed.kwargs.get("column"), severity, _observed(result))
+            (failures if severity == "critical" else warnings).append(issue)
+    docs_path = None
+    if docs_dir is not None and docs_dir.is_dir():
+        pages = sorted(docs_dir.glob("validations/**/*.html"))
+        docs_path = str(pages[-1] if pages else docs_dir / "index.html")
+    return QualityResult(not failures, len(frame), evaluated, failures, warnings, docs_path)
