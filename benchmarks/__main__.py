@@ -353,7 +353,12 @@ def bench_batch() -> dict[str, Any]:
         uri = libpq_uri(registry.engine.url)
         columns = ", ".join(f'"{c}"' for c in [spec.id_column, *spec.feature_names])
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
-            cursor.execute("CREATE TABLE bench_floor (LIKE batch_prediction INCLUDING ALL)")  # its key index too
+            # the same table as batch_prediction: its key index, and its foreign key to the version stamped
+            cursor.execute("CREATE TABLE bench_floor (LIKE batch_prediction INCLUDING ALL)")
+            cursor.execute(
+                "ALTER TABLE bench_floor ADD FOREIGN KEY (model, model_version) "
+                "REFERENCES model_version (model, version)"
+            )
             conn.commit()
             start = time.perf_counter()
             cursor.execute(
@@ -365,7 +370,9 @@ def bench_batch() -> dict[str, Any]:
             start = time.perf_counter()
             scores = score_frame(spec, model, frame)
             predict = time.perf_counter() - start
-            batch = prediction_batch(spec, interval, 1, frame[spec.id_column].to_numpy(), scores, scores >= 0.5)
+            batch = prediction_batch(
+                spec, interval, champion.version, frame[spec.id_column].to_numpy(), scores, scores >= 0.5
+            )
             start = time.perf_counter()
             cursor.adbc_ingest("bench_floor", pa.RecordBatchReader.from_batches(batch.schema, [batch]), mode="append")
             conn.commit()
