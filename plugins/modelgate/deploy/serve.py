@@ -192,7 +192,7 @@ def create_app(
         }
 
     @app.post("/predict", response_model=None)
-    def predict(request: PredictRequest) -> Response:
+    async def predict(request: PredictRequest) -> Response:  # inline: a threadpool hop costs more than it saves
         import pandas as pd
 
         snapshot = holder.snapshot
