@@ -469,6 +469,23 @@ def bench_serve(requests: int = 500) -> dict[str, Any]:
     return out
 
 
+def bench_batch_memory() -> dict[str, Any]:
+    """Peak RSS of batch scoring in a fresh process, for an interval ten times the size of another: streamed,
+    the peak stays where it is ($MODELGATE_BENCH_BATCH_MEMORY_ROWS rows a day over 20 days, default 50k)."""
+    rows_per_day = int(os.environ.get("MODELGATE_BENCH_BATCH_MEMORY_ROWS", "50000"))
+    out: dict[str, Any] = {}
+    with _churn_scratch(days=20, rows_per_day=rows_per_day) as (spec, interval, registry, artifacts, tmp, url):
+        small = interval.start + (interval.end - interval.start) / 10
+        for label, end in (("tenth", small), ("full", interval.end)):
+            found = _child_json("-m", "benchmarks.batch_memory", url, tmp, interval.start.isoformat(), end.isoformat())
+            out[f"{label}_rows"] = found["rows"]
+            out[f"{label}_peak_rss_mb"] = found["peak_rss_mb"]
+            out[f"{label}_rows_per_s"] = round(found["rows"] / found["seconds"])
+    out["full_vs_tenth_peak"] = round(out["full_peak_rss_mb"] / out["tenth_peak_rss_mb"], 2)
+    out["goal"] = "flat: about 1.0 (10M rows in <= 1 GB)"
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -680,6 +697,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "policy": bench_policy,
     "ui": bench_ui,
     "quality": bench_quality,
+    "batch_memory": bench_batch_memory,
 }
 
 

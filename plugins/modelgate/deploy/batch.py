@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 50_000
 PREFETCH_BATCHES = 2  # read-ahead while the previous batch is scored and written: bounds memory
+BATCH_BYTES = 8 << 20  # the size of the Arrow batches the reader asks the driver for
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,16 @@ def _postgres_frames(
     quoted = ", ".join(_ident(c) for c in columns)
     table = f"{_ident(source.db_schema)}.{_ident(source.table)}"
     time = _ident(spec.time_column)
-    query = f"SELECT {quoted} FROM {table} WHERE {time} >= $1 AND {time} < $2"
+    # The bounds are inlined (our own aware datetimes, as ISO literals): with bound parameters the driver
+    # cannot use COPY and returns the whole window as one batch, so memory would grow with the interval.
+    bounds = f"'{interval.start.isoformat()}'::timestamptz AND {time} < '{interval.end.isoformat()}'::timestamptz"
+    query = f"SELECT {quoted} FROM {table} WHERE {time} >= {bounds}"
     numeric = [f for f in spec.numeric_features if f in columns]
     uri = libpq_uri(sa.engine.make_url(normalize_url(url)))
     try:
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
-            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-            cursor.execute(query, parameters=(interval.start, interval.end))
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+            cursor.execute(query)
             pending: list[pd.DataFrame] = []
             held = 0
             for batch in cursor.fetch_record_batch():
