@@ -52,12 +52,18 @@ def training_window(spec: ModelSpec, end: dt.datetime, window_days: int | None =
 def load_window(spec: ModelSpec, interval: Interval, *, url: str | None = None) -> pd.DataFrame:
     """The rows with time in [start, end), sorted by time then id. `url` is the Postgres source's database."""
     if isinstance(spec.source, PostgresSource):
-        if url is None:
-            raise DataError(f"{spec.name}: a Postgres source needs a database URL (connection {spec.source.conn_id})")
-        frame = _load_postgres(spec, spec.source, interval, url)
+        frame = _load_postgres(spec, spec.source, interval, source_url(spec, url))
     else:
         frame = _load_files(spec, spec.source, interval)
     return _finish(spec, frame)
+
+
+def source_url(spec: ModelSpec, url: str | None) -> str:
+    """The URL of a Postgres source's database, or a one-line DataError naming the connection it needs."""
+    assert isinstance(spec.source, PostgresSource)
+    if url is None:
+        raise DataError(f"{spec.name}: a Postgres source needs a database URL (connection {spec.source.conn_id})")
+    return url
 
 
 def _load_postgres(spec: ModelSpec, source: PostgresSource, interval: Interval, url: str) -> pd.DataFrame:

@@ -640,10 +640,8 @@ def deploy_to_target(
     from modelgate.deploy.controller import rollout
     from modelgate.deploy.targets import build_target
 
-    entry = services.registry.servable_version(model, version)
     target = build_target(
         spec,
-        entry,
         registry=services.registry,
         artifacts=services.artifacts,
         serving_root=serving_root,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelgate.data import Interval, load_window
+from modelgate.data import Interval, load_window, source_url
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
@@ -109,11 +109,7 @@ def _frames(spec: ModelSpec, interval: Interval, data_url: str | None, chunk_row
         for start in range(0, len(frame), chunk_rows):
             yield frame.iloc[start : start + chunk_rows]
         return
-    if data_url is None:
-        from modelgate.data import DataError
-
-        raise DataError(f"{spec.name}: a Postgres source needs a database URL (connection {spec.source.conn_id})")
-    yield from _postgres_frames(spec, spec.source, interval, data_url, chunk_rows)
+    yield from _postgres_frames(spec, spec.source, interval, source_url(spec, data_url), chunk_rows)
 
 
 def _postgres_frames(
@@ -130,7 +126,7 @@ def _postgres_frames(
 
     from modelgate.data import DataError
     from modelgate.registry.connection import normalize_url
-    from modelgate.registry.db import libpq_uri
+    from modelgate.registry.db import is_adbc_error, libpq_uri
 
     columns = [spec.id_column, *spec.feature_names]
     quoted = ", ".join(_ident(c) for c in columns)
@@ -160,7 +156,7 @@ def _postgres_frames(
             if pending:
                 yield pd.concat(pending, ignore_index=True)
     except Exception as exc:
-        if type(exc).__module__.startswith("adbc_driver_manager"):
+        if is_adbc_error(exc):
             first = str(exc).strip().splitlines()[0]
             raise DataError(f"{spec.name}: reading {source.db_schema}.{source.table} failed: {first}") from exc
         raise

@@ -131,23 +131,29 @@ class ProbeBatch:
     """Rows the new model must score without errors and within sane ranges at each step."""
 
     rows: Any  # a DataFrame with the model's features
-    classification: bool
+    classification: bool | None = None  # None: as the serving state's task says
 
     def __call__(self, state: ServingState, slot: Slot) -> None:
         import numpy as np
 
+        classification = self.classification
+        if classification is None:
+            classification = state.task != "regression"
         model = load_slot(slot)
         x = self.rows[state.features]
-        scores = model.predict_proba(x)[:, 1] if self.classification else model.predict(x)
+        scores = model.predict_proba(x)[:, 1] if classification else model.predict(x)
         scores = np.asarray(scores, dtype=float)
         if len(scores) != len(x) or not np.isfinite(scores).all():
             raise DeployError(f"probe: v{slot.version} returned non-finite or missing scores")
-        if self.classification and ((scores < 0).any() or (scores > 1).any()):
+        if classification and ((scores < 0).any() or (scores > 1).any()):
             raise DeployError(f"probe: v{slot.version} returned probabilities outside [0, 1]")
 
 
 class LocalDeployment:
-    """The local target as a `DeploymentTarget`: each step is one atomic write of state.json."""
+    """The local target as a `DeploymentTarget`: each step is one atomic write of state.json.
+
+    Without `features` and `task` (a model with no spec), those the registry recorded for the version are used.
+    """
 
     kind = "local"
     label = "local"
@@ -157,13 +163,13 @@ class LocalDeployment:
         target: LocalTarget,
         artifacts: ArtifactStore,
         *,
-        features: Sequence[str],
-        task: str,
+        features: Sequence[str] | None = None,
+        task: str | None = None,
         probe: Probe | None = None,
     ) -> None:
         self._target = target
         self._artifacts = artifacts
-        self._features = list(features)
+        self._features = list(features) if features is not None else None
         self._task = task
         self._probe = probe
         self._entry: ModelVersion | None = None
@@ -174,6 +180,10 @@ class LocalDeployment:
 
     def survey(self, entry: ModelVersion) -> Serving:
         self._entry = entry
+        if self._features is None:
+            self._features = list(entry.feature_schema)
+        if self._task is None:
+            self._task = entry.tags.get("task", "binary_classification")
         previous = self._previous = self._target.read_state(entry.model)
         stable = previous.stable if previous is not None else None
         already = previous is not None and previous.canary is None and stable is not None
@@ -194,6 +204,7 @@ class LocalDeployment:
 
     def shift(self, percent: int) -> dict[str, int]:
         assert self._entry is not None and self._slot is not None, "stage() first"
+        assert self._features is not None and self._task is not None  # set by survey()
         previous = self._previous
         if percent < 100 and previous is not None and previous.stable is not None:
             state = ServingState(self._entry.model, self._features, self._task, previous.stable, self._slot, percent)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelgate.deploy.controller import DeployError, DeploymentTarget
 from modelgate.registry.artifacts import ArtifactStore
-from modelgate.registry.entities import ModelVersion
 from modelgate.registry.store import Registry
 
 if TYPE_CHECKING:
@@ -20,32 +19,26 @@ if TYPE_CHECKING:
 
 def build_target(
     spec: ModelSpec | None,
-    entry: ModelVersion,
     *,
     registry: Registry,
     artifacts: ArtifactStore,
     serving_root: Path,
     probe_rows: Any | None,
 ) -> DeploymentTarget:
-    """The target for one rollout of `entry`, probing with `probe_rows` at each step.
+    """The target for one rollout, probing with `probe_rows` at each step.
 
     Without a spec (a model registered from the CLI), the local target is used, with the features and task
     the registry recorded for the version.
     """
-    from modelgate.deploy.local import LocalDeployment, LocalTarget, ProbeBatch
+    if spec is None or spec.deploy.target == "local":
+        from modelgate.deploy.local import LocalDeployment, LocalTarget, ProbeBatch
 
-    if spec is None:
-        task = entry.tags.get("task", "binary_classification")
-        probe = None if probe_rows is None else ProbeBatch(probe_rows, classification=task != "regression")
-        features = list(entry.feature_schema)
-        return LocalDeployment(LocalTarget(serving_root), artifacts, features=features, task=task, probe=probe)
-    if spec.deploy.target == "local":
-        from modelgate.spec import Task
-
-        classification = spec.task is Task.BINARY
-        probe = None if probe_rows is None else ProbeBatch(probe_rows, classification=classification)
         return LocalDeployment(
-            LocalTarget(serving_root), artifacts, features=spec.feature_names, task=spec.task.value, probe=probe
+            LocalTarget(serving_root),
+            artifacts,
+            features=spec.feature_names if spec else None,
+            task=spec.task.value if spec else None,
+            probe=None if probe_rows is None else ProbeBatch(probe_rows),
         )
     if spec.deploy.target == "vertex":
         from modelgate.deploy.vertex import VertexApi, VertexDeployment, VertexHooks, VertexSettings

@@ -72,13 +72,14 @@ def translate_errors(action: str) -> Iterator[None]:
     except RegistryError:
         raise
     except Exception as exc:
-        translated = _adbc_error(action, exc) if _is_adbc(exc) else _sqlalchemy_error(action, exc)
+        translated = _adbc_error(action, exc) if is_adbc_error(exc) else _sqlalchemy_error(action, exc)
         if translated is exc:
             raise
         raise translated from exc
 
 
-def _is_adbc(exc: BaseException) -> bool:
+def is_adbc_error(exc: BaseException) -> bool:
+    """An error raised by the ADBC driver (Arrow transfers), as opposed to SQLAlchemy's."""
     return type(exc).__module__.startswith("adbc_driver_manager")
 
 
