@@ -11,6 +11,8 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -221,13 +223,26 @@ def _observed(result: Any) -> str:
     return "failed"
 
 
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put `new` where `target` is, with two renames (the old folder is removed after)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def validate(
     spec: ModelSpec, frame: pd.DataFrame, suite: list[ExpectationDef], *, docs_dir: Path | None = None
 ) -> QualityResult:
     """Run the suite on the frame with GX; write Data Docs for this run only to `docs_dir` when given.
 
     The context is ephemeral (nothing read from or written to a project folder), the suite is built in one
-    piece, and the Data Docs site is this run's `docs_dir` itself: per run, GX does the validation and the
+    piece, and the Data Docs site is a staging folder beside `docs_dir`, renamed into place once rendered
+    (readers, such as the Models view, never see a half-written or emptied folder while a re-run renders):
+    per run, GX does the validation and the
     rendering and nothing else.
     """
     import great_expectations as gx
@@ -242,10 +257,11 @@ def validate(
         log.debug("could not disable GX progress bars", exc_info=True)
     for site in list(context.get_site_names()):
         context.delete_data_docs_site(site)
+    staging = None
     if docs_dir is not None:
-        if docs_dir.exists():
-            shutil.rmtree(docs_dir)  # this run's docs only
-        store = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}
+        docs_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{docs_dir.name}.", dir=docs_dir.parent))
+        store = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)}
         context.add_data_docs_site(
             "modelgate",
             {
@@ -277,7 +293,12 @@ def validate(
     # One copy consolidates the frame's blocks (a column assigned after loading leaves it fragmented); GX
     # filters the whole frame per metric, and on a fragmented frame pandas re-merges the blocks every time:
     # 11 s instead of 6 s at 1M rows.
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame.copy()})
+    try:
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame.copy()})
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     failures: list[QualityIssue] = []
     warnings: list[QualityIssue] = []
     evaluated = 0
@@ -293,6 +314,8 @@ def validate(
             issue = QualityIssue(failed.type, failed.kwargs.get("column"), severity, _observed(result))
             (failures if severity == "critical" else warnings).append(issue)
     docs_path = None
+    if docs_dir is not None and staging is not None:
+        _replace_dir(staging, docs_dir)  # this run's docs only
     if docs_dir is not None and docs_dir.is_dir():
         pages = sorted(docs_dir.glob("validations/**/*.html"))
         docs_path = str(pages[-1] if pages else docs_dir / "index.html")
