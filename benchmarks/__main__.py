@@ -298,7 +298,8 @@ def _churn_world(url: str, tmp: str, days: int, rows_per_day: int) -> tuple[Any,
     start = dt.date(2026, 1, 1)
     write_days(url, start, start + dt.timedelta(days=days), rows_per_day=rows_per_day)
     interval = Interval(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 1 + days, tzinfo=dt.UTC))
-    frame = load_window(spec, interval, url=url)
+    first_day = Interval(interval.start, interval.start + dt.timedelta(days=1))  # enough to train on
+    frame = load_window(spec, first_day, url=url)
     registry = Registry(create_registry_engine(url))
     artifacts = ArtifactStore(tmp)
     stored = artifacts.save(train(spec, frame.head(20_000)).pipeline)

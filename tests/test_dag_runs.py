@@ -10,6 +10,7 @@ the monitor and retrain of 2026-03-15 promoted v2). Scenarios depend on a templa
 (g) backfill-typed run -> challenger registered, verdict recorded, champion unchanged
 (h) approval required -> waits; the approver is recorded
 (e) quality failures (null targets, a missing column) -> the task fails naming them, nothing registered
+(k) the same rows read from BigQuery (a fake at the wire) -> the same window, model and verdict
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
         },
     }
     (include / "models" / "churn_vertex.yaml").write_text(yaml.safe_dump(vertex_spec))
+    bigquery_spec = {**spec, "name": "churn_bq", "source": {"kind": "bigquery", "table": "test-project.crm.churn"}}
+    (include / "models" / "churn_bq.yaml").write_text(yaml.safe_dump(bigquery_spec))
 
     with dags_for(url, include, root, "modelgate_dags_under_test") as dags:
         templates = {"data": _freeze(work)}
@@ -506,6 +509,40 @@ def test_j_deploy_dag_rolls_out_to_vertex_and_rolls_the_registry_back_on_failure
         assert rows == (7 * 200, 1, 1)
     finally:
         fake.stop()
+
+
+def test_k_a_bigquery_source_trains_on_the_same_window_as_postgres(
+    fresh_world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retrain DAG of a spec whose rows live in BigQuery: the provider's BigQueryHook, resolved from the
+    Airflow connection inside the task, queries the fake over REST; the window it reads is the Postgres one."""
+    import pandas as pd
+
+    from tests.fakes.bigquery import FakeBigQuery, patch_bigquery_hook
+
+    world = fresh_world
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+        json.dumps({"conn_type": "google_cloud_platform", "extra": {"project": "billing-project"}}),
+    )
+    fake = FakeBigQuery(project="billing-project")
+    patch_bigquery_hook(monkeypatch, fake.start(), "billing-project")
+    try:
+        with world["registry"].engine.connect() as conn:
+            fake.put_table("test-project.crm.churn", pd.read_sql(sa.text("SELECT * FROM churn_events"), conn))
+        for model in ("churn", "churn_bq"):
+            states = run_dag(world, f"modelgate_retrain__{model}", sunday(2, 1))
+            assert states["__run__"] == "success" and states["promote_champion"] == "success", states
+    finally:
+        fake.stop()
+    from_postgres = world["registry"].get_champion("churn")
+    from_bigquery = world["registry"].get_champion("churn_bq")
+    assert from_bigquery is not None and from_postgres is not None
+    assert from_bigquery.data_fingerprint == from_postgres.data_fingerprint  # the same rows, types and order
+    assert from_bigquery.metrics == from_postgres.metrics  # hence the same model, scored the same
+    queries = [c for c in fake.calls if c.route == "jobs.query"]
+    assert queries and all(c.path == "/projects/billing-project/queries" for c in queries)
+    assert all("`test-project`.`crm`.`churn`" in c.body["query"] for c in queries)
 
 
 def _draft_of(version: Any) -> Any:

@@ -1,6 +1,7 @@
 """Loading a model's rows for a data interval [start, end), and fingerprinting them.
 
-Sources: a Postgres table (through a connection) or CSV/Parquet files, local or gs://.
+Sources: a Postgres table (through a connection), a BigQuery table (through the Google provider's
+BigQueryHook), or CSV/Parquet files, local or gs://.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from modelgate.spec import FileSource, ModelSpec, PostgresSource
+from modelgate.spec import BigQuerySource, FileSource, ModelSpec, PostgresSource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +55,8 @@ def load_window(spec: ModelSpec, interval: Interval, *, url: str | None = None) 
     """The rows with time in [start, end), sorted by time then id. `url` is the Postgres source's database."""
     if isinstance(spec.source, PostgresSource):
         frame = _load_postgres(spec, spec.source, interval, source_url(spec, url))
+    elif isinstance(spec.source, BigQuerySource):
+        frame = _load_bigquery(spec, spec.source, interval)
     else:
         frame = _load_files(spec, spec.source, interval)
     return _finish(spec, frame)
@@ -130,6 +134,100 @@ def _copy_out(
         true_values=["t"],
         false_values=["f"],
     )
+
+
+def _load_bigquery(spec: ModelSpec, source: BigQuerySource, interval: Interval) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = [spec.id_column, spec.time_column, *spec.feature_names, spec.target]
+    frames = list(bigquery_frames(spec, source, interval, columns))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def bigquery_frames(
+    spec: ModelSpec, source: BigQuerySource, interval: Interval, columns: list[str], page_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """The window's rows from BigQuery, page by page (at most `page_rows` each), with only the columns present.
+
+    One standard-SQL query through BigQueryHook's client, the bounds as typed query parameters; pages come
+    over the REST API as Arrow, so a batch scorer holds one page at a time. Types follow the Postgres
+    source: INT64 stays int64 (float64 where NULLs occur), NUMERIC features become float64, TIMESTAMP is
+    UTC. The first frame always carries the columns, even for an empty window.
+    """
+    import pandas as pd
+    from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
+    from google.api_core.exceptions import GoogleAPIError, NotFound
+    from google.auth.exceptions import GoogleAuthError
+    from google.cloud import bigquery
+
+    where = f"BigQuery table {source.table}"
+    try:
+        hook = BigQueryHook(gcp_conn_id=source.gcp_conn_id, use_legacy_sql=False, location=source.location)
+        client = hook.get_client(project_id=source.project or hook.project_id, location=source.location)
+        table_id = source.table_id(client.project)
+        try:
+            schema = {field.name: field.field_type for field in client.get_table(table_id).schema}
+        except NotFound:
+            raise DataError(f"{spec.name}: {where} does not exist") from None
+        time_type = schema.get(spec.time_column)
+        if time_type is None:
+            raise DataError(f"{spec.name}: time column {spec.time_column!r} missing from {where}")
+        if time_type not in ("TIMESTAMP", "DATETIME"):
+            raise DataError(f"{spec.name}: time column {spec.time_column!r} of {where} is {time_type}, not TIMESTAMP")
+        # Missing columns are the quality gate's to report; select what exists.
+        selected = [c for c in columns if c in schema]
+        bounds = [interval.start, interval.end]
+        if time_type == "DATETIME":  # civil time, read as UTC
+            bounds = [b.astimezone(dt.UTC).replace(tzinfo=None) for b in bounds]
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("start", time_type, bounds[0]),
+                bigquery.ScalarQueryParameter("end", time_type, bounds[1]),
+            ],
+            use_legacy_sql=False,
+        )
+        time = _bq_ident(spec.time_column)
+        query = (
+            f"SELECT {', '.join(_bq_ident(c) for c in selected)} FROM {_bq_ident(*table_id.split('.'))} "
+            f"WHERE {time} >= @start AND {time} < @end"
+        )
+        rows = client.query_and_wait(query, job_config=config, location=source.location, page_size=page_rows)
+        numeric = {c for c in spec.numeric_features if schema.get(c) in ("NUMERIC", "BIGNUMERIC")}
+        empty = True
+        for batch in rows.to_arrow_iterable():
+            frame = batch.to_pandas()
+            for column in numeric & set(frame.columns):
+                frame[column] = pd.to_numeric(frame[column]).astype("float64")
+            if spec.time_column in frame:  # UTC nanoseconds, as the other sources give
+                times = pd.to_datetime(frame[spec.time_column])
+                times = times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
+                frame[spec.time_column] = times.astype("datetime64[ns, UTC]")
+            empty = False
+            yield frame
+        if empty:
+            yield pd.DataFrame({c: pd.Series(dtype=_BQ_DTYPES.get(schema[c], "object")) for c in selected})
+    except (GoogleAPIError, GoogleAuthError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{spec.name}: reading {where} failed: {first}") from exc
+
+
+_BQ_DTYPES = {
+    "INT64": "int64",
+    "INTEGER": "int64",
+    "FLOAT64": "float64",
+    "FLOAT": "float64",
+    "NUMERIC": "float64",
+    "BIGNUMERIC": "float64",
+    "BOOL": "bool",
+    "BOOLEAN": "bool",
+    "TIMESTAMP": "datetime64[ns, UTC]",
+    "DATETIME": "datetime64[ns, UTC]",
+}
+
+
+def _bq_ident(*parts: str) -> str:
+    """A backquoted BigQuery path (`project`.`dataset`.`table`): names that passed validation, quoted anyway."""
+    return ".".join("`" + part.replace("\\", "\\\\").replace("`", "\\`") + "`" for part in parts)
 
 
 def _load_files(spec: ModelSpec, source: FileSource, interval: Interval) -> pd.DataFrame:

@@ -81,6 +81,35 @@ class FileSource(_Strict):
         return "parquet" if self.path.endswith((".parquet", ".pq")) else "csv"
 
 
+_BIGQUERY_TABLE = re.compile(
+    r"(?:(?P<project>(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9])\.)?"
+    r"(?P<dataset>[A-Za-z0-9_]{1,1024})\.(?P<table>[A-Za-z0-9_-]{1,1024})"
+)
+
+
+class BigQuerySource(_Strict):
+    """Rows of a BigQuery table, queried in standard SQL through the Google provider's BigQueryHook."""
+
+    kind: Literal["bigquery"]
+    table: str = Field(description="`project.dataset.table`, or `dataset.table` in the query's project")
+    gcp_conn_id: str = "google_cloud_default"
+    project: str | None = Field(None, description="the project that runs (and pays for) the query")
+    location: str | None = Field(None, description="the dataset's location, e.g. `EU` (default: BigQuery's)")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not _BIGQUERY_TABLE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a BigQuery table: write project.dataset.table or dataset.table")
+        return value
+
+    def table_id(self, default_project: str) -> str:
+        """`project.dataset.table`, in the query's project when the spec names none."""
+        found = _BIGQUERY_TABLE.fullmatch(self.table)
+        assert found is not None  # validated
+        return f"{found['project'] or default_project}.{found['dataset']}.{found['table']}"
+
+
 class Feature(_Strict):
     name: str
     type: Literal["numeric", "categorical"]
@@ -288,7 +317,7 @@ class Deploy(_Strict):
 class ModelSpec(_Strict):
     name: str
     description: str | None = None
-    source: Annotated[PostgresSource | FileSource, Field(discriminator="kind")]
+    source: Annotated[PostgresSource | FileSource | BigQuerySource, Field(discriminator="kind")]
     time_column: str
     id_column: str
     target: str

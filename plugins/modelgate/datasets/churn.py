@@ -103,19 +103,29 @@ def _ensure_tables(conn: sa.Connection) -> None:
 
 
 def _insert(conn: sa.Connection, frame: pd.DataFrame) -> int:
-    """Insert the rows that are not there yet (by customer id); returns how many were inserted."""
-    from sqlalchemy.dialects.postgresql import insert
+    """Insert the rows that are not there yet (by customer id); returns how many were inserted.
+
+    The rows go through one COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: bulk
+    speed (millions of rows for the benchmarks) under the same skip-what-exists rule.
+    """
+    import io
 
     if frame.empty:
         return 0
-    table = sa.table(TABLE, *[sa.column(c) for c in frame.columns])
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    inserted = 0
-    for offset in range(0, len(records), 5000):
-        values = insert(table).values(records[offset : offset + 5000])
-        stmt = values.on_conflict_do_nothing(index_elements=["customer_id"]).returning(table.c.customer_id)
-        inserted += len(conn.execute(stmt).all())
-    return inserted
+    conn.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS _incoming (LIKE {TABLE}) ON COMMIT DROP"))
+    conn.execute(sa.text("TRUNCATE _incoming"))
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%dT%H:%M:%S%z")
+    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    copy_in = f"COPY _incoming ({columns}) FROM STDIN (FORMAT csv, NULL '\\N')"
+    with driver.cursor() as cursor, cursor.copy(copy_in) as copy:
+        copy.write(buffer.getvalue())
+    inserted = conn.execute(
+        sa.text(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM _incoming ON CONFLICT (customer_id) DO NOTHING")
+    )
+    return int(inserted.rowcount)
 
 
 def _frames(start: dt.date, end: dt.date, *, rows_per_day: int, seed: int, drift_start: dt.date | None) -> pd.DataFrame:
@@ -143,7 +153,11 @@ def write_days(
     try:
         with engine.begin() as conn:
             _ensure_tables(conn)
-            return _insert(conn, _frames(start, end, rows_per_day=rows_per_day, seed=seed, drift_start=drift_start))
+            inserted, day = 0, start
+            while day < end:  # a day at a time: memory holds one day's rows
+                inserted += _insert(conn, generate_day(day, rows=rows_per_day, seed=seed, drift_start=drift_start))
+                day += dt.timedelta(days=1)
+            return inserted
     finally:
         engine.dispose()
 

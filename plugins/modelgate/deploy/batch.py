@@ -17,11 +17,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelgate.data import Interval, load_window, source_url
+from modelgate.data import Interval, bigquery_frames, load_window, source_url
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
-from modelgate.spec import ModelSpec, PostgresSource, Task
+from modelgate.spec import BigQuerySource, ModelSpec, PostgresSource, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,12 +104,14 @@ def batch_predict(
 
 def _frames(spec: ModelSpec, interval: Interval, data_url: str | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The interval's rows (id and features) in frames of at most `chunk_rows`."""
-    if not isinstance(spec.source, PostgresSource):
+    if isinstance(spec.source, PostgresSource):
+        yield from _postgres_frames(spec, spec.source, interval, source_url(spec, data_url), chunk_rows)
+    elif isinstance(spec.source, BigQuerySource):  # page by page over the REST API
+        yield from bigquery_frames(spec, spec.source, interval, [spec.id_column, *spec.feature_names], chunk_rows)
+    else:
         frame = load_window(spec, interval, url=data_url)
         for start in range(0, len(frame), chunk_rows):
             yield frame.iloc[start : start + chunk_rows]
-        return
-    yield from _postgres_frames(spec, spec.source, interval, source_url(spec, data_url), chunk_rows)
 
 
 def _postgres_frames(
