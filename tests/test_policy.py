@@ -55,6 +55,70 @@ POLICY = Retrain(
             ),
             RetrainReason.DRIFT,
         ),
+        (
+            RetrainInputs(
+                force=False,
+                has_champion=True,
+                champion_age_days=10,
+                window_rows=2000,
+                trained_rows=1000,
+                rows_since_trained=300,
+            ),
+            RetrainReason.GROWN,
+        ),
+        (  # a re-run of the interval the newest model was trained on: no newer rows, nothing to learn
+            RetrainInputs(force=False, has_champion=True, window_rows=2000, trained_rows=1000, rows_since_trained=0),
+            RetrainReason.SKIP,
+        ),
+        (
+            RetrainInputs(
+                force=False,
+                has_champion=True,
+                champion_age_days=10,
+                window_rows=1999,
+                trained_rows=1000,
+                rows_since_trained=300,
+            ),
+            RetrainReason.SKIP,
+        ),
+        (  # at max_window_days the window slides: half of it newer than the champion's retrains
+            RetrainInputs(
+                force=False,
+                has_champion=True,
+                window_rows=900,
+                trained_rows=900,
+                window_full=True,
+                rows_since_trained=450,
+            ),
+            RetrainReason.GROWN,
+        ),
+        (
+            RetrainInputs(
+                force=False,
+                has_champion=True,
+                window_rows=900,
+                trained_rows=900,
+                window_full=True,
+                rows_since_trained=449,
+            ),
+            RetrainReason.SKIP,
+        ),
+        (  # not at the cap yet: only doubling counts
+            RetrainInputs(force=False, has_champion=True, window_rows=900, trained_rows=900, rows_since_trained=800),
+            RetrainReason.SKIP,
+        ),
+        (  # a champion registered without a row count never counts as outgrown
+            RetrainInputs(force=False, has_champion=True, window_rows=5000, trained_rows=None),
+            RetrainReason.SKIP,
+        ),
+        (  # staleness is the older rule and keeps its place before growth
+            RetrainInputs(force=False, has_champion=True, champion_age_days=31, window_rows=2000, trained_rows=100),
+            RetrainReason.STALENESS,
+        ),
+        (
+            RetrainInputs(force=False, has_champion=True, drift_flags=[True, True], window_rows=9000, trained_rows=10),
+            RetrainReason.DRIFT,
+        ),
     ],
 )
 def test_retrain_decision_table(inputs: RetrainInputs, reason: RetrainReason) -> None:
@@ -276,6 +340,7 @@ def test_evidence_against_the_champion_asks_only_non_inferiority(
         (RetrainReason.DECAY, True),
         (RetrainReason.DRIFT, True),
         (RetrainReason.SETTLED, True),
+        (RetrainReason.GROWN, True),
         (RetrainReason.STALENESS, False),
         (RetrainReason.NEW_DATA, False),
         (RetrainReason.FORCED, False),
@@ -287,3 +352,64 @@ def test_which_triggers_count_against_the_champion(reason: RetrainReason, doubte
 
     assert (champion_doubt(reason) is not None) is doubted
     assert (champion_doubt(reason.value) is not None) is doubted
+
+
+def test_grown_window_detail_records_the_rows() -> None:
+    decision = decide_retrain(
+        Retrain(),
+        RetrainInputs(force=False, has_champion=True, window_rows=3360, trained_rows=1344, rows_since_trained=336),
+    )
+    assert decision.retrain and decision.reason is RetrainReason.GROWN
+    assert "3360 rows, 2.5x the 1344 the newest model was trained on" in decision.detail
+
+
+# ------------------------------------------------------------------ the training window
+
+
+def _mark(weeks_before_end: int, reason: str, retrain: bool = True, length: int = 1):  # type: ignore[no-untyped-def]
+    from modelgate.loop import DecisionMark
+
+    end = END - dt.timedelta(weeks=weeks_before_end)
+    return DecisionMark(end - dt.timedelta(weeks=length), end, retrain, reason)
+
+
+END = dt.datetime(2026, 6, 7, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("decisions", "kwargs", "weeks"),
+    [
+        ([], {}, 16),  # nothing detected yet: the longest window (4 x 28 days)
+        ([_mark(10, "no_champion")], {}, 11),  # grown since the first champion's interval began
+        ([_mark(10, "no_champion"), _mark(6, "performance_decay")], {}, 7),  # measured decay resets it
+        ([_mark(10, "no_champion"), _mark(6, "drift")], {}, 11),  # drift of the inputs alone does not
+        ([_mark(2, "performance_decay")], {}, 4),  # a recent change: never shorter than window_days
+        ([_mark(0, "performance_decay")], {}, 4),  # this interval's own decision anchors it too
+        ([_mark(30, "performance_decay")], {}, 16),  # never longer than max_window_days
+        ([_mark(6, "performance_decay", retrain=False), _mark(8, "performance_decay")], {}, 9),  # retrains only
+        ([_mark(6, "champion_stale"), _mark(6, "window_grown"), _mark(6, "forced")], {}, 16),  # not changes
+        ([_mark(-1, "performance_decay")], {}, 16),  # decisions after the end (a backfill) are not seen
+        ([], {"window_days": 14}, 2),  # the DAG's window_days param fixes it
+    ],
+)
+def test_training_span_grows_from_the_last_change(decisions: list, kwargs: dict, weeks: int) -> None:  # type: ignore[type-arg]
+    from modelgate.loop import training_span
+    from modelgate.spec import parse_spec
+    from tests.conftest import REPO_ROOT
+
+    spec = parse_spec((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    span = training_span(spec, decisions, END, **kwargs)
+    assert span.end == END and span.end - span.start == dt.timedelta(weeks=weeks)
+    fixed = training_span(spec.model_copy(update={"max_window_days": spec.window_days}), decisions, END)
+    assert fixed.end - fixed.start == dt.timedelta(days=spec.window_days)  # max_window_days = window_days: fixed
+
+
+def test_max_window_days_cannot_be_below_window_days() -> None:
+    from modelgate.spec import InvalidSpec, parse_spec
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "include" / "models" / "churn.yaml").read_text()
+    with pytest.raises(InvalidSpec, match=r"max_window_days \(7\) is below window_days \(28\)"):
+        parse_spec(text + "\nmax_window_days: 7\n")
+    assert parse_spec(text + "\nmax_window_days: 28\n").longest_window_days == 28
+    assert parse_spec(text).longest_window_days == 112

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelgate.data import split_holdout
+from modelgate.data import Interval, split_holdout, training_window
 from modelgate.policy import DecayEvidence, RetrainReason, Verdict, decide_promotion
 from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
 from modelgate.training import TrainedModel, predict_scores, reference_sample, train
@@ -271,3 +271,28 @@ def unsettled_change(
     if any(d.retrain and d.interval_end > end and d.interval_end - window >= change for d in ordered):
         return None
     return change
+
+
+# where a window may start: labels showed the concept changed, or the first champion was trained. Drift of the
+# inputs alone does not cut the window (the concept may hold; if it does not, the labels will show it).
+_ANCHORS = frozenset({RetrainReason.DECAY.value, RetrainReason.NO_CHAMPION.value})
+
+
+def training_span(
+    spec: ModelSpec, decisions: list[DecisionMark], end: dt.datetime, *, window_days: int | None = None
+) -> Interval:
+    """The rows a retrain ending at `end` trains on: `window_days`, grown while no change has been detected.
+
+    The window reaches back to the start of the newest interval whose measured decay triggered a retrain
+    (or that trained the first champion), so it never mixes in rows from before a change the labels showed;
+    it is at least `window_days` and at most `longest_window_days` long. Decisions ending after `end` are ignored. An
+    explicit `window_days` (the retrain DAG's param) fixes the window instead.
+    """
+    if window_days is not None:
+        return training_window(spec, end, window_days)
+    short = end - dt.timedelta(days=spec.window_days)
+    start = end - dt.timedelta(days=spec.longest_window_days)
+    anchors = [d.interval_start for d in decisions if d.retrain and d.reason in _ANCHORS and d.interval_end <= end]
+    if anchors:
+        start = max(start, *anchors)
+    return Interval(min(start, short), end)

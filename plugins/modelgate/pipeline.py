@@ -24,6 +24,7 @@ from modelgate.loop import (
     decay_metric,
     last_drift_retrain,
     live_drift_flags,
+    training_span,
     unsettled_change,
 )
 from modelgate.policy import (
@@ -197,7 +198,8 @@ def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
 
 def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
     """Gather the trigger inputs, decide, and record the decision for this interval."""
-    window = training_window(spec, run.interval.end, params.window_days)
+    prior = _decision_marks(services, spec, before=run.interval.end)
+    window = training_span(spec, prior, run.interval.end, window_days=params.window_days)
     champion = _champion(services, spec)
     policy = spec.retrain
     inputs_extra: dict[str, Any] = {}
@@ -207,18 +209,17 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     age_days = None
     decay = None
     change = None
+    window_rows = trained_rows = rows_since = None
+    window_full = False
     if champion is not None and not params.force:
-        decisions = [
-            DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason)
-            for d in services.monitoring.decisions(spec.name)
-            if d.interval_end < run.interval.end
-        ]
+        decisions = prior
         rearmed = last_drift_retrain(decisions)
+        fixed = training_window(spec, run.interval.end, params.window_days)
         change = unsettled_change(
             decisions,
             champion_window=(champion.window_start, champion.window_end),
-            window_start=window.start,
-            window=window.end - window.start,
+            window_start=fixed.start,
+            window=fixed.end - fixed.start,
         )
         timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end)
         drift_flags = live_drift_flags(
@@ -235,6 +236,13 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         frame = load_window(spec, window, url=services.data_url)
         if champion.window_end is not None and not frame.empty:
             new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
+        newest = _newest_trained(services, spec, champion, run.interval.end)
+        if window.end - window.start > fixed.end - fixed.start and newest is not None:  # the window may grow
+            window_rows = len(frame)
+            window_full = window.end - window.start >= dt.timedelta(days=spec.longest_window_days)
+            trained_rows = newest.row_count
+            if newest.window_end is not None and not frame.empty:
+                rows_since = int((frame[spec.time_column] >= newest.window_end).sum())
         if (policy.performance_metric or reference is not None) and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
             performance = absolute_performance(spec, model, frame)
@@ -243,6 +251,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             "champion_version": champion.version,
             "drift_rearmed_after": rearmed,
             "unsettled_change": change,
+            "window": [window.start, window.end],
         }
     inputs = RetrainInputs(
         force=params.force,
@@ -253,6 +262,10 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         new_rows=new_rows,
         decay=decay,
         unsettled_change=change,
+        window_rows=window_rows,
+        trained_rows=trained_rows,
+        rows_since_trained=rows_since,
+        window_full=window_full,
     )
     decision = decide_retrain(policy, inputs)
     services.monitoring.record_decision(
@@ -270,6 +283,10 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 "champion_performance": performance,
                 "champion_age_days": age_days,
                 "new_rows": new_rows,
+                "window_rows": inputs.window_rows,
+                "trained_rows": trained_rows,
+                "rows_since_trained": rows_since,
+                "window_full": window_full,
                 "decay": None if decay is None else dataclasses.asdict(decay),
             },
         ),
@@ -277,6 +294,34 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     )
     log.info("retrain decision for %s: %s (%s)", spec.name, decision.reason.value, decision.detail)
     return decision
+
+
+def _decision_marks(services: Services, spec: ModelSpec, *, before: dt.datetime) -> list[DecisionMark]:
+    return [
+        DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason)
+        for d in services.monitoring.decisions(spec.name)
+        if d.interval_end < before
+    ]
+
+
+def retrain_span(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> Interval:
+    """The window this interval's retrain trains and judges on: grown since the last change (this interval's
+    own decision included), or fixed by the `window_days` param. The same for every task of the run."""
+    decisions = _decision_marks(services, spec, before=run.interval.end + dt.timedelta(microseconds=1))
+    return training_span(spec, decisions, run.interval.end, window_days=params.window_days)
+
+
+def _newest_trained(
+    services: Services, spec: ModelSpec, champion: ModelVersion, end: dt.datetime
+) -> ModelVersion | None:
+    """The newest model trained up to `end`: the champion, or a challenger registered after it (rejected or
+    waiting). A grown window is measured against it, so a rejected challenger is not trained again at once."""
+    newer = [
+        v
+        for v in services.registry.list_versions(spec.name)
+        if v.version >= champion.version and v.window_end is not None and v.window_end <= end and v.row_count
+    ]
+    return max(newer, key=lambda v: v.version, default=None)
 
 
 def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
@@ -309,7 +354,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
     from modelgate.loop import fit_challenger
     from modelgate.training import code_version
 
-    window = training_window(spec, run.interval.end, params.window_days)
+    window = retrain_span(spec, run, services, params)
     source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
     existing = services.registry.find_by_source(spec.name, source)
     if existing is not None:
@@ -387,7 +432,7 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already the champion", promote=True)
     if challenger.status is VersionStatus.REJECTED:
         return _settled(spec, challenger, "already rejected", promote=False)
-    window = training_window(spec, run.interval.end, params.window_days)
+    window = retrain_span(spec, run, services, params)
     frame = load_window(spec, window, url=services.data_url)
     challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
     champion_model = None

@@ -16,6 +16,8 @@ from typing import Any
 from modelgate.spec import HIGHER_IS_BETTER, Retrain
 from modelgate.spec import Evaluation as EvaluationPolicy
 
+WINDOW_GROWTH = 2.0  # a window holding this many times the champion's rows (no change since) retrains
+
 
 class RetrainReason(enum.StrEnum):
     FORCED = "forced"
@@ -24,6 +26,7 @@ class RetrainReason(enum.StrEnum):
     DECAY = "performance_decay"
     SETTLED = "change_settled"
     STALENESS = "champion_stale"
+    GROWN = "window_grown"
     NEW_DATA = "new_data"
     SKIP = "no_trigger"
 
@@ -63,6 +66,10 @@ class RetrainInputs:
     new_rows: int | None = None  # rows since the champion's training window ended
     decay: DecayEvidence | None = None  # the champion on the newest labelled interval, when measurable
     unsettled_change: dt.datetime | None = None  # see `loop.unsettled_change`
+    window_rows: int | None = None  # rows in the training window a retrain would use now (`loop.training_span`)
+    trained_rows: int | None = None  # rows the newest model was trained on (the champion, or a challenger since)
+    rows_since_trained: int | None = None  # rows of the window newer than that model's
+    window_full: bool = False  # the window spans `max_window_days`: it can only slide now
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,21 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
                 True,
                 RetrainReason.STALENESS,
                 f"champion is {inputs.champion_age_days:.1f} days old (max {policy.max_age_days})",
+            )
+    grown, trained, newer = inputs.window_rows, inputs.trained_rows, inputs.rows_since_trained
+    if grown is not None and trained and newer:  # nothing newer than the newest model: nothing to learn
+        if grown >= WINDOW_GROWTH * trained:
+            return RetrainDecision(
+                True,
+                RetrainReason.GROWN,
+                f"the window since the last change holds {grown} rows, {grown / trained:.1f}x the {trained} the "
+                "newest model was trained on",
+            )
+        if inputs.window_full and newer * WINDOW_GROWTH >= grown:
+            return RetrainDecision(
+                True,
+                RetrainReason.GROWN,
+                f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's",
             )
     if policy.new_rows_threshold is not None and inputs.new_rows is not None:
         if inputs.new_rows >= policy.new_rows_threshold:
@@ -229,11 +251,14 @@ def champion_doubt(reason: RetrainReason | str) -> str | None:
     change the champion's window straddles are evidence against the champion itself; staleness and new data
     only suggest looking. With such evidence a challenger fitted on newer rows need not win significantly,
     only be non-inferior (see `decide_promotion`): the rows it was fitted on are closer to what it will serve.
+    A grown window is the same kind of reason: the challenger saw at least twice the rows of the concept the
+    champion serves, so a tie goes to the better-informed model.
     """
     return {
         RetrainReason.DECAY.value: "the champion has measurably decayed",
         RetrainReason.DRIFT.value: "the inputs drifted from the champion's training rows",
         RetrainReason.SETTLED.value: "the champion was trained across a change",
+        RetrainReason.GROWN.value: "the challenger saw twice the champion's rows, none from before a change",
     }.get(str(reason))
 
 

@@ -27,6 +27,7 @@ from modelgate.loop import (
     judge,
     last_drift_retrain,
     live_drift_flags,
+    training_span,
     unsettled_change,
 )
 from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
@@ -94,6 +95,7 @@ class _State:
     versions: int = 0
     timeline: list[tuple[dt.datetime, bool, int]] = field(default_factory=list)  # (end, drifted, champion)
     decisions: list[DecisionMark] = field(default_factory=list)
+    trained: tuple[int, dt.datetime] | None = None  # (rows, window end) of the newest model trained
 
 
 def intervals(start: dt.datetime, end: dt.datetime, every: dt.timedelta) -> list[Interval]:
@@ -193,7 +195,8 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     from modelgate.evaluation import EvaluationError
     from modelgate.training import TrainingError
 
-    window = _window(spec, frame, interval.end)
+    span = training_span(spec, state.decisions, interval.end)
+    window = _rows(frame, spec, span)
     champion = state.champion
     policy = spec.retrain
     drift_flags: list[bool] = []
@@ -201,6 +204,8 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     age = new_rows = None
     performance = None
     change = None
+    window_rows = trained_rows = rows_since = None
+    window_full = False
     if champion is not None:
         drift_flags = live_drift_flags(
             [DriftMark(end, drifted, version) for end, drifted, version in state.timeline if end <= interval.end],
@@ -215,13 +220,18 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
             performance = absolute_performance(spec, champion.model, window)
             decay = decay_evidence(spec, champion.model, champion.score, window, interval.start)
-        span = dt.timedelta(days=spec.window_days)
+        fixed = dt.timedelta(days=spec.window_days)
         change = unsettled_change(
             state.decisions,
             champion_window=(champion.window_start, champion.window_end),
-            window_start=interval.end - span,
-            window=span,
+            window_start=interval.end - fixed,
+            window=fixed,
         )
+        if span.end - span.start > fixed and not window.empty and state.trained is not None:
+            window_rows = len(window)
+            window_full = span.end - span.start >= dt.timedelta(days=spec.longest_window_days)
+            trained_rows, trained_end = state.trained
+            rows_since = int((window[spec.time_column] >= trained_end).sum())
     inputs = RetrainInputs(
         force=False,
         has_champion=champion is not None,
@@ -231,15 +241,22 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         new_rows=new_rows,
         decay=decay,
         unsettled_change=change,
+        window_rows=window_rows,
+        trained_rows=trained_rows,
+        rows_since_trained=rows_since,
+        window_full=window_full,
     )
     decision = decide_retrain(policy, inputs)
     state.decisions.append(DecisionMark(interval.start, interval.end, decision.retrain, decision.reason.value))
     if not decision.retrain:
         return decision.reason.value, False, False
+    span = training_span(spec, state.decisions, interval.end)  # the run's own decision may anchor it
+    window = _rows(frame, spec, span)
     try:
         challenger = fit_challenger(spec, window)
     except TrainingError:
         return decision.reason.value, False, False
+    state.trained = (len(window), interval.end)  # the newest model trained, promoted or not (the registry's)
     state.versions += 1
     try:
         judged = judge(
@@ -260,7 +277,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             state.versions,
             challenger.served.pipeline,
             challenger.reference,
-            interval.end - dt.timedelta(days=spec.window_days),
+            span.start,
             interval.end,
             None if holdout is None else ChampionScore(holdout, interval.end),
         )

@@ -332,6 +332,12 @@ class ModelSpec(_Strict):
     catchup: bool = Field(False, description="run every interval since start_date, in order, once unpaused")
     paused_upon_creation: bool = Field(True, description="whether a new Airflow sees the model's DAGs paused")
     window_days: int = Field(28, ge=1)
+    max_window_days: int | None = Field(
+        None,
+        ge=1,
+        description="how far the training window may grow while no change is detected (default 4 x window_days; "
+        "equal to window_days: a fixed window)",
+    )
     holdout_fraction: float = Field(0.25, gt=0, lt=0.9)
     refit: bool = Field(
         True,
@@ -372,8 +378,15 @@ class ModelSpec(_Strict):
     def approval_wait(self) -> dt.timedelta | None:
         return None if self.approval_timeout is None else parse_duration(self.approval_timeout)
 
+    @property
+    def longest_window_days(self) -> int:
+        """The most a training window may span: `max_window_days`, by default four windows."""
+        return self.max_window_days if self.max_window_days is not None else 4 * self.window_days
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ModelSpec:
+        if self.max_window_days is not None and self.max_window_days < self.window_days:
+            raise ValueError(f"max_window_days ({self.max_window_days}) is below window_days ({self.window_days})")
         names = [f.name for f in self.features]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
