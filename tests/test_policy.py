@@ -27,6 +27,11 @@ POLICY = Retrain(
 )
 
 
+def _held(**inputs: object) -> RetrainInputs:
+    """A champion in place and nothing forced: the inputs a window-growth row varies."""
+    return RetrainInputs(force=False, has_champion=True, **inputs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("inputs", "reason"),
     [
@@ -55,56 +60,19 @@ POLICY = Retrain(
             ),
             RetrainReason.DRIFT,
         ),
-        (
-            RetrainInputs(
-                force=False,
-                has_champion=True,
-                champion_age_days=10,
-                window_rows=2000,
-                trained_rows=1000,
-                rows_since_trained=300,
-            ),
-            RetrainReason.GROWN,
-        ),
+        (_held(champion_age_days=10, window_rows=2000, trained_rows=1000, rows_since_trained=300), RetrainReason.GROWN),
         (  # a re-run of the interval the newest model was trained on: no newer rows, nothing to learn
-            RetrainInputs(force=False, has_champion=True, window_rows=2000, trained_rows=1000, rows_since_trained=0),
+            _held(window_rows=2000, trained_rows=1000, rows_since_trained=0),
             RetrainReason.SKIP,
         ),
-        (
-            RetrainInputs(
-                force=False,
-                has_champion=True,
-                champion_age_days=10,
-                window_rows=1999,
-                trained_rows=1000,
-                rows_since_trained=300,
-            ),
-            RetrainReason.SKIP,
-        ),
-        (  # at max_window_days the window slides: half of it newer than the champion's retrains
-            RetrainInputs(
-                force=False,
-                has_champion=True,
-                window_rows=900,
-                trained_rows=900,
-                window_full=True,
-                rows_since_trained=450,
-            ),
+        (_held(champion_age_days=10, window_rows=1999, trained_rows=1000, rows_since_trained=300), RetrainReason.SKIP),
+        (  # at max_window_days the window slides: half of it newer than the newest model's retrains
+            _held(window_rows=900, trained_rows=900, window_full=True, rows_since_trained=450),
             RetrainReason.GROWN,
         ),
-        (
-            RetrainInputs(
-                force=False,
-                has_champion=True,
-                window_rows=900,
-                trained_rows=900,
-                window_full=True,
-                rows_since_trained=449,
-            ),
-            RetrainReason.SKIP,
-        ),
+        (_held(window_rows=900, trained_rows=900, window_full=True, rows_since_trained=449), RetrainReason.SKIP),
         (  # not at the cap yet: only doubling counts
-            RetrainInputs(force=False, has_champion=True, window_rows=900, trained_rows=900, rows_since_trained=800),
+            _held(window_rows=900, trained_rows=900, rows_since_trained=800),
             RetrainReason.SKIP,
         ),
         (  # a champion registered without a row count never counts as outgrown
