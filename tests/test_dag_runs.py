@@ -236,6 +236,14 @@ def test_a_no_champion_trains_and_promotes(fresh_world: dict[str, Any]) -> None:
     champion = world["registry"].get_champion("churn")
     assert champion is not None and champion.version == 1
     assert champion.window_start == sunday(1, 4) and champion.window_end == sunday(2, 1)
+    # the quality gate ran before the decision, on the window it started from (up to four windows: nothing
+    # decided yet); no champion then anchored the training window at four weeks. The tag finds its Data Docs.
+    assert champion.tags["quality_window"] == f"{sunday(2, 1) - dt.timedelta(days=112):%Y%m%dT%H%M}-20260201T0000"
+    from modelgate.report_store import ReportStore
+    from modelgate.ui import version_reports
+
+    links = version_reports(world["registry"], champion, lambda path: path, ReportStore.from_env())
+    assert any(link.what == "training data quality (Data Docs)" for link in links)
     assert champion.reference_uri and champion.data_fingerprint and champion.code_version == "tests"
     promote = world["registry"].history("churn", kinds=["promote"])[-1]
     assert promote.run.dag_id == "modelgate_retrain__churn" and promote.verdict["decision"] == "promote"

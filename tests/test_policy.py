@@ -350,7 +350,7 @@ END = dt.datetime(2026, 6, 7, tzinfo=dt.UTC)
         ([], {}, 16),  # nothing detected yet: the longest window (4 x 28 days)
         ([_mark(10, "no_champion")], {}, 11),  # grown since the first champion's interval began
         ([_mark(10, "no_champion"), _mark(6, "performance_decay")], {}, 7),  # measured decay resets it
-        ([_mark(10, "no_champion"), _mark(6, "drift")], {}, 11),  # drift of the inputs alone does not
+        ([_mark(10, "no_champion"), _mark(6, "drift")], {}, 7),  # and so does drift of the inputs
         ([_mark(2, "performance_decay")], {}, 4),  # a recent change: never shorter than window_days
         ([_mark(0, "performance_decay")], {}, 4),  # this interval's own decision anchors it too
         ([_mark(30, "performance_decay")], {}, 16),  # never longer than max_window_days

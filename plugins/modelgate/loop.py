@@ -273,9 +273,9 @@ def unsettled_change(
     return change
 
 
-# where a window may start: labels showed the concept changed, or the first champion was trained. Drift of the
-# inputs alone does not cut the window (the concept may hold; if it does not, the labels will show it).
-_ANCHORS = frozenset({RetrainReason.DECAY.value, RetrainReason.NO_CHAMPION.value})
+# where a window may start: a change was detected (decay in the labels, drift of the inputs) and answered by a
+# retrain, or the first champion was trained
+_ANCHORS = _CHANGE | {RetrainReason.NO_CHAMPION.value}
 
 
 def training_span(
@@ -283,9 +283,9 @@ def training_span(
 ) -> Interval:
     """The rows a retrain ending at `end` trains on: `window_days`, grown while no change has been detected.
 
-    The window reaches back to the start of the newest interval whose measured decay triggered a retrain
-    (or that trained the first champion), so it never mixes in rows from before a change the labels showed;
-    it is at least `window_days` and at most `longest_window_days` long. Decisions ending after `end` are ignored. An
+    The window reaches back to the start of the newest interval whose decay or drift triggered a retrain
+    (or that trained the first champion), so it never mixes in rows from before a detected change; it is at
+    least `window_days` and at most `longest_window_days` long. Decisions ending after `end` are ignored. An
     explicit `window_days` (the retrain DAG's param) fixes the window instead.
     """
     if window_days is not None:

@@ -304,6 +304,14 @@ def _decision_marks(services: Services, spec: ModelSpec, *, before: dt.datetime)
     ]
 
 
+def quality_span(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> Interval:
+    """The window the training quality gate checks, before this interval's decision exists: the one the
+    decision starts from. The run's own decision can only shorten it, so it holds every row trained on."""
+    return training_span(
+        spec, _decision_marks(services, spec, before=run.interval.end), run.interval.end, window_days=params.window_days
+    )
+
+
 def retrain_span(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> Interval:
     """The window this interval's retrain trains and judges on: grown since the last change (this interval's
     own decision included), or fixed by the `window_days` param. The same for every task of the run."""
@@ -389,6 +397,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
                 "holdout_rows": str(challenger.holdout_rows),
                 "task": spec.task.value,
                 "refit": "true" if holdout_artifact is not None else "false",
+                "quality_window": quality_span(spec, run, services, params).label,  # where its Data Docs are
             },
             window_start=window.start,
             window_end=window.end,

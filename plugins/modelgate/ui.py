@@ -244,11 +244,14 @@ def version_reports(
 ) -> list[ReportLink]:
     """The reports about this version: the Data Docs of its training window, the comparison reports of its
     verdicts, and the drift reports and Data Docs of the intervals it was champion for (newest first)."""
+    from modelgate.data import Interval
     from modelgate.registry.monitoring import MonitoringStore
 
     out = []
     if store is not None and version.window_start and version.window_end:
-        docs = _data_docs(store, version.model, "training", version.window_start, version.window_end)
+        # the gate checked the window the decision started from (it holds this version's rows), named in a tag
+        label = version.tags.get("quality_window") or Interval(version.window_start, version.window_end).label
+        docs = _data_docs(store, version.model, "training", label)
         if docs is not None:
             out.append(ReportLink("training data quality (Data Docs)", version.window_end, *docs))
     for event in registry.history(version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value]):
@@ -261,19 +264,15 @@ def version_reports(
         if row.report_uri:
             out.append(ReportLink("drift", row.interval_end, Path(row.report_uri).name, url_of(row.report_uri)))
         if store is not None:
-            docs = _data_docs(store, version.model, "monitor", row.interval_start, row.interval_end)
+            docs = _data_docs(store, version.model, "monitor", Interval(row.interval_start, row.interval_end).label)
             if docs is not None:
                 out.append(ReportLink("data quality (Data Docs)", row.interval_end, *docs))
     return out
 
 
-def _data_docs(
-    store: ReportStore, model: str, stage: str, start: dt.datetime, end: dt.datetime
-) -> tuple[str, str] | None:
-    """(name, URL) of the Data Docs validation page a quality check stored for this window, if any."""
-    from modelgate.data import Interval
-
-    page = store.first_page(f"{model}/quality/{stage}/{Interval(start, end).label}")
+def _data_docs(store: ReportStore, model: str, stage: str, label: str) -> tuple[str, str] | None:
+    """(name, URL) of the Data Docs validation page a quality check stored for this window label, if any."""
+    page = store.first_page(f"{model}/quality/{stage}/{label}")
     return None if page is None else (Path(page).name, f"{REPORTS_URL}/{page}")
 
 

@@ -277,11 +277,11 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         @task
         def training_data_quality(**context: Any) -> dict[str, Any]:
-            from modelgate.data import training_window
+            from modelgate.pipeline import quality_span
 
             with fail_fast():
                 run = _run(spec, context)
-                window = training_window(spec, run.interval.end, params_of(context).window_days)
+                window = quality_span(spec, run, _services(spec, include_dir), params_of(context))
                 return _quality(spec, include_dir, window, "training", context)
 
         @task.branch
