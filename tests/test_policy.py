@@ -12,6 +12,7 @@ from modelgate.policy import (
     RetrainInputs,
     RetrainReason,
     SliceComparison,
+    WindowGrowth,
     decide_promotion,
     decide_retrain,
 )
@@ -27,9 +28,23 @@ POLICY = Retrain(
 )
 
 
-def _held(**inputs: object) -> RetrainInputs:
-    """A champion in place and nothing forced: the inputs a window-growth row varies."""
-    return RetrainInputs(force=False, has_champion=True, **inputs)  # type: ignore[arg-type]
+def _held(
+    window: int,
+    trained: int,
+    since: int,
+    *,
+    full: bool = False,
+    age: float | None = None,
+    drift: list[bool] | None = None,
+) -> RetrainInputs:
+    """A champion in place and nothing forced, with a window grown to `window` rows against `trained`."""
+    return RetrainInputs(
+        force=False,
+        has_champion=True,
+        champion_age_days=age,
+        drift_flags=drift or [],
+        growth=WindowGrowth(window_rows=window, trained_rows=trained, rows_since_trained=since, full=full),
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,31 +75,31 @@ def _held(**inputs: object) -> RetrainInputs:
             ),
             RetrainReason.DRIFT,
         ),
-        (_held(champion_age_days=10, window_rows=2000, trained_rows=1000, rows_since_trained=300), RetrainReason.GROWN),
+        (_held(2000, 1000, 300, age=10), RetrainReason.GROWN),
         (  # a re-run of the interval the newest model was trained on: no newer rows, nothing to learn
-            _held(window_rows=2000, trained_rows=1000, rows_since_trained=0),
+            _held(2000, 1000, 0),
             RetrainReason.SKIP,
         ),
-        (_held(champion_age_days=10, window_rows=1999, trained_rows=1000, rows_since_trained=300), RetrainReason.SKIP),
+        (_held(1999, 1000, 300, age=10), RetrainReason.SKIP),
         (  # at max_window_days the window slides: half of it newer than the newest model's retrains
-            _held(window_rows=900, trained_rows=900, window_full=True, rows_since_trained=450),
+            _held(900, 900, 450, full=True),
             RetrainReason.GROWN,
         ),
-        (_held(window_rows=900, trained_rows=900, window_full=True, rows_since_trained=449), RetrainReason.SKIP),
+        (_held(900, 900, 449, full=True), RetrainReason.SKIP),
         (  # not at the cap yet: only doubling counts
-            _held(window_rows=900, trained_rows=900, rows_since_trained=800),
+            _held(900, 900, 800),
             RetrainReason.SKIP,
         ),
-        (  # a champion registered without a row count never counts as outgrown
-            RetrainInputs(force=False, has_champion=True, window_rows=5000, trained_rows=None),
+        (  # a model trained on no rows never counts as outgrown
+            _held(5000, 0, 300),
             RetrainReason.SKIP,
         ),
         (  # staleness is the older rule and keeps its place before growth
-            RetrainInputs(force=False, has_champion=True, champion_age_days=31, window_rows=2000, trained_rows=100),
+            _held(2000, 100, 300, age=31),
             RetrainReason.STALENESS,
         ),
         (
-            RetrainInputs(force=False, has_champion=True, drift_flags=[True, True], window_rows=9000, trained_rows=10),
+            _held(9000, 10, 300, drift=[True, True]),
             RetrainReason.DRIFT,
         ),
     ],
@@ -323,10 +338,7 @@ def test_which_triggers_count_against_the_champion(reason: RetrainReason, doubte
 
 
 def test_grown_window_detail_records_the_rows() -> None:
-    decision = decide_retrain(
-        Retrain(),
-        RetrainInputs(force=False, has_champion=True, window_rows=3360, trained_rows=1344, rows_since_trained=336),
-    )
+    decision = decide_retrain(Retrain(), _held(3360, 1344, 336))
     assert decision.retrain and decision.reason is RetrainReason.GROWN
     assert "3360 rows, 2.5x the 1344 the newest model was trained on" in decision.detail
 
@@ -350,7 +362,8 @@ END = dt.datetime(2026, 6, 7, tzinfo=dt.UTC)
         ([], {}, 16),  # nothing detected yet: the longest window (4 x 28 days)
         ([_mark(10, "no_champion")], {}, 11),  # grown since the first champion's interval began
         ([_mark(10, "no_champion"), _mark(6, "performance_decay")], {}, 7),  # measured decay resets it
-        ([_mark(10, "no_champion"), _mark(6, "drift")], {}, 7),  # and so does drift of the inputs
+        ([_mark(10, "no_champion"), _mark(6, "drift")], {}, 11),  # drift of the inputs alone does not
+        ([_mark(10, "no_champion"), _mark(2, "change_settled")], {}, 6),  # settling: its own window_days
         ([_mark(2, "performance_decay")], {}, 4),  # a recent change: never shorter than window_days
         ([_mark(0, "performance_decay")], {}, 4),  # this interval's own decision anchors it too
         ([_mark(30, "performance_decay")], {}, 16),  # never longer than max_window_days
@@ -370,6 +383,31 @@ def test_training_span_grows_from_the_last_change(decisions: list, kwargs: dict,
     assert span.end == END and span.end - span.start == dt.timedelta(weeks=weeks)
     fixed = training_span(spec.model_copy(update={"max_window_days": spec.window_days}), decisions, END)
     assert fixed.end - fixed.start == dt.timedelta(days=spec.window_days)  # max_window_days = window_days: fixed
+
+
+def test_window_growth_counts_the_rows_against_the_newest_model() -> None:
+    import pandas as pd
+
+    from modelgate.data import Interval
+    from modelgate.loop import window_growth
+    from modelgate.spec import parse_spec
+    from tests.conftest import REPO_ROOT
+
+    spec = parse_spec((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    days = pd.date_range(END - dt.timedelta(weeks=16), END, freq="6h", inclusive="left", tz="UTC")
+    frame = pd.DataFrame({spec.time_column: days})
+    trained_end = END - dt.timedelta(weeks=2)
+    grown = Interval(END - dt.timedelta(weeks=10), END)
+    rows = frame[frame[spec.time_column] >= grown.start]
+    growth = window_growth(spec, grown, rows, trained_rows=112, trained_end=trained_end)
+    assert growth == WindowGrowth(window_rows=280, trained_rows=112, rows_since_trained=56, full=False)
+    longest = Interval(END - dt.timedelta(weeks=16), END)
+    full = window_growth(spec, longest, frame, trained_rows=112, trained_end=trained_end)
+    assert full is not None and full.full and full.window_rows == 448
+    fixed = Interval(END - dt.timedelta(weeks=4), END)
+    assert window_growth(spec, fixed, frame, trained_rows=112, trained_end=trained_end) is None  # not grown
+    assert window_growth(spec, grown, rows, trained_rows=None, trained_end=trained_end) is None  # no row count
+    assert window_growth(spec, grown, rows.iloc[:0], trained_rows=112, trained_end=trained_end) is None  # no rows
 
 
 def test_max_window_days_cannot_be_below_window_days() -> None:

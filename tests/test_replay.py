@@ -143,3 +143,29 @@ def test_unsettled_change_retrains_once_when_the_window_has_left_the_change_behi
         is None
     )
     assert unsettled_change(history, champion_window=(at(9), at(12)), window_start=at(13) - span, window=span) is None
+
+
+def test_the_absolute_threshold_reads_the_fixed_window_not_the_grown_one() -> None:
+    """`performance_threshold` is measured on the holdout of the last `window_days`, however far the window grew."""
+    from modelgate.data import Interval, training_window
+    from modelgate.loop import absolute_performance
+    from modelgate.training import train
+
+    spec = synthetic_spec().model_copy(
+        update={
+            "retrain": synthetic_spec().retrain.model_copy(
+                update={"performance_metric": "accuracy", "performance_threshold": 0.6}
+            )
+        }
+    )
+    frame = synthetic("abrupt", seed=0, weeks=80)
+    model = train(spec, frame[frame["t"] < START + dt.timedelta(weeks=20)]).pipeline
+    end = START + dt.timedelta(weeks=80)
+    grown = frame[frame["t"] >= end - dt.timedelta(weeks=16)]
+    fixed = training_window(spec, end)
+    on_fixed = absolute_performance(spec, model, grown, fixed)
+    alone = absolute_performance(spec, model, grown[grown["t"] >= fixed.start], Interval(fixed.start, fixed.end))
+    on_grown = absolute_performance(spec, model, grown, Interval(grown["t"].min(), end))
+    assert on_fixed is not None and on_grown is not None
+    assert on_fixed == alone  # the rows before the fixed window are not read
+    assert on_fixed != on_grown

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, split_holdout, training_window
-from modelgate.policy import DecayEvidence, RetrainReason, Verdict, decide_promotion
+from modelgate.policy import DecayEvidence, RetrainReason, Verdict, WindowGrowth, decide_promotion
 from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
 from modelgate.training import TrainedModel, predict_scores, reference_sample, train
 
@@ -158,14 +158,16 @@ def decay_evidence(
     return DecayEvidence(name, reference.value, observed, bound, len(rows), higher)
 
 
-def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> float | None:
-    """The absolute-threshold trigger's input: the champion's `performance_metric` on the window's holdout rows."""
+def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame, fixed: Interval) -> float | None:
+    """The absolute-threshold trigger's input: the champion's `performance_metric` on the holdout rows of the
+    `fixed` window (`window_days` long), however far the training window has grown."""
     from modelgate.evaluation import metric
 
     policy = spec.retrain
     if not policy.performance_metric or policy.performance_threshold is None or frame.empty:
         return None
-    _, recent = split_holdout(spec, frame)
+    times = frame[spec.time_column]
+    _, recent = split_holdout(spec, frame[(times >= fixed.start) & (times < fixed.end)])
     labelled = recent.dropna(subset=[spec.target])
     if not len(labelled) or labelled[spec.target].nunique() < 2:
         return None
@@ -273,9 +275,20 @@ def unsettled_change(
     return change
 
 
-# where a window may start: a change was detected (decay in the labels, drift of the inputs) and answered by a
-# retrain, or the first champion was trained
-_ANCHORS = _CHANGE | {RetrainReason.NO_CHAMPION.value}
+# where a window may start: labels showed a change (the champion decayed) and a retrain answered it, or the
+# first champion was trained. Drift alone does not restart it: moved inputs (a season) need not mean old rows
+# have become wrong, and when they have, the labels show it.
+_ANCHORS = frozenset({RetrainReason.DECAY.value, RetrainReason.NO_CHAMPION.value})
+
+
+def _anchor(spec: ModelSpec, decision: DecisionMark) -> dt.datetime | None:
+    if not decision.retrain:
+        return None
+    if decision.reason in _ANCHORS:
+        return decision.interval_start
+    if decision.reason == RetrainReason.SETTLED.value:  # it trains on rows since the change alone (`unsettled_change`)
+        return decision.interval_end - dt.timedelta(days=spec.window_days)
+    return None
 
 
 def training_span(
@@ -283,8 +296,9 @@ def training_span(
 ) -> Interval:
     """The rows a retrain ending at `end` trains on: `window_days`, grown while no change has been detected.
 
-    The window reaches back to the start of the newest interval whose decay or drift triggered a retrain
-    (or that trained the first champion), so it never mixes in rows from before a detected change; it is at
+    The window reaches back to the start of the newest interval whose decay triggered a retrain (or that
+    trained the first champion), so it never mixes in rows from before a change the labels showed; a retrain
+    that settled a change restarts it at its own `window_days`, which hold only rows since the change. It is at
     least `window_days` and at most `longest_window_days` long. Decisions ending after `end` are ignored. An
     explicit `window_days` (the retrain DAG's param) fixes the window instead.
     """
@@ -292,7 +306,32 @@ def training_span(
         return training_window(spec, end, window_days)
     short = end - dt.timedelta(days=spec.window_days)
     start = end - dt.timedelta(days=spec.longest_window_days)
-    anchors = [d.interval_start for d in decisions if d.retrain and d.reason in _ANCHORS and d.interval_end <= end]
+    anchors = [a for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
     if anchors:
         start = max(start, *anchors)
     return Interval(min(start, short), end)
+
+
+def window_growth(
+    spec: ModelSpec,
+    span: Interval,
+    frame: pd.DataFrame,
+    *,
+    trained_rows: int | None,
+    trained_end: dt.datetime | None,
+) -> WindowGrowth | None:
+    """The `window_grown` trigger's input: the rows of `span` (from `training_span`) against the newest model's.
+
+    None while the window is no longer than `window_days` (nothing has grown), when it holds no rows, or when
+    the newest model trained has no row count or window end (registered from outside the loop).
+    """
+    if span.end - span.start <= dt.timedelta(days=spec.window_days) or frame.empty:
+        return None
+    if not trained_rows or trained_end is None:
+        return None
+    return WindowGrowth(
+        window_rows=len(frame),
+        trained_rows=trained_rows,
+        rows_since_trained=int((frame[spec.time_column] >= trained_end).sum()),
+        full=span.end - span.start >= dt.timedelta(days=spec.longest_window_days),
+    )

@@ -26,6 +26,7 @@ from modelgate.loop import (
     live_drift_flags,
     training_span,
     unsettled_change,
+    window_growth,
 )
 from modelgate.policy import (
     RetrainDecision,
@@ -198,7 +199,7 @@ def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
 
 def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
     """Gather the trigger inputs, decide, and record the decision for this interval."""
-    prior = _decision_marks(services, spec, before=run.interval.end)
+    prior = _before(_decision_marks(services, spec, through=run.interval.end), run.interval.end)
     window = training_span(spec, prior, run.interval.end, window_days=params.window_days)
     champion = _champion(services, spec)
     policy = spec.retrain
@@ -209,8 +210,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     age_days = None
     decay = None
     change = None
-    window_rows = trained_rows = rows_since = None
-    window_full = False
+    growth = None
     if champion is not None and not params.force:
         decisions = prior
         rearmed = last_drift_retrain(decisions)
@@ -237,15 +237,11 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         if champion.window_end is not None and not frame.empty:
             new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
         newest = _newest_trained(services, spec, champion, run.interval.end)
-        if window.end - window.start > fixed.end - fixed.start and newest is not None:  # the window may grow
-            window_rows = len(frame)
-            window_full = window.end - window.start >= dt.timedelta(days=spec.longest_window_days)
-            trained_rows = newest.row_count
-            if newest.window_end is not None and not frame.empty:
-                rows_since = int((frame[spec.time_column] >= newest.window_end).sum())
+        if params.window_days is None and newest is not None:  # the param fixes the window: it cannot grow
+            growth = window_growth(spec, window, frame, trained_rows=newest.row_count, trained_end=newest.window_end)
         if (policy.performance_metric or reference is not None) and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
-            performance = absolute_performance(spec, model, frame)
+            performance = absolute_performance(spec, model, frame, fixed)
             decay = decay_evidence(spec, model, reference, frame, run.interval.start)
         inputs_extra = {
             "champion_version": champion.version,
@@ -262,10 +258,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         new_rows=new_rows,
         decay=decay,
         unsettled_change=change,
-        window_rows=window_rows,
-        trained_rows=trained_rows,
-        rows_since_trained=rows_since,
-        window_full=window_full,
+        growth=growth,
     )
     decision = decide_retrain(policy, inputs)
     services.monitoring.record_decision(
@@ -283,10 +276,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 "champion_performance": performance,
                 "champion_age_days": age_days,
                 "new_rows": new_rows,
-                "window_rows": inputs.window_rows,
-                "trained_rows": trained_rows,
-                "rows_since_trained": rows_since,
-                "window_full": window_full,
+                "growth": None if growth is None else dataclasses.asdict(growth),
                 "decay": None if decay is None else dataclasses.asdict(decay),
             },
         ),
@@ -296,27 +286,38 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     return decision
 
 
-def _decision_marks(services: Services, spec: ModelSpec, *, before: dt.datetime) -> list[DecisionMark]:
+def _decision_marks(services: Services, spec: ModelSpec, *, through: dt.datetime) -> list[DecisionMark]:
+    """The recorded retrain decisions of intervals ending at or before `through`."""
     return [
         DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason)
         for d in services.monitoring.decisions(spec.name)
-        if d.interval_end < before
+        if d.interval_end <= through
     ]
 
 
-def quality_span(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> Interval:
-    """The window the training quality gate checks, before this interval's decision exists: the one the
-    decision starts from. The run's own decision can only shorten it, so it holds every row trained on."""
-    return training_span(
-        spec, _decision_marks(services, spec, before=run.interval.end), run.interval.end, window_days=params.window_days
+def _before(marks: list[DecisionMark], end: dt.datetime) -> list[DecisionMark]:
+    """The decisions a run's own decision starts from: a re-run must not see the one its first try recorded."""
+    return [m for m in marks if m.interval_end < end]
+
+
+@dataclass(frozen=True)
+class RunWindows:
+    """The two windows of a retrain run, from the same recorded decisions (`loop.training_span`)."""
+
+    quality: Interval  # the one the decision starts from, checked before it: it holds every row trained on
+    training: Interval  # after this interval's decision (which may restart it): trained and judged on
+
+
+def run_windows(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RunWindows:
+    """The windows of this interval's retrain: grown since the last change, or fixed by the `window_days` param.
+
+    The same for every task of the run, and for every re-run of it."""
+    end = run.interval.end
+    marks = _decision_marks(services, spec, through=end)
+    return RunWindows(
+        quality=training_span(spec, _before(marks, end), end, window_days=params.window_days),
+        training=training_span(spec, marks, end, window_days=params.window_days),
     )
-
-
-def retrain_span(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> Interval:
-    """The window this interval's retrain trains and judges on: grown since the last change (this interval's
-    own decision included), or fixed by the `window_days` param. The same for every task of the run."""
-    decisions = _decision_marks(services, spec, before=run.interval.end + dt.timedelta(microseconds=1))
-    return training_span(spec, decisions, run.interval.end, window_days=params.window_days)
 
 
 def _newest_trained(
@@ -362,7 +363,8 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
     from modelgate.loop import fit_challenger
     from modelgate.training import code_version
 
-    window = retrain_span(spec, run, services, params)
+    windows = run_windows(spec, run, services, params)
+    window = windows.training
     source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
     existing = services.registry.find_by_source(spec.name, source)
     if existing is not None:
@@ -397,7 +399,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
                 "holdout_rows": str(challenger.holdout_rows),
                 "task": spec.task.value,
                 "refit": "true" if holdout_artifact is not None else "false",
-                "quality_window": quality_span(spec, run, services, params).label,  # where its Data Docs are
+                "quality_window": windows.quality.label,  # where its Data Docs are
             },
             window_start=window.start,
             window_end=window.end,
@@ -441,7 +443,7 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already the champion", promote=True)
     if challenger.status is VersionStatus.REJECTED:
         return _settled(spec, challenger, "already rejected", promote=False)
-    window = retrain_span(spec, run, services, params)
+    window = run_windows(spec, run, services, params).training
     frame = load_window(spec, window, url=services.data_url)
     challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
     champion_model = None

@@ -55,6 +55,34 @@ class DecayEvidence:
 
 
 @dataclass(frozen=True)
+class WindowGrowth:
+    """The training window grown since the last change, against the newest model trained (`loop.window_growth`).
+
+    That model is the champion, or a challenger trained after it (rejected or waiting): a rejected challenger
+    is not trained again until the window has outgrown it too.
+    """
+
+    window_rows: int  # rows in the window a retrain would use now (`loop.training_span`)
+    trained_rows: int  # rows the newest model was trained on
+    rows_since_trained: int  # rows of the window newer than that model's
+    full: bool  # the window spans `max_window_days`: it can only slide now
+
+    def outgrown(self) -> str | None:
+        """Why a model trained on this window would see enough more rows to retrain, or None."""
+        grown, trained, newer = self.window_rows, self.trained_rows, self.rows_since_trained
+        if not (trained and newer):  # nothing newer than the newest model: nothing to learn
+            return None
+        if grown >= WINDOW_GROWTH * trained:
+            return (
+                f"the window since the last change holds {grown} rows, {grown / trained:.1f}x the {trained} the "
+                "newest model was trained on"
+            )
+        if self.full and newer * WINDOW_GROWTH >= grown:
+            return f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's"
+        return None
+
+
+@dataclass(frozen=True)
 class RetrainInputs:
     """What the retrain decision looks at, gathered by the DAG before calling `decide_retrain`."""
 
@@ -66,10 +94,7 @@ class RetrainInputs:
     new_rows: int | None = None  # rows since the champion's training window ended
     decay: DecayEvidence | None = None  # the champion on the newest labelled interval, when measurable
     unsettled_change: dt.datetime | None = None  # see `loop.unsettled_change`
-    window_rows: int | None = None  # rows in the training window a retrain would use now (`loop.training_span`)
-    trained_rows: int | None = None  # rows the newest model was trained on (the champion, or a challenger since)
-    rows_since_trained: int | None = None  # rows of the window newer than that model's
-    window_full: bool = False  # the window spans `max_window_days`: it can only slide now
+    growth: WindowGrowth | None = None  # None while the window is fixed (not longer than `window_days`)
 
 
 @dataclass(frozen=True)
@@ -141,21 +166,9 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
                 RetrainReason.STALENESS,
                 f"champion is {inputs.champion_age_days:.1f} days old (max {policy.max_age_days})",
             )
-    grown, trained, newer = inputs.window_rows, inputs.trained_rows, inputs.rows_since_trained
-    if grown is not None and trained and newer:  # nothing newer than the newest model: nothing to learn
-        if grown >= WINDOW_GROWTH * trained:
-            return RetrainDecision(
-                True,
-                RetrainReason.GROWN,
-                f"the window since the last change holds {grown} rows, {grown / trained:.1f}x the {trained} the "
-                "newest model was trained on",
-            )
-        if inputs.window_full and newer * WINDOW_GROWTH >= grown:
-            return RetrainDecision(
-                True,
-                RetrainReason.GROWN,
-                f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's",
-            )
+    outgrown = inputs.growth.outgrown() if inputs.growth is not None else None
+    if outgrown is not None:
+        return RetrainDecision(True, RetrainReason.GROWN, outgrown)
     if policy.new_rows_threshold is not None and inputs.new_rows is not None:
         if inputs.new_rows >= policy.new_rows_threshold:
             return RetrainDecision(

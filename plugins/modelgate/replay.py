@@ -29,6 +29,7 @@ from modelgate.loop import (
     live_drift_flags,
     training_span,
     unsettled_change,
+    window_growth,
 )
 from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
 from modelgate.spec import ModelSpec, Task
@@ -204,8 +205,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     age = new_rows = None
     performance = None
     change = None
-    window_rows = trained_rows = rows_since = None
-    window_full = False
+    growth = None
     if champion is not None:
         drift_flags = live_drift_flags(
             [DriftMark(end, drifted, version) for end, drifted, version in state.timeline if end <= interval.end],
@@ -216,22 +216,19 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         )
         confirmed = champion.measured or champion.window_end
         age = (interval.end - confirmed).total_seconds() / 86400
+        fixed = training_window(spec, interval.end)
         if not window.empty:
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
-            performance = absolute_performance(spec, champion.model, window)
+            performance = absolute_performance(spec, champion.model, window, fixed)
             decay = decay_evidence(spec, champion.model, champion.score, window, interval.start)
-        fixed = dt.timedelta(days=spec.window_days)
         change = unsettled_change(
             state.decisions,
             champion_window=(champion.window_start, champion.window_end),
-            window_start=interval.end - fixed,
-            window=fixed,
+            window_start=fixed.start,
+            window=fixed.end - fixed.start,
         )
-        if span.end - span.start > fixed and not window.empty and state.trained is not None:
-            window_rows = len(window)
-            window_full = span.end - span.start >= dt.timedelta(days=spec.longest_window_days)
-            trained_rows, trained_end = state.trained
-            rows_since = int((window[spec.time_column] >= trained_end).sum())
+        trained_rows, trained_end = state.trained or (None, None)
+        growth = window_growth(spec, span, window, trained_rows=trained_rows, trained_end=trained_end)
     inputs = RetrainInputs(
         force=False,
         has_champion=champion is not None,
@@ -241,10 +238,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         new_rows=new_rows,
         decay=decay,
         unsettled_change=change,
-        window_rows=window_rows,
-        trained_rows=trained_rows,
-        rows_since_trained=rows_since,
-        window_full=window_full,
+        growth=growth,
     )
     decision = decide_retrain(policy, inputs)
     state.decisions.append(DecisionMark(interval.start, interval.end, decision.retrain, decision.reason.value))

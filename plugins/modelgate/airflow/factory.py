@@ -277,11 +277,11 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         @task
         def training_data_quality(**context: Any) -> dict[str, Any]:
-            from modelgate.pipeline import quality_span
+            from modelgate.pipeline import run_windows
 
             with fail_fast():
                 run = _run(spec, context)
-                window = quality_span(spec, run, _services(spec, include_dir), params_of(context))
+                window = run_windows(spec, run, _services(spec, include_dir), params_of(context)).quality
                 return _quality(spec, include_dir, window, "training", context)
 
         @task.branch
