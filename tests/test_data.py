@@ -132,6 +132,32 @@ def test_batch_rows_are_replaced_all_at_once_or_not_at_all(registry_url: str, tm
     registry.close()
 
 
+def test_a_refused_model_stops_the_read_ahead_and_writes_nothing(registry_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Reading starts while the model loads; a tampered artifact is refused, the reader stops, old rows stay."""
+    import threading
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    import numpy as np
+
+    from modelgate.deploy.batch import batch_predict, prediction_batch, write_batches
+    from modelgate.registry import ArtifactIntegrityError
+
+    write_days(registry_url, dt.date(2026, 1, 1), dt.date(2026, 1, 3), rows_per_day=400)
+    registry, artifacts = _champion(registry_url, tmp_path)
+    write_batches(registry, SPEC, WINDOW, [prediction_batch(SPEC, WINDOW, 1, ["a"], np.array([0.1]), [0.0])])
+    champion = registry.get_champion(SPEC.name)
+    path = Path(unquote(urlparse(champion.artifact_uri).path))
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+        batch_predict(SPEC, WINDOW, registry=registry, artifacts=artifacts, data_url=registry_url, chunk_rows=10)
+    assert not [t for t in threading.enumerate() if t.name == "modelgate-batch-read"]  # stopped, not leaked
+    with registry.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT row_id FROM batch_prediction")).scalars().all()
+    assert rows == ["a"]
+    registry.close()
+
+
 def test_risk_tiers_are_vectorised_and_nan_has_none() -> None:
     import numpy as np
 

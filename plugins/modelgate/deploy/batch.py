@@ -10,9 +10,11 @@ of rows; a failure part-way leaves the old ones.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,16 +90,17 @@ def batch_predict(
     champion = registry.get_champion(spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name} has no champion to score with")
-    estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
+    with _ReadAhead(_frames(spec, interval, data_url, chunk_rows)) as ahead:  # reading starts while the model loads
+        estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
 
-    def scored() -> Iterator[pa.RecordBatch]:
-        for frame in _prefetched(_frames(spec, interval, data_url, chunk_rows)):
-            scores = score_frame(spec, estimator, frame)
-            labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
-            ids = frame[spec.id_column].astype(str).to_numpy()
-            yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
+        def scored() -> Iterator[pa.RecordBatch]:
+            for frame in ahead:
+                scores = score_frame(spec, estimator, frame)
+                labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
+                ids = frame[spec.id_column].astype(str).to_numpy()
+                yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
 
-    rows = write_batches(registry, spec, interval, scored())
+        rows = write_batches(registry, spec, interval, scored())
     log.info("scored %s rows of %s with v%s for %s", rows, spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, rows, interval)
 
@@ -168,42 +171,55 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _prefetched(frames: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterator[Any]:
-    """Iterate `frames` on a thread of its own, at most `depth` ahead: reading overlaps scoring and writing.
+class _ReadAhead:
+    """Iterate `frames` on a thread of its own, at most `depth` ahead: reading overlaps loading the model,
+    scoring and writing. The thread starts at once; leaving the `with` block stops it.
 
-    An error in the reader is raised here; stopping early (an error downstream) stops the reader.
+    An error in the reader is raised where the frames are iterated; stopping early (an error downstream, or
+    the model refused before any frame was asked for) stops the reader.
     """
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def read() -> None:
+    def __init__(self, frames: Iterator[Any], depth: int = PREFETCH_BATCHES) -> None:
+        self._box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._frames = frames
+        self._reader = threading.Thread(target=self._read, name="modelgate-batch-read", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
         try:
-            for frame in frames:
-                while not stop.is_set():
+            for frame in self._frames:
+                while not self._stop.is_set():
                     try:
-                        box.put(("frame", frame), timeout=0.1)
+                        self._box.put(("frame", frame), timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-            box.put(("done", None))
+            self._box.put(("done", None))
         except BaseException as exc:  # handed to the consumer, raised there
-            box.put(("error", exc))
+            self._box.put(("error", exc))
 
-    reader = threading.Thread(target=read, name="modelgate-batch-read", daemon=True)
-    reader.start()
-    try:
+    def __iter__(self) -> Iterator[Any]:
         while True:
-            kind, item = box.get()
+            kind, item = self._box.get()
             if kind == "done":
                 return
             if kind == "error":
                 raise item
             yield item
-    finally:
-        stop.set()
-        reader.join(timeout=30)
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + 30  # a reader blocked on a full box sees the stop within 0.1 s
+        while self._reader.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                self._box.get_nowait()
+            self._reader.join(timeout=0.1)
 
 
 def prediction_batch(
