@@ -2,9 +2,10 @@
 
 The champion's artifact is checked against the registry's sha256 before anything is scored. Rows stream
 through read → score → write in Arrow record batches, so memory stays flat whatever the interval's size:
-a Postgres source is read with ADBC (binary COPY under the hood) on a thread of its own, each batch is
-scored as it arrives, and the scored batches are ingested (binary COPY again) into `batch_prediction` in
-one transaction that first deletes the interval's old rows. Re-running an interval leaves exactly one set
+a Postgres source is read with ADBC (binary COPY under the hood) on a thread of its own, starting while the
+model loads; each batch is scored on a second thread as it arrives; and the main thread ingests the scored
+batches (binary COPY again) into `batch_prediction` in one transaction that first deletes the interval's
+old rows. Re-running an interval leaves exactly one set
 of rows; a failure part-way leaves the old ones.
 """
 
@@ -100,7 +101,8 @@ def batch_predict(
                 ids = frame[spec.id_column].astype(str).to_numpy()
                 yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
 
-        rows = write_batches(registry, spec, interval, scored())
+        with _ReadAhead(scored()) as ready:  # scoring on a thread too: it overlaps the COPY of earlier batches
+            rows = write_batches(registry, spec, interval, ready)
     log.info("scored %s rows of %s with v%s for %s", rows, spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, rows, interval)
 
