@@ -5,8 +5,7 @@ through read → score → write in Arrow record batches, so memory stays flat w
 a Postgres source is read with ADBC (binary COPY under the hood) on a thread of its own, starting while the
 model loads; each batch is scored on a second thread as it arrives; and the main thread ingests the scored
 batches (binary COPY again) into `batch_prediction` in one transaction that first deletes the interval's
-old rows. Re-running an interval leaves exactly one set
-of rows; a failure part-way leaves the old ones.
+old rows. Re-running an interval leaves exactly one set of rows; a failure part-way leaves the old ones.
 """
 
 from __future__ import annotations
@@ -91,7 +90,8 @@ def batch_predict(
     champion = registry.get_champion(spec.name)
     if champion is None:
         raise NoChampion(f"{spec.name} has no champion to score with")
-    with _ReadAhead(_frames(spec, interval, data_url, chunk_rows)) as ahead:  # reading starts while the model loads
+    # reading starts while the model loads
+    with _ReadAhead(_frames(spec, interval, data_url, chunk_rows), name="read") as ahead:
         estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
 
         def scored() -> Iterator[pa.RecordBatch]:
@@ -101,7 +101,8 @@ def batch_predict(
                 ids = frame[spec.id_column].astype(str).to_numpy()
                 yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
 
-        with _ReadAhead(scored()) as ready:  # scoring on a thread too: it overlaps the COPY of earlier batches
+        # scoring on a thread too: it overlaps the COPY of earlier batches
+        with _ReadAhead(scored(), name="score") as ready:
             rows = write_batches(registry, spec, interval, ready)
     log.info("scored %s rows of %s with v%s for %s", rows, spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, rows, interval)
@@ -181,11 +182,11 @@ class _ReadAhead:
     the model refused before any frame was asked for) stops the reader.
     """
 
-    def __init__(self, frames: Iterator[Any], depth: int = PREFETCH_BATCHES) -> None:
+    def __init__(self, frames: Iterator[Any], *, name: str, depth: int = PREFETCH_BATCHES) -> None:
         self._box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._frames = frames
-        self._reader = threading.Thread(target=self._read, name="modelgate-batch-read", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"modelgate-batch-{name}", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
