@@ -615,7 +615,7 @@ def _policy_row(name: str, spec: Any, frame: Any, steps: list[Any]) -> dict[str,
             "modelgate_promotions": mine.promotions,
             "modelgate_alarms": mine.alarms,
             "every_retrains": every.retrains,
-            "accuracy_vs_every": round(mine.accuracy(common) - every.accuracy(common), 4),
+            "accuracy_vs_every": round(mine.accuracy(common) - every.accuracy(common), 6),  # a 1-row tie shows
             "retrains_vs_every": round(mine.retrains / max(every.retrains, 1), 3),
             "alarms_per_50": round(50 * mine.alarms / max(len(steps), 1), 2),
         }

@@ -239,7 +239,8 @@ def test_mcnemar_p_value_decides_for_accuracy() -> None:
 def _decay(observed: float, bound: float, *, reference: float = 0.80, rows: int = 300, higher: bool = True):
     from modelgate.policy import DecayEvidence
 
-    return DecayEvidence("roc_auc" if higher else "log_loss", reference, observed, bound, rows, higher)
+    since = dt.datetime(2024, 3, 4, tzinfo=dt.UTC)
+    return DecayEvidence("roc_auc" if higher else "log_loss", reference, observed, bound, rows, higher, since, 0.025)
 
 
 @pytest.mark.parametrize(
@@ -266,7 +267,8 @@ def test_decay_detail_records_the_numbers_and_comes_before_drift() -> None:
     decision = decide_retrain(Retrain(), inputs)
     assert decision.reason is RetrainReason.DECAY
     assert decision.detail == (
-        "champion roc_auc 0.7000 on the newest 300 labelled rows (95% upper bound 0.7400) is past 0.7600, "
+        "champion roc_auc 0.7000 on the 300 labelled rows since 2024-03-04 00:00 (97.5% upper bound 0.7400) is "
+        "past 0.7600, "
         "0.05 below its holdout score 0.8000"
     )
     off = decide_retrain(Retrain(decay_tolerance=None), inputs)

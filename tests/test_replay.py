@@ -169,3 +169,37 @@ def test_the_absolute_threshold_reads_the_fixed_window_not_the_grown_one() -> No
     assert on_fixed is not None and on_grown is not None
     assert on_fixed == alone  # the rows before the fixed window are not read
     assert on_fixed != on_grown
+
+
+def test_decay_is_tested_on_the_newest_interval_alone_as_well_at_half_the_level() -> None:
+    """An abrupt decay shows in the newest week before it shows in the weeks since the champion was trained;
+    each of the two looks is tested at half of `decay_significance`, so stationary rows alarm no more."""
+    from modelgate.loop import ChampionScore, decay_evidence, decay_metric, fit_challenger
+
+    spec = synthetic_spec()
+    frame = synthetic("abrupt", seed=0, weeks=80)  # the concept changes at week 40
+
+    def week(n: int) -> dt.datetime:
+        return START + dt.timedelta(weeks=n)
+
+    fitted = fit_challenger(spec, frame[(frame["t"] >= week(28)) & (frame["t"] < week(32))])
+    champion = fitted.served.pipeline
+    reference = ChampionScore(fitted.holdout_metrics[f"holdout_{decay_metric(spec)}"], week(32))
+    tolerance = spec.retrain.decay_tolerance
+    assert tolerance is not None
+    level = spec.retrain.decay_significance
+
+    # weeks 32..40 since training, the newest (week 40) after the change: only the newest look shows it
+    rows = frame[(frame["t"] >= week(32)) & (frame["t"] < week(41))]
+    newest = decay_evidence(spec, champion, reference, rows, week(40))
+    assert newest is not None and newest.decayed(tolerance)
+    assert (newest.since, newest.alpha, newest.rows) == (week(40), level / 2, 336)
+
+    # before the change: no look decays, and the longer one is recorded
+    calm = decay_evidence(spec, champion, reference, frame[frame["t"] < week(39)], week(38))
+    assert calm is not None and not calm.decayed(tolerance)
+    assert (calm.since, calm.alpha) == (week(32), level / 2)
+
+    # the newest interval is all the champion has not seen: one look, at the whole level
+    alone = decay_evidence(spec, champion, reference, rows[rows["t"] >= week(40)], week(32))
+    assert alone is not None and (alone.since, alone.alpha) == (week(32), level)

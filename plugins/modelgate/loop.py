@@ -127,17 +127,32 @@ class ChampionScore:
 def decay_evidence(
     spec: ModelSpec, model: Any, reference: ChampionScore | None, frame: pd.DataFrame, newest_start: dt.datetime
 ) -> DecayEvidence | None:
-    """The champion on the labelled rows since its holdout score was measured, against that score.
+    """The champion on labelled rows it has not seen, against its holdout score when it was trained.
 
-    The rows are those after the reference was measured (the champion's training window end), and at least
-    the newest interval's; a decay that a rejected challenger could not fix keeps triggering, so the loop
-    keeps trying while the champion stays measurably worse than it was.
+    Two looks: the rows since that score was measured (the champion's training window end), where a slow
+    decay adds up, and the newest interval's rows alone, where an abrupt one is not diluted by the weeks
+    before it. Each look is tested at half of `decay_significance` (Bonferroni), so two looks raise no more
+    false alarms than one. The look that shows decay is returned, else the longer one; a decay that a rejected
+    challenger could not fix keeps triggering, so the loop keeps trying while the champion stays worse.
     """
+    policy = spec.retrain
+    if policy.decay_tolerance is None or reference is None or frame.empty:
+        return None
+    since = [min(reference.measured_until, newest_start)]
+    if since[0] < newest_start:
+        since.append(newest_start)
+    alpha = policy.decay_significance / len(since)
+    looks = [e for e in (_decay_look(spec, model, reference, frame, start, alpha) for start in since) if e]
+    decayed = [e for e in looks if e.decayed(policy.decay_tolerance)]
+    return (decayed or looks)[0] if looks else None
+
+
+def _decay_look(
+    spec: ModelSpec, model: Any, reference: ChampionScore, frame: pd.DataFrame, since: dt.datetime, alpha: float
+) -> DecayEvidence | None:
+    """One look of `decay_evidence`: the champion on the labelled rows from `since` on, at level `alpha`."""
     from modelgate.evaluation import bootstrap_bound
 
-    if spec.retrain.decay_tolerance is None or reference is None or frame.empty:
-        return None
-    since = min(reference.measured_until, newest_start)
     rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
     y = rows[spec.target].to_numpy(dtype=float)
     if len(rows) < spec.retrain.decay_min_rows or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
@@ -149,13 +164,13 @@ def decay_evidence(
         y,
         predict_scores(spec, model, rows),
         samples=spec.evaluation.bootstrap_samples,
-        alpha=spec.retrain.decay_significance,
+        alpha=alpha,
         seed=spec.seed,
         upper=higher,
     )
     if not (math.isfinite(observed) and math.isfinite(bound)):
         return None
-    return DecayEvidence(name, reference.value, observed, bound, len(rows), higher)
+    return DecayEvidence(name, reference.value, observed, bound, len(rows), higher, since=since, alpha=alpha)
 
 
 def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame, fixed: Interval) -> float | None:

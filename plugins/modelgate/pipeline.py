@@ -199,8 +199,9 @@ def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
 
 def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
     """Gather the trigger inputs, decide, and record the decision for this interval."""
-    prior = _before(_decision_marks(services, spec, through=run.interval.end), run.interval.end)
-    window = training_span(spec, prior, run.interval.end, window_days=params.window_days)
+    marks = _decision_marks(services, spec, through=run.interval.end)
+    prior = _before(marks, run.interval.end)
+    window = _windows(spec, marks, run.interval.end, params).quality
     champion = _champion(services, spec)
     policy = spec.retrain
     inputs_extra: dict[str, Any] = {}
@@ -312,8 +313,11 @@ def run_windows(spec: ModelSpec, run: RunInfo, services: Services, params: Retra
     """The windows of this interval's retrain: grown since the last change, or fixed by the `window_days` param.
 
     The same for every task of the run, and for every re-run of it."""
-    end = run.interval.end
-    marks = _decision_marks(services, spec, through=end)
+    return _windows(spec, _decision_marks(services, spec, through=run.interval.end), run.interval.end, params)
+
+
+def _windows(spec: ModelSpec, marks: list[DecisionMark], end: dt.datetime, params: RetrainParams) -> RunWindows:
+    """`run_windows` from the decisions recorded through `end` (this interval's own included, once made)."""
     return RunWindows(
         quality=training_span(spec, _before(marks, end), end, window_days=params.window_days),
         training=training_span(spec, marks, end, window_days=params.window_days),

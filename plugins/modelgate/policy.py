@@ -33,10 +33,10 @@ class RetrainReason(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DecayEvidence:
-    """The champion on the newest interval's labelled rows against its own holdout score when it was trained.
+    """The champion on labelled rows since `since` against its own holdout score when it was trained.
 
-    `bound` is the one-sided bootstrap bound of `observed` on the champion's side (the upper bound when
-    higher is better): the champion has decayed only if even that bound is past the tolerated drop.
+    `bound` is the one-sided bootstrap bound of `observed` at level `alpha` on the champion's side (the upper
+    bound when higher is better): the champion has decayed only if even that bound is past the tolerated drop.
     """
 
     metric: str
@@ -45,6 +45,8 @@ class DecayEvidence:
     bound: float
     rows: int
     higher_is_better: bool
+    since: dt.datetime
+    alpha: float
 
     def limit(self, tolerance: float) -> float:
         return self.reference * (1 - tolerance) if self.higher_is_better else self.reference * (1 + tolerance)
@@ -92,7 +94,7 @@ class RetrainInputs:
     drift_flags: Sequence[bool] = ()  # newest last, one per monitor run
     champion_performance: float | None = None  # the champion re-scored on labelled recent rows
     new_rows: int | None = None  # rows since the champion's training window ended
-    decay: DecayEvidence | None = None  # the champion on the newest labelled interval, when measurable
+    decay: DecayEvidence | None = None  # the champion on labelled rows it has not seen (`loop.decay_evidence`)
     unsettled_change: dt.datetime | None = None  # see `loop.unsettled_change`
     growth: WindowGrowth | None = None  # None while the window is fixed (not longer than `window_days`)
 
@@ -123,8 +125,8 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
             return RetrainDecision(
                 True,
                 RetrainReason.DECAY,
-                f"champion {decay.metric} {decay.observed:.4f} on the newest {decay.rows} labelled rows "
-                f"({(1 - policy.decay_significance) * 100:g}% {side} bound {decay.bound:.4f}) is past "
+                f"champion {decay.metric} {decay.observed:.4f} on the {decay.rows} labelled rows since "
+                f"{decay.since:%Y-%m-%d %H:%M} ({(1 - decay.alpha) * 100:g}% {side} bound {decay.bound:.4f}) is past "
                 f"{decay.limit(policy.decay_tolerance):.4f}, {policy.decay_tolerance:g} below its holdout "
                 f"score {decay.reference:.4f}",
             )

@@ -203,11 +203,14 @@ class Retrain(_Strict):
         0.05,
         ge=0,
         lt=1,
-        description="label-aware trigger: retrain when the champion's metric on the newest labelled interval is "
-        "significantly more than this fraction below its own holdout score (null: off)",
+        description="label-aware trigger: retrain when the champion's metric on the labelled rows it has not seen "
+        "(all of them, and the newest interval's alone) is significantly more than this fraction below its own "
+        "holdout score (null: off)",
     )
-    decay_significance: float = Field(0.05, gt=0, lt=0.5, description="one-sided level of the decay test")
-    decay_min_rows: int = Field(50, ge=1, description="fewer labelled rows in the newest interval: no decay test")
+    decay_significance: float = Field(
+        0.05, gt=0, lt=0.5, description="one-sided level of the decay test, split between its two looks"
+    )
+    decay_min_rows: int = Field(50, ge=1, description="fewer labelled rows in a look: no decay test on it")
     settle_after_change: bool = Field(
         True,
         description="a champion promoted in answer to decay or drift, but trained partly on rows from before the "
