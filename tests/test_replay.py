@@ -74,9 +74,11 @@ def test_dag_runs_and_the_fast_replay_decide_alike(dag_world: dict[str, Any]) ->
     registry = Registry(create_registry_engine(dag_world["url"]))
     try:
         decisions = {d.interval_end: d for d in MonitoringStore(registry).decisions("churn")}
-        versions = {v.window_end: v.version for v in registry.list_versions("churn")}
+        trained = {v.window_end: v for v in registry.list_versions("churn")}
+        versions = {end: v.version for end, v in trained.items()}
         promoted = {e.to_version for e in registry.history("churn") if e.kind is EventKind.PROMOTE}
         dags = [(decisions[e].reason, e in versions, versions.get(e) in promoted) for e in ends]
+        starts = [trained[e].window_start if e in trained else None for e in ends]
     finally:
         registry.close()
 
@@ -84,6 +86,7 @@ def test_dag_runs_and_the_fast_replay_decide_alike(dag_world: dict[str, Any]) ->
     frame = load_window(spec, Interval(ends[0] - dt.timedelta(days=spec.window_days), ends[-1]), url=dag_world["url"])
     fast = replay(spec, frame, [Interval(e - WEEK, e) for e in ends], "modelgate")
     assert [(o.reason, o.trained, o.promoted) for o in fast.outcomes] == dags
+    assert [o.trained_from for o in fast.outcomes] == starts  # the same windows, chosen or grown
     assert dags[0] == ("no_champion", True, True)
     assert any(reason in ("drift", "performance_decay") for reason, _, _ in dags[2:])  # the drift is answered
 
@@ -203,3 +206,110 @@ def test_decay_is_tested_on_the_newest_interval_alone_as_well_at_half_the_level(
     # the newest interval is all the champion has not seen: one look, at the whole level
     alone = decay_evidence(spec, champion, reference, rows[rows["t"] >= week(40)], week(32))
     assert alone is not None and (alone.since, alone.alpha) == (week(32), level)
+
+
+def _week(n: int) -> dt.datetime:
+    return START + dt.timedelta(weeks=n)
+
+
+def _mark(week: int, reason: str) -> Any:  # the decision of the interval ending at `week`
+    from modelgate.loop import DecisionMark
+
+    return DecisionMark(_week(week - 1), _week(week), reason != "no_trigger", reason)
+
+
+@pytest.mark.parametrize(
+    ("history", "end", "expected"),
+    [
+        ([], 12, None),
+        ([_mark(10, "performance_decay")], 10, None),  # one week since the change: too few to stand alone
+        ([_mark(10, "performance_decay")], 11, 9),  # two weeks: half of the 28-day window
+        ([_mark(10, "performance_decay")], 12, 9),
+        ([_mark(10, "performance_decay")], 13, None),  # four weeks: the window holds only them anyway
+        ([_mark(10, "performance_decay"), _mark(11, "drift")], 12, 9),  # drift does not move the change
+        ([_mark(10, "performance_decay"), _mark(12, "performance_decay")], 13, 11),  # the newest decay counts
+        ([_mark(10, "no_champion")], 12, None),  # a first champion is no change
+        ([_mark(10, "performance_decay")], 9, None),  # decisions after `end` are not seen
+    ],
+)
+def test_change_span_offers_the_rows_since_a_decay_between_half_and_a_whole_window(
+    history: list[Any], end: int, expected: int | None
+) -> None:
+    from modelgate.data import Interval
+    from modelgate.loop import change_span
+
+    found = change_span(synthetic_spec(), history, _week(end))
+    assert found == (None if expected is None else Interval(_week(expected), _week(end)))
+
+
+def test_choose_window_trains_on_the_rows_since_a_real_change_and_keeps_the_whole_window_otherwise() -> None:
+    from modelgate.data import Interval
+    from modelgate.loop import choose_window
+
+    spec = synthetic_spec()
+    whole = Interval(_week(38), _week(42))
+    since = Interval(_week(40), _week(42))  # the concept changes at week 40
+
+    def rows(frame: Any) -> Any:
+        return frame[(frame["t"] >= whole.start) & (frame["t"] < whole.end)].reset_index(drop=True)
+
+    changed = choose_window(spec, rows(synthetic("abrupt", seed=0, weeks=80)), whole, since)
+    assert changed.span == since
+    assert changed.detail.startswith("the rows since the change alone (roc_auc on the newest 168 rows: ")
+
+    stationary = rows(shuffled(synthetic("abrupt", seed=0, weeks=80), "t", seed=0))
+    kept = choose_window(spec, stationary, whole, since)
+    assert kept.span == whole and kept.detail.startswith("kept the whole window (roc_auc on the newest 168 rows")
+
+    assert choose_window(spec, stationary, whole, None) == choose_window(spec, stationary, whole, None)
+    assert choose_window(spec, stationary, whole, None).span == whole
+    few = choose_window(spec, stationary[stationary["t"] < _week(40) + dt.timedelta(hours=20)], whole, since)
+    assert few.span == whole and few.detail.startswith("kept the whole window: ")
+
+
+@pytest.mark.integration
+def test_the_retrain_task_trains_and_is_judged_on_the_rows_since_a_change(
+    tmp_path: Path, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks as the replay: after a decay, `choose_window` picks the rows since it, the version records
+    that window, and evaluation holds out that window's newest rows (never rows the challenger trained on)."""
+    from modelgate.config import DATA_ROOTS_ENV
+    from modelgate.data import Interval
+    from modelgate.pipeline import RetrainParams, RunInfo, Services, evaluate_challenger, train_challenger
+    from modelgate.registry.artifacts import ArtifactStore
+    from modelgate.registry.monitoring import DecisionRow
+    from modelgate.report_store import ReportStore
+    from modelgate.spec import FileSource
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    synthetic("abrupt", seed=0, weeks=80).to_parquet(tmp_path / "stream.parquet")  # the change: week 40
+    spec = synthetic_spec().model_copy(
+        update={"source": FileSource(kind="files", path=str(tmp_path / "stream.parquet"))}
+    )
+    services = Services(
+        registry=registry,
+        data_url=None,
+        artifacts=ArtifactStore(str(tmp_path / "artifacts")),
+        reports=ReportStore(str(tmp_path / "reports")),
+    )
+    # the labels showed the change in the interval ending at week 41; the run ending at week 42 retrains
+    services.monitoring.record_decision(
+        DecisionRow(
+            model=spec.name,
+            interval_start=_week(40),
+            interval_end=_week(41),
+            retrain=True,
+            reason="performance_decay",
+            detail="",
+            inputs={},
+        )
+    )
+    run = RunInfo("modelgate_retrain__stream", "manual__1", "train_challenger", Interval(_week(41), _week(42)))
+    version = registry.get_version(spec.name, train_challenger(spec, run, services, RetrainParams()))
+    assert (version.window_start, version.window_end) == (_week(40), _week(42))
+    assert version.tags["window_choice"].startswith("the rows since the change alone (roc_auc on the newest 168 rows")
+    assert version.row_count == 2 * 336
+
+    evaluate_challenger(spec, run, services, RetrainParams(), version.version)
+    judged = [e.verdict for e in registry.history(spec.name) if e.verdict and "window" in e.verdict]
+    assert [v["window"] for v in judged] == [[_week(40).isoformat(), _week(42).isoformat()]]

@@ -327,6 +327,77 @@ def training_span(
     return Interval(min(start, short), end)
 
 
+def change_span(spec: ModelSpec, decisions: list[DecisionMark], end: dt.datetime) -> Interval | None:
+    """The rows since the change the labels showed, when they are a shorter window worth weighing.
+
+    After a decay-triggered retrain the training window keeps `window_days`, so for a while it still holds
+    rows from before the change. Once the rows since the start of that decay interval span at least half of
+    `window_days` (and until they fill it), a retrain weighs them alone against the whole window
+    (`choose_window`). None otherwise, and when the newest anchor of the window is not a decay.
+    """
+    marks = [(a, d.reason) for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
+    if not marks:
+        return None
+    since, reason = max(marks)
+    whole = dt.timedelta(days=spec.window_days)
+    if reason != RetrainReason.DECAY.value or not end - whole < since <= end - whole / 2:
+        return None
+    return Interval(since, end)
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The window a retrain trains on: the whole one, or the rows since a change (`choose_window`)."""
+
+    span: Interval
+    detail: str
+
+
+def choose_window(spec: ModelSpec, frame: pd.DataFrame, span: Interval, change: Interval | None) -> WindowChoice:
+    """Train on the rows since the change alone only if that fits the newest rows clearly better.
+
+    Both candidates are fitted without the newest `holdout_fraction` of the rows since the change and scored
+    there with the primary metric; the shorter window is chosen when it is ahead by more than the spec's
+    `non_inferiority_margin` (else `min_improvement`). Seasons move the labels without making older rows
+    wrong, and then the whole window is kept; a real change makes the older rows mislead, and the shorter
+    window wins plainly. `frame` holds the rows of `span`, sorted by time.
+    """
+    from modelgate.evaluation import metric
+    from modelgate.training import TrainingError
+
+    if change is None:
+        return WindowChoice(span, "")
+    evaluation = spec.evaluation
+    labelled = frame.dropna(subset=[spec.target]).reset_index(drop=True)
+    since = labelled[labelled[spec.time_column] >= change.start]
+    holdout = split_holdout(spec, since)[1] if len(since) > 1 else since
+    if len(holdout) < spec.retrain.decay_min_rows:
+        return WindowChoice(span, f"kept the whole window: {len(since)} labelled rows since the change")
+    y = holdout[spec.target].to_numpy(dtype=float)
+    scores = []
+    for rows in (labelled.iloc[: len(labelled) - len(holdout)], since.iloc[: len(since) - len(holdout)]):
+        try:
+            scores.append(
+                metric(evaluation.primary_metric, y, predict_scores(spec, train(spec, rows).pipeline, holdout))
+            )
+        except TrainingError as exc:
+            return WindowChoice(span, f"kept the whole window: {exc}")
+    whole, recent = scores
+    if not (math.isfinite(whole) and math.isfinite(recent)):
+        return WindowChoice(span, "kept the whole window: the newest rows cannot score both")
+    margin = evaluation.non_inferiority_margin
+    margin = evaluation.min_improvement if margin is None else margin
+    ahead = recent - whole if evaluation.higher_is_better else whole - recent
+    name = evaluation.primary_metric
+    compared = (
+        f"{name} on the newest {len(holdout)} rows: {recent:.4f} trained since {change.start:%Y-%m-%d %H:%M}, "
+        f"{whole:.4f} on the whole window"
+    )
+    if ahead > margin:
+        return WindowChoice(change, f"the rows since the change alone ({compared}, margin {margin:g})")
+    return WindowChoice(span, f"kept the whole window ({compared}, margin {margin:g})")
+
+
 def window_growth(
     spec: ModelSpec,
     span: Interval,

@@ -20,6 +20,7 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
+    change_span,
     decay_evidence,
     decay_metric,
     last_drift_retrain,
@@ -307,6 +308,7 @@ class RunWindows:
 
     quality: Interval  # the one the decision starts from, checked before it: it holds every row trained on
     training: Interval  # after this interval's decision (which may restart it): trained and judged on
+    change: Interval | None = None  # the rows since a change, weighed against `training` (`loop.change_span`)
 
 
 def run_windows(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RunWindows:
@@ -321,6 +323,7 @@ def _windows(spec: ModelSpec, marks: list[DecisionMark], end: dt.datetime, param
     return RunWindows(
         quality=training_span(spec, _before(marks, end), end, window_days=params.window_days),
         training=training_span(spec, marks, end, window_days=params.window_days),
+        change=None if params.window_days is not None else change_span(spec, marks, end),
     )
 
 
@@ -364,17 +367,22 @@ def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion) 
 
 def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> int:
     """Train on the window's earlier rows and register the challenger; the same window twice trains once."""
-    from modelgate.loop import fit_challenger
+    from modelgate.loop import choose_window, fit_challenger
     from modelgate.training import code_version
 
     windows = run_windows(spec, run, services, params)
-    window = windows.training
-    source = Source(run.dag_id, window_key(window), "train_challenger", run.try_number)
+    source = Source(run.dag_id, window_key(windows.training), "train_challenger", run.try_number)
     existing = services.registry.find_by_source(spec.name, source)
     if existing is not None:
-        log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, window)
+        log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, windows.training)
         return existing.version
-    frame = load_window(spec, window, url=services.data_url)
+    frame = load_window(spec, windows.training, url=services.data_url)
+    choice = choose_window(spec, frame, windows.training, windows.change)
+    window = choice.span
+    if window != windows.training:
+        frame = frame[frame[spec.time_column] >= window.start].reset_index(drop=True)
+    if choice.detail:
+        log.info("training window for %s: %s", spec.name, choice.detail)
     challenger = fit_challenger(spec, frame)
     served = challenger.served
     for warning in served.warnings:
@@ -404,6 +412,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
                 "task": spec.task.value,
                 "refit": "true" if holdout_artifact is not None else "false",
                 "quality_window": windows.quality.label,  # where its Data Docs are
+                **({"window_choice": choice.detail} if choice.detail else {}),
             },
             window_start=window.start,
             window_end=window.end,
@@ -447,7 +456,7 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already the champion", promote=True)
     if challenger.status is VersionStatus.REJECTED:
         return _settled(spec, challenger, "already rejected", promote=False)
-    window = run_windows(spec, run, services, params).training
+    window = _trained_on(challenger) or run_windows(spec, run, services, params).training
     frame = load_window(spec, window, url=services.data_url)
     challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
     champion_model = None
@@ -509,6 +518,13 @@ def evaluate_challenger(
         report,
     )
     return _outcome(verdict, report)
+
+
+def _trained_on(version: ModelVersion) -> Interval | None:
+    """The window a version was trained on, as recorded: evaluation holds out that window's newest rows."""
+    if version.window_start is None or version.window_end is None:
+        return None
+    return Interval(version.window_start, version.window_end)
 
 
 @dataclass(frozen=True)

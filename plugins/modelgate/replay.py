@@ -21,6 +21,8 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
+    change_span,
+    choose_window,
     decay_evidence,
     decay_metric,
     fit_challenger,
@@ -49,6 +51,7 @@ class IntervalOutcome:
     reason: str  # the retrain decision's reason ('' for the baselines)
     trained: bool
     promoted: bool
+    trained_from: dt.datetime | None = None  # the start of the window trained on this interval
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class _State:
     timeline: list[tuple[dt.datetime, bool, int]] = field(default_factory=list)  # (end, drifted, champion)
     decisions: list[DecisionMark] = field(default_factory=list)
     trained: tuple[int, dt.datetime] | None = None  # (rows, window end) of the newest model trained
+    trained_from: dt.datetime | None = None  # where its window starts (`loop.choose_window` may shorten it)
 
 
 def intervals(start: dt.datetime, end: dt.datetime, every: dt.timedelta) -> list[Interval]:
@@ -173,7 +177,9 @@ def _modelgate(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> I
         correct = _correct(spec, champion.model, rows) if champion is not None and scored else 0
         alarm = _monitor(spec, state, rows, interval)
         reason, trained, promoted = _retrain(spec, state, frame, interval)
-        yield IntervalOutcome(interval.end, scored, correct, alarm, reason, trained, promoted)
+        yield IntervalOutcome(
+            interval.end, scored, correct, alarm, reason, trained, promoted, state.trained_from if trained else None
+        )
 
 
 def _monitor(spec: ModelSpec, state: _State, rows: pd.DataFrame, interval: Interval) -> bool:
@@ -246,11 +252,14 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         return decision.reason.value, False, False
     span = training_span(spec, state.decisions, interval.end)  # the run's own decision may anchor it
     window = _rows(frame, spec, span)
+    span = choose_window(spec, window, span, change_span(spec, state.decisions, interval.end)).span
+    window = window[window[spec.time_column] >= span.start]
     try:
         challenger = fit_challenger(spec, window)
     except TrainingError:
         return decision.reason.value, False, False
     state.trained = (len(window), interval.end)  # the newest model trained, promoted or not (the registry's)
+    state.trained_from = span.start
     state.versions += 1
     try:
         judged = judge(
