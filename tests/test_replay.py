@@ -221,24 +221,25 @@ def _mark(week: int, reason: str) -> Any:  # the decision of the interval ending
 @pytest.mark.parametrize(
     ("history", "end", "expected"),
     [
-        ([], 12, None),
         ([_mark(10, "performance_decay")], 10, None),  # one week since the change: too few to stand alone
         ([_mark(10, "performance_decay")], 11, 9),  # two weeks: half of the 28-day window
         ([_mark(10, "performance_decay")], 12, 9),
         ([_mark(10, "performance_decay")], 13, None),  # four weeks: the window holds only them anyway
         ([_mark(10, "performance_decay"), _mark(11, "drift")], 12, 9),  # drift does not move the change
         ([_mark(10, "performance_decay"), _mark(12, "performance_decay")], 13, 11),  # the newest decay counts
-        ([_mark(10, "no_champion")], 12, None),  # a first champion is no change
-        ([_mark(10, "performance_decay")], 9, None),  # decisions after `end` are not seen
+        ([_mark(10, "no_champion")], 12, None),  # a first champion is no change, and the window has not grown
+        ([_mark(10, "performance_decay")], 15, 11),  # grown to six weeks: weighed against its last four
+        ([_mark(1, "no_champion")], 20, 16),  # grown to its cap
+        ([_mark(10, "performance_decay")], 9, 5),  # decisions after `end` are not seen: nothing bounds it
     ],
 )
-def test_change_span_offers_the_rows_since_a_decay_between_half_and_a_whole_window(
+def test_shorter_window_offers_the_rows_since_a_decay_or_the_last_window_of_a_grown_one(
     history: list[Any], end: int, expected: int | None
 ) -> None:
     from modelgate.data import Interval
-    from modelgate.loop import change_span
+    from modelgate.loop import shorter_window
 
-    found = change_span(synthetic_spec(), history, _week(end))
+    found = shorter_window(synthetic_spec(), history, _week(end))
     assert found == (None if expected is None else Interval(_week(expected), _week(end)))
 
 
@@ -255,7 +256,7 @@ def test_choose_window_trains_on_the_rows_since_a_real_change_and_keeps_the_whol
 
     changed = choose_window(spec, rows(synthetic("abrupt", seed=0, weeks=80)), whole, since)
     assert changed.span == since
-    assert changed.detail.startswith("the rows since the change alone (roc_auc on the newest 168 rows: ")
+    assert changed.detail.startswith("the rows since 2024-10-13 00:00 alone (roc_auc on the newest 168 rows: ")
 
     stationary = rows(shuffled(synthetic("abrupt", seed=0, weeks=80), "t", seed=0))
     kept = choose_window(spec, stationary, whole, since)
@@ -307,7 +308,9 @@ def test_the_retrain_task_trains_and_is_judged_on_the_rows_since_a_change(
     run = RunInfo("modelgate_retrain__stream", "manual__1", "train_challenger", Interval(_week(41), _week(42)))
     version = registry.get_version(spec.name, train_challenger(spec, run, services, RetrainParams()))
     assert (version.window_start, version.window_end) == (_week(40), _week(42))
-    assert version.tags["window_choice"].startswith("the rows since the change alone (roc_auc on the newest 168 rows")
+    assert version.tags["window_choice"].startswith(
+        "the rows since 2024-10-13 00:00 alone (roc_auc on the newest 168 rows"
+    )
     assert version.row_count == 2 * 336
 
     evaluate_challenger(spec, run, services, RetrainParams(), version.version)

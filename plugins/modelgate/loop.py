@@ -327,75 +327,78 @@ def training_span(
     return Interval(min(start, short), end)
 
 
-def change_span(spec: ModelSpec, decisions: list[DecisionMark], end: dt.datetime) -> Interval | None:
-    """The rows since the change the labels showed, when they are a shorter window worth weighing.
+def shorter_window(spec: ModelSpec, decisions: list[DecisionMark], end: dt.datetime) -> Interval | None:
+    """The shorter window a retrain ending at `end` weighs against `training_span`'s (`choose_window`), if any.
 
-    After a decay-triggered retrain the training window keeps `window_days`, so for a while it still holds
-    rows from before the change. Once the rows since the start of that decay interval span at least half of
-    `window_days` (and until they fill it), a retrain weighs them alone against the whole window
-    (`choose_window`). None otherwise, and when the newest anchor of the window is not a decay.
+    - After a decay-triggered retrain the window keeps `window_days`, so for a while it still holds rows from
+      before the change. Once the rows since the start of that decay interval span at least half of
+      `window_days` (and until they fill it), they are the candidate.
+    - A window grown past `window_days` (no change seen) is weighed against its last `window_days`: a slow
+      change the labels cannot prove yet makes the older rows mislead too.
+
+    None otherwise: the window is `window_days` and holds no change.
     """
-    marks = [(a, d.reason) for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
-    if not marks:
-        return None
-    since, reason = max(marks)
     whole = dt.timedelta(days=spec.window_days)
-    if reason != RetrainReason.DECAY.value or not end - whole < since <= end - whole / 2:
-        return None
-    return Interval(since, end)
+    marks = [(a, d.reason) for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
+    if marks:
+        since, reason = max(marks)
+        if reason == RetrainReason.DECAY.value and end - whole < since <= end - whole / 2:
+            return Interval(since, end)
+    span = training_span(spec, decisions, end)
+    return training_window(spec, end) if span.end - span.start > whole else None
 
 
 @dataclass(frozen=True)
 class WindowChoice:
-    """The window a retrain trains on: the whole one, or the rows since a change (`choose_window`)."""
+    """The window a retrain trains on: `training_span`'s, or a shorter one (`choose_window`)."""
 
     span: Interval
     detail: str
 
 
-def choose_window(spec: ModelSpec, frame: pd.DataFrame, span: Interval, change: Interval | None) -> WindowChoice:
-    """Train on the rows since the change alone only if that fits the newest rows clearly better.
+def choose_window(spec: ModelSpec, frame: pd.DataFrame, span: Interval, shorter: Interval | None) -> WindowChoice:
+    """Train on the shorter window only if it fits the newest rows clearly better than the whole one.
 
-    Both candidates are fitted without the newest `holdout_fraction` of the rows since the change and scored
+    Both candidates are fitted without the newest `holdout_fraction` of the shorter window's rows and scored
     there with the primary metric; the shorter window is chosen when it is ahead by more than the spec's
-    `non_inferiority_margin` (else `min_improvement`). Seasons move the labels without making older rows
-    wrong, and then the whole window is kept; a real change makes the older rows mislead, and the shorter
-    window wins plainly. `frame` holds the rows of `span`, sorted by time.
+    `non_inferiority_margin` (else `min_improvement`), so a tie keeps the rows. Seasons move the labels
+    without making older rows wrong, and then the whole window is kept; a change makes the older rows
+    mislead, and the shorter window wins plainly. `frame` holds the rows of `span`, sorted by time.
     """
     from modelgate.evaluation import metric
     from modelgate.training import TrainingError
 
-    if change is None:
+    if shorter is None:
         return WindowChoice(span, "")
     evaluation = spec.evaluation
     labelled = frame.dropna(subset=[spec.target]).reset_index(drop=True)
-    since = labelled[labelled[spec.time_column] >= change.start]
-    holdout = split_holdout(spec, since)[1] if len(since) > 1 else since
+    recent_rows = labelled[labelled[spec.time_column] >= shorter.start]
+    holdout = split_holdout(spec, recent_rows)[1] if len(recent_rows) > 1 else recent_rows
     if len(holdout) < spec.retrain.decay_min_rows:
-        return WindowChoice(span, f"kept the whole window: {len(since)} labelled rows since the change")
+        return WindowChoice(
+            span, f"kept the whole window: {len(recent_rows)} labelled rows since {shorter.start:%Y-%m-%d}"
+        )
     y = holdout[spec.target].to_numpy(dtype=float)
     scores = []
-    for rows in (labelled.iloc[: len(labelled) - len(holdout)], since.iloc[: len(since) - len(holdout)]):
+    for rows in (labelled.iloc[: len(labelled) - len(holdout)], recent_rows.iloc[: len(recent_rows) - len(holdout)]):
         try:
-            scores.append(
-                metric(evaluation.primary_metric, y, predict_scores(spec, train(spec, rows).pipeline, holdout))
-            )
+            model = train(spec, rows).pipeline
         except TrainingError as exc:
             return WindowChoice(span, f"kept the whole window: {exc}")
+        scores.append(metric(evaluation.primary_metric, y, predict_scores(spec, model, holdout)))
     whole, recent = scores
     if not (math.isfinite(whole) and math.isfinite(recent)):
         return WindowChoice(span, "kept the whole window: the newest rows cannot score both")
     margin = evaluation.non_inferiority_margin
     margin = evaluation.min_improvement if margin is None else margin
     ahead = recent - whole if evaluation.higher_is_better else whole - recent
-    name = evaluation.primary_metric
     compared = (
-        f"{name} on the newest {len(holdout)} rows: {recent:.4f} trained since {change.start:%Y-%m-%d %H:%M}, "
-        f"{whole:.4f} on the whole window"
+        f"{evaluation.primary_metric} on the newest {len(holdout)} rows: {recent:.4f} trained since "
+        f"{shorter.start:%Y-%m-%d %H:%M}, {whole:.4f} since {span.start:%Y-%m-%d %H:%M}; margin {margin:g}"
     )
     if ahead > margin:
-        return WindowChoice(change, f"the rows since the change alone ({compared}, margin {margin:g})")
-    return WindowChoice(span, f"kept the whole window ({compared}, margin {margin:g})")
+        return WindowChoice(shorter, f"the rows since {shorter.start:%Y-%m-%d %H:%M} alone ({compared})")
+    return WindowChoice(span, f"kept the whole window ({compared})")
 
 
 def window_growth(

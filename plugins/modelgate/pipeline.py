@@ -20,11 +20,11 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
-    change_span,
     decay_evidence,
     decay_metric,
     last_drift_retrain,
     live_drift_flags,
+    shorter_window,
     training_span,
     unsettled_change,
     window_growth,
@@ -308,7 +308,7 @@ class RunWindows:
 
     quality: Interval  # the one the decision starts from, checked before it: it holds every row trained on
     training: Interval  # after this interval's decision (which may restart it): trained and judged on
-    change: Interval | None = None  # the rows since a change, weighed against `training` (`loop.change_span`)
+    shorter: Interval | None = None  # weighed against `training` before training (`loop.shorter_window`)
 
 
 def run_windows(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RunWindows:
@@ -323,7 +323,7 @@ def _windows(spec: ModelSpec, marks: list[DecisionMark], end: dt.datetime, param
     return RunWindows(
         quality=training_span(spec, _before(marks, end), end, window_days=params.window_days),
         training=training_span(spec, marks, end, window_days=params.window_days),
-        change=None if params.window_days is not None else change_span(spec, marks, end),
+        shorter=None if params.window_days is not None else shorter_window(spec, marks, end),
     )
 
 
@@ -377,7 +377,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
         log.info("%s v%s already trained for %s: not training again", spec.name, existing.version, windows.training)
         return existing.version
     frame = load_window(spec, windows.training, url=services.data_url)
-    choice = choose_window(spec, frame, windows.training, windows.change)
+    choice = choose_window(spec, frame, windows.training, windows.shorter)
     window = choice.span
     if window != windows.training:
         frame = frame[frame[spec.time_column] >= window.start].reset_index(drop=True)

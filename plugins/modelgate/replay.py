@@ -21,7 +21,6 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
-    change_span,
     choose_window,
     decay_evidence,
     decay_metric,
@@ -29,6 +28,7 @@ from modelgate.loop import (
     judge,
     last_drift_retrain,
     live_drift_flags,
+    shorter_window,
     training_span,
     unsettled_change,
     window_growth,
@@ -252,7 +252,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         return decision.reason.value, False, False
     span = training_span(spec, state.decisions, interval.end)  # the run's own decision may anchor it
     window = _rows(frame, spec, span)
-    span = choose_window(spec, window, span, change_span(spec, state.decisions, interval.end)).span
+    span = choose_window(spec, window, span, shorter_window(spec, state.decisions, interval.end)).span
     window = window[window[spec.time_column] >= span.start]
     try:
         challenger = fit_challenger(spec, window)
