@@ -266,14 +266,15 @@ def champion_doubt(reason: RetrainReason | str) -> str | None:
     change the champion's window straddles are evidence against the champion itself; staleness and new data
     only suggest looking. With such evidence a challenger fitted on newer rows need not win significantly,
     only be non-inferior (see `decide_promotion`): the rows it was fitted on are closer to what it will serve.
-    A grown window is the same kind of reason: the challenger saw at least twice the rows of the concept the
-    champion serves, so a tie goes to the better-informed model.
+    A grown window is the same kind of reason: the window holds at least twice the rows of the concept the
+    champion serves, and the challenger was fitted on all of it or on the part that fits the newest rows
+    better (`loop.choose_window`), so a tie goes to the better-informed model.
     """
     return {
         RetrainReason.DECAY.value: "the champion has measurably decayed",
         RetrainReason.DRIFT.value: "the inputs drifted from the champion's training rows",
         RetrainReason.SETTLED.value: "the champion was trained across a change",
-        RetrainReason.GROWN.value: "the challenger saw twice the champion's rows, none from before a change",
+        RetrainReason.GROWN.value: "the window outgrew the champion's, with no change in it",
     }.get(str(reason))
 
 

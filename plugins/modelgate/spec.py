@@ -157,7 +157,8 @@ class Evaluation(_Strict):
         ge=0,
         description="when the retrain was triggered by evidence against the champion (its measured decay, or a "
         "change its window straddles), the challenger needs only to be non-inferior: its primary metric at most "
-        "this much below the champion's and not significantly worse (null: always require a significant win)",
+        "this much below the champion's and not significantly worse (null: always require a significant win); "
+        "a shorter training window must be ahead of the whole one by more than this (null: min_improvement)",
     )
     bootstrap_samples: int = Field(1000, ge=100, le=100_000)
     guardrails: list[Guardrail] = Field(default_factory=list)
