@@ -316,3 +316,17 @@ def test_the_retrain_task_trains_and_is_judged_on_the_rows_since_a_change(
     evaluate_challenger(spec, run, services, RetrainParams(), version.version)
     judged = [e.verdict for e in registry.history(spec.name) if e.verdict and "window" in e.verdict]
     assert [v["window"] for v in judged] == [[_week(40).isoformat(), _week(42).isoformat()]]
+
+
+def test_a_shortened_window_restarts_the_window_for_later_retrains_but_not_its_own_rerun() -> None:
+    from modelgate.data import Interval
+    from modelgate.loop import DecisionMark, training_span
+
+    spec = synthetic_spec()
+    first = _mark(1, "no_champion")
+    grown = DecisionMark(_week(11), _week(12), True, "window_grown", shortened_to=_week(8))
+    assert training_span(spec, [first, grown], _week(12)) == Interval(_week(0), _week(12))  # its own re-run
+    assert training_span(spec, [first, grown], _week(13)) == Interval(_week(8), _week(13))
+    assert training_span(spec, [first, grown], _week(20)) == Interval(_week(8), _week(20))  # grown from there
+    unshortened = DecisionMark(_week(11), _week(12), True, "window_grown")
+    assert training_span(spec, [first, unshortened], _week(13)) == Interval(_week(0), _week(13))

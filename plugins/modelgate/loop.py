@@ -251,6 +251,7 @@ class DecisionMark:
     interval_end: dt.datetime
     retrain: bool
     reason: str
+    shortened_to: dt.datetime | None = None  # where its window started, when `choose_window` shortened it
 
 
 _CHANGE = frozenset({RetrainReason.DECAY.value, RetrainReason.DRIFT.value})
@@ -296,9 +297,11 @@ def unsettled_change(
 _ANCHORS = frozenset({RetrainReason.DECAY.value, RetrainReason.NO_CHAMPION.value})
 
 
-def _anchor(spec: ModelSpec, decision: DecisionMark) -> dt.datetime | None:
+def _anchor(spec: ModelSpec, decision: DecisionMark, end: dt.datetime) -> dt.datetime | None:
     if not decision.retrain:
         return None
+    if decision.shortened_to is not None and decision.interval_end < end:
+        return decision.shortened_to  # the older rows misled its fit: the window restarts where it did
     if decision.reason in _ANCHORS:
         return decision.interval_start
     if decision.reason == RetrainReason.SETTLED.value:  # it trains on rows since the change alone (`unsettled_change`)
@@ -313,7 +316,8 @@ def training_span(
 
     The window reaches back to the start of the newest interval whose decay triggered a retrain (or that
     trained the first champion), so it never mixes in rows from before a change the labels showed; a retrain
-    that settled a change restarts it at its own `window_days`, which hold only rows since the change. It is at
+    that settled a change restarts it at its own `window_days`, which hold only rows since the change, and an
+    earlier retrain whose window `choose_window` shortened restarts it where that window started. It is at
     least `window_days` and at most `longest_window_days` long. Decisions ending after `end` are ignored. An
     explicit `window_days` (the retrain DAG's param) fixes the window instead.
     """
@@ -321,7 +325,7 @@ def training_span(
         return training_window(spec, end, window_days)
     short = end - dt.timedelta(days=spec.window_days)
     start = end - dt.timedelta(days=spec.longest_window_days)
-    anchors = [a for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
+    anchors = [a for d in decisions if d.interval_end <= end and (a := _anchor(spec, d, end)) is not None]
     if anchors:
         start = max(start, *anchors)
     return Interval(min(start, short), end)
@@ -339,7 +343,7 @@ def shorter_window(spec: ModelSpec, decisions: list[DecisionMark], end: dt.datet
     None otherwise: the window is `window_days` and holds no change.
     """
     whole = dt.timedelta(days=spec.window_days)
-    marks = [(a, d.reason) for d in decisions if d.interval_end <= end and (a := _anchor(spec, d)) is not None]
+    marks = [(a, d.reason) for d in decisions if d.interval_end <= end and (a := _anchor(spec, d, end)) is not None]
     if marks:
         since, reason = max(marks)
         if reason == RetrainReason.DECAY.value and end - whole < since <= end - whole / 2:

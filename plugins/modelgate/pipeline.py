@@ -110,6 +110,9 @@ class RetrainParams:
         )
 
 
+SHORTENED_TAG = "window_shortened"  # "true" on a version `choose_window` trained on a shorter window
+
+
 def window_key(window: Interval) -> str:
     return f"window:{window.start.isoformat()}/{window.end.isoformat()}"
 
@@ -289,9 +292,15 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
 
 
 def _decision_marks(services: Services, spec: ModelSpec, *, through: dt.datetime) -> list[DecisionMark]:
-    """The recorded retrain decisions of intervals ending at or before `through`."""
+    """The recorded retrain decisions of intervals ending at or before `through`, with the windows that
+    `choose_window` shortened (as the versions trained for them record)."""
+    try:
+        versions = services.registry.list_versions(spec.name)
+    except ModelNotFound:  # nothing trained yet
+        versions = []
+    shortened = {v.window_end: v.window_start for v in versions if v.tags.get(SHORTENED_TAG) == "true" and v.window_end}
     return [
-        DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason)
+        DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason, shortened.get(d.interval_end))
         for d in services.monitoring.decisions(spec.name)
         if d.interval_end <= through
     ]
@@ -413,6 +422,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
                 "refit": "true" if holdout_artifact is not None else "false",
                 "quality_window": windows.quality.label,  # where its Data Docs are
                 **({"window_choice": choice.detail} if choice.detail else {}),
+                **({SHORTENED_TAG: "true"} if window != windows.training else {}),
             },
             window_start=window.start,
             window_end=window.end,

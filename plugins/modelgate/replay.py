@@ -9,6 +9,7 @@ never retrained, and one retrained on every interval and always deployed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterator
@@ -252,8 +253,10 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         return decision.reason.value, False, False
     span = training_span(spec, state.decisions, interval.end)  # the run's own decision may anchor it
     window = _rows(frame, spec, span)
-    span = choose_window(spec, window, span, shorter_window(spec, state.decisions, interval.end)).span
-    window = window[window[spec.time_column] >= span.start]
+    chosen = choose_window(spec, window, span, shorter_window(spec, state.decisions, interval.end)).span
+    if chosen != span:  # later windows restart where this one did, as the registry's tag tells the tasks
+        state.decisions[-1] = dataclasses.replace(state.decisions[-1], shortened_to=chosen.start)
+        span, window = chosen, window[window[spec.time_column] >= chosen.start]
     try:
         challenger = fit_challenger(spec, window)
     except TrainingError:
