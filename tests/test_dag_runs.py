@@ -401,6 +401,8 @@ def _approve_when_asked(dag_id: str, approver: str, done: threading.Event, choic
 
 def test_h_approval_waits_then_records_the_approver(drifted_world: dict[str, Any]) -> None:
     world = drifted_world
+    # A weak (pre-drift) champion, so that the verdict says promote whichever window the challenger trains on
+    world["registry"].rollback("churn", 1, actor="tests", reason="weak champion for the approval test")
     done = threading.Event()
     responder = threading.Thread(target=_approve_when_asked, args=("modelgate_retrain__churn", "alice", done))
     responder.start()
