@@ -11,7 +11,7 @@ PACKAGE = REPO_ROOT / "plugins" / "modelgate"
 
 # ARCHITECTURE.md's table: a unit may import its own layer or a lower one, never a higher one.
 LAYERS: list[set[str]] = [
-    {"modelgate", "modelgate.config", "modelgate.names", "modelgate.jsonable"},
+    {"modelgate", "modelgate.config", "modelgate.names", "modelgate.jsonable", "modelgate.fileio"},
     {"modelgate.registry", "modelgate.spec"},
     {
         "modelgate.data",

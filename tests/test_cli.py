@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -247,3 +249,49 @@ def test_deploy_and_rollback_move_local_traffic(
     assert [(e["from_version"], e["to_version"]) for e in deploys] == [(None, 1), (1, 2), (2, 1)]
     bad = run_cli("deploy", "churn", "--steps", "50,10", env=env, check=False)
     assert bad.returncode == 1 and "error: --steps must increase and end at 100" in bad.stderr
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, filled to the last byte (mounting needs root, as on these machines and in CI)."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]
+    mounted = subprocess.run(command, check=False, capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (mount / "artifacts").mkdir()
+        (mount / "serving").mkdir()
+        with contextlib.suppress(OSError), open(mount / "filler", "wb", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.startswith("."))
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
+    cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path, full_disk: Path
+) -> None:
+    env = {**cli_env, "MODELGATE_ARTIFACT_ROOT": str(full_disk / "artifacts")}
+    for _ in range(2):  # each try
+        failed = run_cli("register", "churn", "--artifact", str(model_files[0]), env=env, check=False)
+        assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert failed.stderr.startswith("error: cannot write artifact m1.joblib to ")
+        assert "No space left on device; free space there and retry" in failed.stderr
+    assert _leftovers(full_disk) == []
+
+    served = {**_with_two_versions(cli_env, model_files, tmp_path), "MODELGATE_SERVING_DIR": str(full_disk / "serving")}
+    run_cli("promote", "churn", "1", "--reason", "first", env=served)
+    deployed = run_cli("deploy", "churn", env=served, check=False)
+    assert deployed.returncode == 1 and len(deployed.stderr.strip().splitlines()) == 1, deployed.stderr
+    assert "deployment failed, traffic restored" in deployed.stderr and "No space left on device" in deployed.stderr
+    assert _leftovers(full_disk) == [] and not (full_disk / "serving" / "churn" / "state.json").exists()

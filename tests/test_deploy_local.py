@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import socket
 import threading
@@ -23,7 +24,15 @@ from sklearn.linear_model import LogisticRegression
 from modelgate.data import Interval
 from modelgate.datasets.churn import write_days
 from modelgate.deploy.batch import batch_predict, risk_tiers
-from modelgate.deploy.local import DeployError, LocalTarget, ProbeBatch, ServingState, deploy_local, load_slot
+from modelgate.deploy.local import (
+    DeployError,
+    LocalTarget,
+    ProbeBatch,
+    ServingState,
+    Slot,
+    deploy_local,
+    load_slot,
+)
 from modelgate.deploy.serve import create_app
 from modelgate.deploy.store import DeploymentStore
 from modelgate.registry import ArtifactIntegrityError, ArtifactStore, EventKind, Registry, Source, VersionDraft
@@ -308,3 +317,191 @@ def test_risk_tiers_take_the_highest_cutoff_reached() -> None:
     import numpy as np
 
     assert risk_tiers(spec, np.array([0.1, 0.3, 0.59, 0.6, 0.99])) == ["low", "medium", "medium", "high", "high"]
+
+
+def test_a_tampered_staged_copy_is_restaged_and_the_server_follows_the_rollback(
+    setup: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    target: LocalTarget = setup["target"]
+    _deploy(setup, 1)
+    _deploy(setup, 2, steps=(100,))
+    with _running(create_app(target, "demo", poll_seconds=0.05)) as url:
+        _wait_for(url, 2)
+        v1 = next(p for p in target.model_dir("demo").glob("v1-*.joblib"))
+        v1.write_bytes(v1.read_bytes() + b"x")  # one byte appended to the staged copy
+        deployment = _deploy(setup, 1, steps=(100,))  # a rollback: v1 is staged again from the registry
+        assert deployment is not None and deployment.status == "live"
+        health = httpx.get(f"{url}/health").json()  # live only once the server answered the new state
+        assert health["status"] == "ok" and health["stable"] == 1
+        assert httpx.post(f"{url}/predict", json={"instances": [{"a": 1.0, "b": 0.0}]}).json()["version"] == 1
+        # "already serves" needs a staged copy that still verifies
+        v1.write_bytes(b"evil")
+        again = _deploy(setup, 1)
+        assert again is not None and again.status == "live" and load_slot(target.read_state("demo").stable)
+
+        # a state naming a copy whose bytes do not match: the server refuses it once, keeps v1, says so
+        state = target.read_state("demo")
+        v2 = next(p for p in target.model_dir("demo").glob("v2-*.joblib"))
+        v2.write_bytes(v2.read_bytes() + b"x")
+        bad = dataclasses.replace(state.stable, version=2, sha256=state.stable.sha256, path=str(v2))
+        caplog.set_level("ERROR", logger="modelgate.deploy.serve")
+        written = target.write_state(ServingState("demo", FEATURES, TASK, bad))
+        with pytest.raises(DeployError, match=r"modelgate serve \(pid \d+\) refused the new state: .*sha256"):
+            target.wait_served(written, timeout=10)
+        time.sleep(0.5)  # ten polls: the same file is not retried, so one line, not a traceback each poll
+        refusals = [r for r in caplog.records if "cannot load the new serving state" in r.getMessage()]
+        assert len(refusals) == 1 and refusals[0].exc_info is None
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "stale" and health["stable"] == 1 and "ArtifactIntegrityError" in health["error"]
+        assert httpx.post(f"{url}/predict", json={"instances": [{"a": 1.0, "b": 0.0}]}).json()["version"] == 1
+
+
+def test_a_rollout_waits_for_the_server_and_restores_when_it_refuses(setup: dict[str, Any]) -> None:
+    target: LocalTarget = setup["target"]
+    _deploy(setup, 1)
+    with _running(create_app(target, "demo", poll_seconds=0.05)) as url:
+        _wait_for(url, 1)
+        entry = setup["registry"].get_version("demo", 2)
+        # the registry's artifact is fine, but the copy is swapped between staging and the server's load
+        real_stage = target.stage
+
+        def stage_then_tamper(version: Any, artifacts: Any) -> Any:
+            slot = real_stage(version, artifacts)
+            Path(slot.path).write_bytes(Path(slot.path).read_bytes() + b"x")
+            return slot
+
+        target.stage = stage_then_tamper  # type: ignore[method-assign]
+        assert entry.version == 2
+        with pytest.raises(DeployError, match="traffic restored: .*refused the new state"):
+            _deploy(setup, 2)
+        [*_, failed] = DeploymentStore(setup["registry"]).history("demo")
+        assert failed.status == "failed" and failed.version == 2
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["stable"] == 1 and health["canary"] is None
+
+
+def test_after_kill_9_mid_canary_the_next_rollout_recovers(setup: dict[str, Any], registry_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    target: LocalTarget = setup["target"]
+    _deploy(setup, 2)
+    setup["registry"].promote("demo", 1, expected_champion=ANY_CHAMPION, actor="tests")
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from modelgate.deploy.local import LocalTarget, deploy_local
+        from modelgate.registry import ArtifactStore, Registry
+        registry = Registry.connect({registry_url!r})
+        deploy_local(registry, ArtifactStore({setup["artifacts"].root!r}), LocalTarget(Path({str(target.root)!r})),
+                     model="demo", version=1, features={FEATURES!r}, task={TASK!r}, steps=[10, 50, 100],
+                     probe=lambda state, slot: time.sleep(600))
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(600):
+            state = target.read_state("demo")
+            if state is not None and state.canary is not None:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the canary never started")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    state = target.read_state("demo")
+    assert state.traffic() == {"v2": 90, "v1": 10}  # what the killed rollout left
+    assert DeploymentStore(setup["registry"]).history("demo")[-1].status == "deploying"
+
+    setup["registry"].promote("demo", 2, expected_champion=ANY_CHAMPION, actor="tests")
+    redeployed = deploy_local(
+        setup["registry"], setup["artifacts"], target, model="demo", version=2, features=FEATURES, task=TASK,
+        steps=[10, 50, 100],
+    )  # fmt: skip
+    assert redeployed is not None and redeployed.status == "live" and redeployed.traffic == {"v2": 100}
+    assert target.read_state("demo").traffic() == {"v2": 100}
+    statuses = [d.status for d in DeploymentStore(setup["registry"]).history("demo")]
+    assert statuses == ["superseded", "abandoned", "live"]
+    reasons = [e.reason for e in setup["registry"].history("demo", kinds=["deploy"])]
+    assert "local deployment abandoned: its process ended mid-rollout" in reasons
+
+
+def test_one_rollout_per_model_at_a_time(setup: dict[str, Any]) -> None:
+    from modelgate.deploy.store import RolloutInProgress
+
+    _deploy(setup, 1)
+    held = DeploymentStore(setup["registry"]).rollout_lock("demo")
+    with held, pytest.raises(RolloutInProgress, match="another rollout of 'demo' is in progress"):
+        _deploy(setup, 2)
+    assert _deploy(setup, 2) is not None
+
+
+def _regression_server(tmp_path: Path) -> LocalTarget:
+    import hashlib
+
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    target = LocalTarget(tmp_path / "serving")
+    model = LinearRegression().fit(pd.DataFrame({"a": [0.0, 1.0]}), [0.0, 1e300])
+    path = target.model_dir("reg") / "v1.joblib"
+    path.parent.mkdir(parents=True)
+    joblib.dump(model, path)
+    slot = Slot(1, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
+    target.write_state(ServingState("reg", ["a"], "regression", slot))
+    return target
+
+
+def test_serve_answers_422_for_huge_integers_and_non_finite_predictions(tmp_path: Path) -> None:
+    with _running(create_app(_regression_server(tmp_path), "reg", poll_seconds=0.05)) as url:
+        huge = '{"instances": [{"a": ' + "9" * 400 + "}]}"
+        answer = httpx.post(f"{url}/predict", content=huge, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and "out of range" in answer.json()["detail"]
+        infinite = httpx.post(f"{url}/predict", json={"instances": [{"a": 1.0}, {"a": 1e10}]})
+        assert infinite.status_code == 422 and "no finite prediction for instance(s) [1]" in infinite.json()["detail"]
+        assert "Infinity" not in infinite.text
+        fine = httpx.post(f"{url}/predict", json={"instances": [{"a": 0.5}]})
+        assert fine.status_code == 200 and fine.json()["predictions"] == [pytest.approx(5e299)]
+
+
+def test_idle_sockets_cannot_lock_health_out(tmp_path: Path) -> None:
+    """The server may open 256 files; 600 idle connections must neither exhaust them nor starve /health."""
+    import os
+    import subprocess
+    import sys
+
+    target = _regression_server(tmp_path)
+    port = _free_port()
+
+    env = {**os.environ, "MODELGATE_SERVING_DIR": str(target.root)}
+    cli = Path(sys.executable).with_name("modelgate")
+    command = ["prlimit", "--nofile=256:256", str(cli), "serve", "reg", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    idle: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        for _ in range(600):
+            idle.append(socket.create_connection(("127.0.0.1", port)))
+        answers = [httpx.get(f"{url}/health", timeout=5).status_code for _ in range(5)]
+        assert answers == [200] * 5
+        closed = 0
+        for sock in idle:  # the oldest were closed to make room, the rest by the request-head deadline
+            sock.settimeout(15)
+            with contextlib.suppress(OSError):
+                closed += sock.recv(1) == b""
+        assert closed == len(idle)
+    finally:
+        for sock in idle:
+            sock.close()
+        server.terminate()
+        server.wait(timeout=30)

@@ -99,3 +99,35 @@ def test_the_owner_changes_the_schema_but_not_the_audit_log(login: dict[str, str
     _sql(url, "CREATE TABLE owner_scratch (x int)")
     _sql(url, "DROP TABLE owner_scratch")
     _refused(url, "TRUNCATE registry_event", "append-only")
+
+
+def test_versions_are_immutable_in_the_database_for_every_role(
+    registry: Registry, registry_url: str, login: dict[str, str]
+) -> None:
+    registry.register("churn", draft("r1"))
+    registry.register("churn", draft("r2"))
+    registry.register("churn", draft("r3"))
+    registry.promote("churn", 1, expected_champion=None, actor="dag")
+    registry.reject("churn", 3, actor="dag")
+    sha = "0" * 64
+    for url in (login["writer"], login["owner"], registry_url):  # registry_url: the superuser
+        _refused(url, "DELETE FROM model_version", "(permission denied|model_version rows are immutable)")
+        _refused(url, f"UPDATE model_version SET artifact_sha256 = '{sha}'", "model_version rows are immutable")
+        _refused(url, "UPDATE model_version SET artifact_uri = 'file:///evil.joblib'", "immutable")
+        _refused(url, """UPDATE model_version SET metrics = '{"roc_auc": 1}'""", "immutable")
+        _refused(url, "UPDATE model_version SET version = 9 WHERE version = 2", "immutable")
+        _refused(url, "UPDATE model_version SET status = 'champion' WHERE version = 3", "cannot go from rejected")
+        _refused(url, "UPDATE model_version SET status = 'challenger' WHERE version = 1", "cannot go from champion")
+    _refused(login["owner"], "DELETE FROM model_version WHERE version = 2", "model_version rows are immutable")
+    _sql(login["writer"], """UPDATE model_version SET tags = '{"note": "kept"}' WHERE version = 2""")  # allowed
+    writer = Registry(create_registry_engine(login["writer"]))
+    try:  # the lifecycle's own moves still work, and are audited by the registry
+        writer.promote("churn", 2, expected_champion=1, actor="dag", reason="better")
+        writer.rollback("churn", actor="ops", reason="back")
+        assert writer.get_champion("churn").version == 1  # type: ignore[union-attr]
+        assert [e.kind.value for e in writer.history("churn")][-2:] == ["promote", "rollback"]
+    finally:
+        writer.close()
+    original = draft("r1")
+    assert registry.get_version("churn", 1).artifact_sha256 == original.artifact_sha256
+    assert len(registry.list_versions("churn")) == 3

@@ -137,3 +137,39 @@ def test_a_run_without_an_interval_spans_one_schedule_interval(schedule: str | N
     spec = parse_spec(yaml.safe_dump(raw))
     at = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC)
     assert spec.span_before(at) == dt.timedelta(**span)
+
+
+_BOMB = "\n".join(
+    ['    a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    + [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ("approval: auto", "approval_timeout: 99999999999999w", "approval_timeout: .*longer than ten years"),
+        ("approval: auto", "approval_timeout: 4000d", "approval_timeout: .*longer than ten years"),
+        ("tags: [example, churn]", "tags: " + "[" * 5000 + "]" * 5000, "<yaml>: nests deeper than 32 levels"),
+        ("tags: [example, churn]", "tags: " + "[" * 40 + "]" * 40, "<yaml>: nests deeper than 32 levels"),
+        (
+            "  params: {max_iter: 150, learning_rate: 0.08, max_leaf_nodes: 15}",
+            "  params:\n" + _BOMB,
+            "<yaml>: holds over 100000 values once its aliases are expanded",
+        ),
+    ],
+    ids=["overflowing-duration", "ten-years", "nested-5000", "nested-40", "alias-bomb"],
+)
+def test_hostile_specs_are_one_error_for_their_file_and_the_others_load(
+    tmp_path: Path, replace: str, by: str, expected: str
+) -> None:
+    import re
+
+    text = (MODELS / "churn.yaml").read_text()
+    (tmp_path / "churn.yaml").write_text(text)
+    assert replace in text
+    (tmp_path / "hostile.yaml").write_text(text.replace("name: churn", "name: hostile").replace(replace, by))
+    specs, errors = load_specs(tmp_path)  # the alias bomb hung for over 90 s before the bound
+    assert [s.name for s in specs] == ["churn"]
+    assert len(errors) == 1 and errors[0].file.endswith("hostile.yaml"), errors
+    assert re.search(expected, f"{errors[0].field}: {errors[0].reason}"), errors[0]

@@ -65,6 +65,10 @@ def test_reference_sample_is_bounded_and_seeded(frame: pd.DataFrame) -> None:
         (lambda f: f.assign(monthly_charges=np.nan), "feature 'monthly_charges' is entirely null"),
         (lambda f: f.assign(tenure_months=f["tenure_months"].astype(str)), "should be numeric, found dtype object"),
         (lambda f: f.drop(columns=["contract"]), "columns missing from the window: contract"),
+        (
+            lambda f: f.assign(contract=f["contract"].astype(object).where(f.index % 5 != 0, 7)),
+            r"categorical feature 'contract' mixes value types \(int, str\): cast the column",
+        ),
     ],
 )
 def test_garbage_is_refused(frame: pd.DataFrame, mutate, message: str) -> None:

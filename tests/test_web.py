@@ -71,3 +71,52 @@ def test_a_gcs_report_store_publishes_and_serves_reports(gcs_store: tuple[Report
         assert store.read(escape) is None, escape
     assert store.relative("gs://reports-bucket/team/secret.txt") is None
     assert store.relative("gs://reports-bucket/team/reports/../secret.txt") is None
+
+
+def test_a_data_docs_folder_linked_outside_the_store_has_no_first_page(tmp_path: Path) -> None:
+    reports, outside = tmp_path / "reports", tmp_path / "outside"
+    (outside / "validations" / "suite").mkdir(parents=True)
+    (outside / "validations" / "suite" / "run.html").write_text("not ours")
+    (reports / "churn" / "quality" / "training").mkdir(parents=True)
+    (reports / "churn" / "quality" / "training" / "w1").symlink_to(outside, target_is_directory=True)
+    inside = reports / "churn" / "quality" / "training" / "w2" / "validations" / "s"
+    inside.mkdir(parents=True)
+    (inside / "run.html").write_text("ours")
+    store = ReportStore(str(reports))
+    assert store.first_page("churn/quality/training/w1") is None  # was a ValueError: a 500 on the version page
+    assert store.first_page("churn/quality/training/w2") == "churn/quality/training/w2/validations/s/run.html"
+
+
+def test_every_response_carries_the_security_headers() -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse, Response
+    from fastapi.testclient import TestClient
+
+    from modelgate.airflow.web import REPORT_POLICY, SecurityHeaders, page_policy, report_headers
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/page")
+    def page() -> HTMLResponse:
+        return HTMLResponse("<p>x</p>", headers={"Content-Security-Policy": page_policy("n0nce")})
+
+    @app.get("/report.html")
+    def report() -> Response:
+        return Response("<p>r</p>", media_type="text/html", headers=report_headers("text/html"))
+
+    client = TestClient(app)
+    own = client.get("/page")
+    assert own.headers["content-security-policy"] == page_policy("n0nce")
+    assert "script-src 'nonce-n0nce'" in own.headers["content-security-policy"]
+    assert "unsafe-inline" not in own.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+    served = client.get("/report.html")
+    assert served.headers["content-security-policy"] == REPORT_POLICY
+    assert REPORT_POLICY.startswith("sandbox allow-scripts") and "allow-same-origin" not in REPORT_POLICY
+    missing = client.get("/nothing-here")  # errors get the sandbox too: nothing served runs in Airflow's origin
+    assert missing.status_code == 404 and missing.headers["content-security-policy"] == REPORT_POLICY
+    for response in (own, served, missing):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
+    assert report_headers("application/json") == {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}

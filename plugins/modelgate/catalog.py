@@ -55,6 +55,8 @@ def load_specs(directory: Path) -> tuple[list[ModelSpec], list[SpecError]]:
             found.append((path, load_spec(path)))
         except InvalidSpec as exc:
             errors.extend(exc.errors)
+        except Exception as exc:  # a bug of ours must cost this model only, never every model's DAGs
+            errors.append(SpecError(str(path), "<file>", f"could not be loaded: {type(exc).__name__}: {exc}"[:500]))
     by_name: dict[str, list[Path]] = {}
     for path, spec in found:
         by_name.setdefault(spec.name, []).append(path)

@@ -8,6 +8,8 @@ import getpass
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -461,12 +463,51 @@ def promote_cmd(
 ) -> None:
     """Make VERSION the champion, atomically (compare-and-swap with --expect-champion)."""
     registry = _registry()
-    expected = _parse_expected(expect_champion)
-    if expect_champion is None:  # a human at a terminal: CAS against what we read just now
-        current = registry.get_champion(name)
-        expected = None if current is None else current.version
-    change = registry.promote(name, version, expected_champion=expected, actor=_actor(actor), reason=reason)
-    _print_change(change, as_json, "promoted")
+    expected = _expected_now(registry, name, expect_champion)
+    with _settle_lost_commit(registry, name, "promote", expected) as settled:
+        settled.append(registry.promote(name, version, expected_champion=expected, actor=_actor(actor), reason=reason))
+    _print_change(settled[0], as_json, "promoted")
+
+
+def _expected_now(registry: Any, name: str, given: str | None) -> Any:
+    """--expect-champion as given, else the champion read just now: every change from a terminal is a CAS,
+    so repeating a command whose outcome was lost can never act twice."""
+    if given is not None:
+        return _parse_expected(given)
+    current = registry.get_champion(name)
+    return None if current is None else current.version
+
+
+@contextmanager
+def _settle_lost_commit(registry: Any, name: str, kind: str, expected: Any) -> Iterator[list[Any]]:
+    """Around a champion change: when the COMMIT's reply is lost, read the audit log and say what happened
+    (the change took effect, or it did not and repeating the command is safe) instead of guessing."""
+    from modelgate.registry.errors import OutcomeUnknown
+    from modelgate.registry.store import ChampionChange
+
+    newest = registry.history(name, limit=1)
+    before = newest[-1].id if newest else 0
+    settled: list[Any] = []
+    try:
+        yield settled
+    except OutcomeUnknown as exc:
+        after = [e for e in registry.history(name, kinds=[kind], limit=5) if e.id > before]
+        if after:
+            event = after[-1]
+            err.print(
+                f"{name}: the registry's reply to the commit was lost, but the audit log shows the {kind} took "
+                f"effect (event #{event.id}, v{event.to_version} is the champion)",
+                markup=False,
+            )
+            settled.append(ChampionChange(name, int(event.to_version), event.from_version, True, event.id))
+            return
+        champion = registry.get_champion(name)
+        now = f"v{champion.version}" if champion else "no champion"
+        seen = "none" if expected is None else str(expected) if isinstance(expected, int) else "<version>"
+        raise OutcomeUnknown(
+            f"the registry's reply to the commit was lost and the audit log has no new {kind} event: nothing "
+            f"changed ({now} is the champion); repeating the command with --expect-champion {seen} is safe"
+        ) from exc
 
 
 @app.command("rollback")
@@ -476,6 +517,10 @@ def rollback_cmd(
     to: Annotated[
         int | None, typer.Option("--to", help="Roll back to this version (default: the previous champion).")
     ] = None,
+    expect_champion: Annotated[
+        str | None,
+        typer.Option(help="Fail unless the champion is still this version (default: the champion read now)."),
+    ] = None,
     spec_path: SpecOpt = None,
     actor: ActorOpt = None,
     as_json: JsonFlag = False,
@@ -483,7 +528,10 @@ def rollback_cmd(
     """Return to the previous champion (or --to VERSION); where it is deployed, traffic follows."""
     registry = _registry()
     spec = _find_spec(name, spec_path)
-    change = registry.rollback(name, to, actor=_actor(actor), reason=reason)
+    expected = _expected_now(registry, name, expect_champion)
+    with _settle_lost_commit(registry, name, "rollback", expected) as settled:
+        settled.append(registry.rollback(name, to, actor=_actor(actor), reason=reason, expected_champion=expected))
+    change = settled[0]
     _print_change(change, as_json, "rolled back to")
     _follow_with_traffic(registry, name, change.version, _actor(actor), spec)
 
@@ -789,11 +837,12 @@ def main() -> None:
     Typer's standalone mode handles usage errors itself (exit 2, with the usage line).
     """
     from modelgate.deploy.controller import DeployError
+    from modelgate.fileio import WriteFailed
     from modelgate.spec import InvalidSpec
 
     try:
         app()
-    except (RegistryError, DeployError, InvalidSpec) as exc:
+    except (RegistryError, DeployError, InvalidSpec, WriteFailed) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
 

@@ -10,9 +10,11 @@ the decision on any column, and the decision does not depend on a sample.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -510,8 +512,39 @@ def write_report(
             Dataset.from_pandas(ref_sample, data_definition=definition),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        snapshot.save_html(str(path))
+        path.write_text(html_safe_report(snapshot.get_html_str(as_iframe=False)), encoding="utf-8")
     return snapshot
+
+
+_DASHBOARD_ID = re.compile(r"window\.drawDashboard\((metric_[0-9a-f]{32}),")
+
+
+def html_safe_report(html: str) -> str:
+    """Evidently's page with its data block re-serialised HTML-safe.
+
+    Evidently embeds the report's data (category values, feature names) in a `<script>` with plain
+    `json.dumps`, so a value `</script><script>…` ends the block and runs as script. The block is two JSON
+    values after `var <id> = ` and `var additional_graphs_<id> = `, where <id> is a random name chosen at
+    render time (data cannot spell it); each is decoded and written again with `<`, `>`, `&` and the line
+    separators escaped, which JavaScript reads as the same strings.
+    """
+    from jinja2.utils import htmlsafe_json_dumps
+
+    found = _DASHBOARD_ID.search(html)
+    if found is None:
+        raise DriftError("the Evidently report has no dashboard block: cannot make it safe to serve")
+    name = found.group(1)
+    decoder = json.JSONDecoder()
+    out = html
+    for variable in (f"var {name} = ", f"var additional_graphs_{name} = "):
+        start = out.find(variable)
+        if start < 0:
+            raise DriftError(f"the Evidently report lacks {variable.strip()}: cannot make it safe to serve")
+        begin = start + len(variable)
+        value, end = decoder.raw_decode(out, begin)
+        safe = str(htmlsafe_json_dumps(value))  # ASCII only: U+2028/2029 come out escaped too
+        out = out[:begin] + safe + out[end:]
+    return out
 
 
 def report_verdicts(snapshot: Any) -> dict[str, bool]:

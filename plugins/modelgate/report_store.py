@@ -118,9 +118,17 @@ class ReportStore:
         if safe is None:
             return None
         if not self.remote:
-            base = Path(self.root) / safe
-            pages = sorted(base.glob("validations/**/*.html")) if base.is_dir() else []
-            return pages[0].resolve().relative_to(Path(self.root).resolve()).as_posix() if pages else None
+            root = Path(self.root)
+            base = root / safe
+            try:
+                found = sorted(base.glob("validations/**/*.html")) if base.is_dir() else []
+            except OSError:
+                return None
+            for page in found:  # a page (or folder) that is a link out of the store is not a page of it
+                inside = contained(root, page.relative_to(root).as_posix())
+                if inside is not None:
+                    return inside.relative_to(root.resolve()).as_posix()
+            return None
         bucket, prefix = self._bucket_prefix()
         start = self._object(f"{safe}/validations/")
         names = sorted(n for n in self._hook().list(bucket, prefix=start) if n.endswith(".html"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -236,14 +237,19 @@ def _all_events() -> list[NotifyOn]:
 
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = dt.timedelta(days=3660)  # ten years: longer waits are a typo, and timedelta overflows past ~2.7M years
 
 
 def parse_duration(value: str) -> dt.timedelta:
-    """`90s`, `30m`, `12h`, `3d`, `2w` as a timedelta (ValueError otherwise)."""
+    """`90s`, `30m`, `12h`, `3d`, `2w` as a timedelta, at most ten years (ValueError otherwise)."""
     match = _DURATION.fullmatch(value.strip())
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{value!r} is not a duration like 30m, 12h, 3d or 2w")
-    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        raise ValueError(f"{value[:40]!r} is not a duration like 30m, 12h, 3d or 2w")
+    digits = match.group(1).lstrip("0")
+    seconds = int(digits) * _UNIT_SECONDS[match.group(2)] if len(digits) <= 12 else math.inf
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} is longer than ten years ({MAX_DURATION.days}d)")
+    return dt.timedelta(seconds=seconds)
 
 
 class Approver(_Strict):
@@ -528,15 +534,58 @@ class InvalidSpec(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
-def parse_spec(text: str, file: str = "<string>") -> ModelSpec:
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; a megabyte is a mistake or an attack
+MAX_SPEC_DEPTH = 32  # the deepest real spec nests 4 levels
+MAX_SPEC_NODES = 100_000  # values after aliases are expanded (an alias "bomb" expands exponentially)
+
+
+def _bounded_yaml(text: str, file: str) -> Any:
+    """`yaml.safe_load`, refusing documents too large, too deep or too wide once aliases are expanded.
+
+    The document is composed first (its size is linear in the text), then walked without recursion counting
+    every value as many times as aliases repeat it, stopping at the first bound; only then is it built.
+    """
+    if len(text) > MAX_SPEC_BYTES:
+        raise InvalidSpec([SpecError(file, "<file>", f"is over {MAX_SPEC_BYTES} bytes; a spec is a page of YAML")])
     try:
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise InvalidSpec([SpecError(file, "<yaml>", f"not valid YAML: {exc}".replace("\n", " "))]) from exc
+    except RecursionError:
+        raise InvalidSpec([SpecError(file, "<yaml>", f"nests deeper than {MAX_SPEC_DEPTH} levels")]) from None
+    if node is None:
+        return None
+    count, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        count += 1
+        if depth > MAX_SPEC_DEPTH:
+            raise InvalidSpec([SpecError(file, "<yaml>", f"nests deeper than {MAX_SPEC_DEPTH} levels")])
+        if count > MAX_SPEC_NODES:
+            raise InvalidSpec(
+                [SpecError(file, "<yaml>", f"holds over {MAX_SPEC_NODES} values once its aliases are expanded")]
+            )
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend((part, depth + 1) for pair in current.value for part in pair)
+    try:
+        return yaml.safe_load(text)  # bounded now: aliases share what they repeat
+    except yaml.YAMLError as exc:
+        raise InvalidSpec([SpecError(file, "<yaml>", f"not valid YAML: {exc}".replace("\n", " "))]) from exc
+
+
+def parse_spec(text: str, file: str = "<string>") -> ModelSpec:
+    raw = _bounded_yaml(text, file)
     if not isinstance(raw, dict):
         raise InvalidSpec([SpecError(file, "<root>", "a spec is a YAML mapping")])
     try:
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        errors = [SpecError(file, ".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in exc.errors()]
+        errors = [
+            SpecError(file, ".".join(str(p) for p in err["loc"])[:200] or "<root>", err["msg"][:500])
+            for err in exc.errors()
+        ]
         raise InvalidSpec(errors) from exc
+    except (OverflowError, RecursionError, ValueError) as exc:  # a validator past pydantic's own wrapping
+        raise InvalidSpec([SpecError(file, "<root>", f"cannot be read as a spec: {type(exc).__name__}")]) from None

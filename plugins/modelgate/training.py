@@ -133,6 +133,13 @@ def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
             raise TrainingError(f"{spec.name}: feature {feature.name!r} is entirely null in the window")
         if feature.type == "numeric" and not pd.api.types.is_numeric_dtype(column):
             raise TrainingError(f"{spec.name}: feature {feature.name!r} should be numeric, found dtype {column.dtype}")
+        if feature.type == "categorical" and column.dtype == object:
+            kinds = sorted({type(v).__name__ for v in column.dropna().head(100_000)})
+            if len(kinds) > 1:
+                raise TrainingError(
+                    f"{spec.name}: categorical feature {feature.name!r} mixes value types ({', '.join(kinds)}): "
+                    "cast the column to one type (text) in the source"
+                )
         share = float(column.isna().mean())
         if share > 0.2:
             warnings.append(f"feature {feature.name!r} is {share:.0%} null")
@@ -152,8 +159,8 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
     try:
         pipeline.fit(x, y)
-    except ValueError as exc:
-        raise TrainingError(f"{spec.name}: fitting failed: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(f"{spec.name}: fitting failed: {' '.join(str(exc).split())[:300]}") from exc
     train_scores = predict_scores(spec, pipeline, train_frame)
     from modelgate.evaluation import DEFAULT_METRICS, metric
 

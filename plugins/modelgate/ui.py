@@ -9,7 +9,6 @@ call them directly.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -77,15 +76,13 @@ class Heatmap:
     intervals: tuple[dt.datetime, ...]
     cells: tuple[tuple[tuple[float, bool] | None, ...], ...]
 
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "features": list(self.features),
-                "intervals": [i.strftime("%Y-%m-%d %H:%M") for i in self.intervals],
-                "cells": [[None if c is None else [c[0], c[1]] for c in row] for row in self.cells],
-            },
-            separators=(",", ":"),
-        )
+    def as_data(self) -> dict[str, list[Any]]:
+        """Plain data for the page's script; the template serialises it with Jinja's HTML-safe `tojson`."""
+        return {
+            "features": list(self.features),
+            "intervals": [i.strftime("%Y-%m-%d %H:%M") for i in self.intervals],
+            "cells": [[None if c is None else [c[0], c[1]] for c in row] for row in self.cells],
+        }
 
     @property
     def cell_count(self) -> int:
@@ -227,8 +224,9 @@ def _environment() -> Environment:
     return env
 
 
-def render(template: str, **context: Any) -> str:
-    return _environment().get_template(template).render(**context)
+def render(template: str, *, nonce: str = "", **context: Any) -> str:
+    """A page; `nonce` goes on its inline scripts (the server's Content-Security-Policy allows only those)."""
+    return _environment().get_template(template).render(nonce=nonce, **context)
 
 
 @dataclass(frozen=True)
@@ -276,7 +274,7 @@ def _data_docs(store: ReportStore, model: str, stage: str, label: str) -> tuple[
     return None if page is None else (Path(page).name, f"{REPORTS_URL}/{page}")
 
 
-def render_model_page(page: ModelPage, prefix: str) -> str:
+def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "") -> str:
     series = [
         {
             "at": p.at.strftime("%Y-%m-%d %H:%M"),
@@ -288,4 +286,4 @@ def render_model_page(page: ModelPage, prefix: str) -> str:
         }
         for p in page.metric_series
     ]
-    return render("model.html", page=page, series=series, prefix=prefix)
+    return render("model.html", page=page, series=series, prefix=prefix, nonce=nonce)

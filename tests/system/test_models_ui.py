@@ -6,7 +6,6 @@ Screenshots go to `test-screenshots/` in the checkout.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from modelgate.registry.monitoring import MonitoringStore
+from tests.browser import chromium
 from tests.conftest import REPO_ROOT
 from tests.system.conftest import RunningAirflow
 
@@ -21,28 +21,12 @@ pytestmark = pytest.mark.system
 
 MODEL = "churn_browser"
 SHOTS = REPO_ROOT / "test-screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def _loop_run(airflow_stack: RunningAirflow) -> None:
@@ -112,8 +96,12 @@ def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -
     report = page.locator("#reports tr", has_text="champion vs challenger").locator("a.report").first
     assert "v" in report.inner_text()
     page.screenshot(path=str(SHOTS / "version.png"), full_page=True)
-    report.click()
+    with page.expect_response(lambda r: "/modelgate/reports/" in r.url and r.url.endswith(".html")) as served:
+        report.click()
     page.wait_for_load_state()
     assert "/modelgate/reports/" in page.url and f"v{champion.version}" in page.content()
+    policy = served.value.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-scripts") and "allow-same-origin" not in policy
+    page.wait_for_selector(".main-svg", timeout=30_000)  # the report's plotly charts still draw, sandboxed
     page.screenshot(path=str(SHOTS / "verdict-report.png"))
     page.close()

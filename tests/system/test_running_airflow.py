@@ -33,6 +33,15 @@ def test_dags_parse_without_errors_and_the_plugin_serves_reports_behind_auth(air
     assert plugins["modelgate"]["operator_extra_links"]
     anonymous = httpx.get(f"{api.base_url}/modelgate/reports/x.html")
     assert anonymous.status_code == 401
+    for path in ("/docs", "/redoc", "/openapi.json", "/models/x"):
+        assert httpx.get(f"{api.base_url}/modelgate{path}").status_code == 401, path
+    signed_in = {"Authorization": f"Bearer {api.token}"}
+    for path in ("/docs", "/redoc", "/openapi.json", "/models/NOPE", "/models/a..b/versions/1", "/models/x/versions/1"):
+        response = httpx.get(f"{api.base_url}/modelgate{path}", headers=signed_in)
+        assert response.status_code == 404, (path, response.status_code)  # was a 500 for invalid names
+        assert response.headers["x-content-type-options"] == "nosniff"
+    index = httpx.get(f"{api.base_url}/modelgate/", headers=signed_in)
+    assert index.status_code == 200 and "script-src 'nonce-" in index.headers["content-security-policy"]
 
 
 def test_ui_trigger_with_params_and_the_report_link_opens(airflow_stack: RunningAirflow) -> None:

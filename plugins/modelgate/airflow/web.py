@@ -5,6 +5,12 @@ Every route needs an authenticated Airflow user (the same login, the same token 
 the UI and REST API). Pages are read-only and read the registry through `MODELGATE_UI_REGISTRY_URL` when
 set (a login in the `modelgate_reader` role), else the tasks' registry connection. Files are read only from
 the reports directory: a path that resolves outside it is not found, whatever it spells.
+
+These pages share the api-server's origin, where Airflow's token cookie authorises its REST API, so every
+response carries a Content-Security-Policy: the Models view runs only its own scripts (a nonce per
+response), and reports (Evidently, Data Docs, plotly) are served sandboxed, so their scripts run in an opaque
+origin that can read no cookie and call no API. `X-Content-Type-Options: nosniff` and a same-origin
+`Referrer-Policy` go on everything.
 """
 
 from __future__ import annotations
@@ -16,6 +22,58 @@ if TYPE_CHECKING:
 
 URL_PREFIX = "/modelgate"
 REPORTS_ROUTE = "/reports"
+
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+REPORT_POLICY = (
+    # an opaque origin: no cookie, no storage, no same-origin request; no fetch, form or plugin either
+    "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox allow-downloads; "
+    "default-src 'none'; script-src 'self' 'unsafe-inline' 'unsafe-eval' https:; "
+    "style-src 'self' 'unsafe-inline' https:; img-src 'self' data: blob:; font-src 'self' data: https:; "
+    "connect-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+
+
+def page_policy(nonce: str) -> str:
+    """The Models view's policy: only the page's own scripts (by nonce), nothing else executes or loads."""
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'; object-src 'none'"
+    )
+
+
+def report_headers(media_type: str) -> dict[str, str]:
+    """Headers of a file from the report store: sandboxed when a browser could run it as a page."""
+    headers = dict(COMMON_HEADERS)
+    if media_type.startswith(("text/html", "application/xhtml", "image/svg")) or "xml" in media_type:
+        headers["Content-Security-Policy"] = REPORT_POLICY
+    return headers
+
+
+class SecurityHeaders:
+    """ASGI middleware: the common headers on every response, and the sandbox policy on any response that
+    did not set its own Content-Security-Policy (errors, redirects, files)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {name.lower() for name, _ in headers}
+                for name, value in COMMON_HEADERS.items():
+                    if name.lower().encode() not in names:
+                        headers.append((name.lower().encode(), value.encode()))
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", REPORT_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def report_url(path: str, *, store: ReportStore, base_url: str) -> str:
@@ -68,6 +126,7 @@ def pending_approvals() -> list[Any]:
 
 def create_app() -> Any:
     import os
+    import secrets
 
     from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI, HTTPException
@@ -75,10 +134,18 @@ def create_app() -> Any:
 
     from modelgate import ui
     from modelgate.airflow.runtime import registry_url, report_store
-    from modelgate.registry.errors import ModelNotFound, VersionNotFound
+    from modelgate.registry.errors import InvalidModelName, ModelNotFound, VersionNotFound
     from modelgate.registry.store import Registry
 
-    app = FastAPI(title="modelgate", dependencies=[Depends(requires_authenticated())])
+    # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse
+    app = FastAPI(
+        title="modelgate",
+        dependencies=[Depends(requires_authenticated())],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(SecurityHeaders)
     registry: list[Registry] = []
 
     def reader() -> Registry:
@@ -92,26 +159,34 @@ def create_app() -> Any:
         relative = store.relative(path)
         return None if relative is None else f"{URL_PREFIX}{REPORTS_ROUTE}/{relative}"
 
+    def html(render: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(18)
+        headers = {**COMMON_HEADERS, "Content-Security-Policy": page_policy(nonce)}
+        return HTMLResponse(render(nonce), headers=headers)
+
     @app.get("/", response_class=HTMLResponse)
-    def models() -> str:
-        return ui.render("models.html", models=ui.overview(reader(), pending_approvals()), prefix=URL_PREFIX)
+    def models() -> HTMLResponse:
+        summaries = ui.overview(reader(), pending_approvals())
+        return html(lambda nonce: ui.render("models.html", models=summaries, prefix=URL_PREFIX, nonce=nonce))
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model(name: str) -> str:
+    def model(name: str) -> HTMLResponse:
         try:
             page = ui.model_page(reader(), name, pending_approvals())
-        except ModelNotFound:
-            raise HTTPException(status_code=404, detail=f"no model {name!r}") from None
-        return ui.render_model_page(page, URL_PREFIX)
+        except (ModelNotFound, InvalidModelName):
+            raise HTTPException(status_code=404, detail="no such model") from None
+        return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce))
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
-    def version(name: str, version: int) -> str:
+    def version(name: str, version: int) -> HTMLResponse:
         try:
             entry = reader().get_version(name, version)
-        except (ModelNotFound, VersionNotFound):
-            raise HTTPException(status_code=404, detail=f"no version {version} of {name!r}") from None
+        except (ModelNotFound, VersionNotFound, InvalidModelName):
+            raise HTTPException(status_code=404, detail="no such version") from None
         reports = ui.version_reports(reader(), entry, url_of, store)
-        return ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX)
+        return html(
+            lambda nonce: ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX, nonce=nonce)
+        )
 
     @app.get("/models", include_in_schema=False)
     def models_redirect() -> RedirectResponse:
@@ -122,6 +197,6 @@ def create_app() -> Any:
         found = store.read(relative)  # only inside the store, local or gs://
         if found is None:
             raise HTTPException(status_code=404, detail="no such report")
-        return Response(found.content, media_type=found.media_type)
+        return Response(found.content, media_type=found.media_type, headers=report_headers(found.media_type))
 
     return app

@@ -91,14 +91,34 @@ def rollout(
     actor: str = "modelgate",
     run: RunRef | None = None,
 ) -> Deployment | None:
-    """Roll `version` out through the canary steps; None if it already takes all the traffic."""
+    """Roll `version` out through the canary steps; None if it already takes all the traffic.
+
+    One rollout per model at a time (the store's rollout lock); an attempt a killed process left
+    `deploying` is closed as `abandoned` first, and the target's state is surveyed afresh.
+    """
     entry = registry.servable_version(model, version)
+    store = DeploymentStore(registry)
+    with store.rollout_lock(model, actor=actor) as abandoned:
+        if abandoned:
+            log.warning("%s: closed deployment(s) %s left mid-rollout by a process that ended", model, abandoned)
+        return _rollout(store, target, entry, steps=steps, actor=actor, run=run)
+
+
+def _rollout(
+    store: DeploymentStore,
+    target: DeploymentTarget,
+    entry: ModelVersion,
+    *,
+    steps: Sequence[int],
+    actor: str,
+    run: RunRef | None,
+) -> Deployment | None:
+    model, version = entry.model, entry.version
     before = target.survey(entry)
     if before.already_all:
         log.info("%s v%s already serves 100%% of the %s traffic", model, version, target.label)
         target.settle_unchanged()
         return None
-    store = DeploymentStore(registry)
     deployment_id = store.start(model, version, before.version, target.kind, run.run_id if run else None)
     try:
         target.stage()

@@ -3,14 +3,22 @@
 `serving/<model>/state.json` says which version is stable, which (if any) is the canary and its share of
 traffic; it is replaced with os.replace, so a server reading it sees the old state or the new one, never a
 mix. `serving/<model>/current` is a symlink to the stable artifact, switched the same way.
+
+A staged copy is trusted only while its bytes match the registry's sha256: staging re-copies a copy that
+does not, and "already serves" needs a copy that does. Each running `modelgate serve` answers every state it
+reads in `serving/<model>/served-<pid>.json` (the state's revision, and the error if it could not load it); a
+step of a rollout waits for every live server to answer its revision, and fails (traffic restored) when one
+refuses it, so a rollout is never recorded live while the server still answers with the old version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-import tempfile
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +30,17 @@ from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.entities import ModelVersion, RunRef
 from modelgate.registry.store import Registry
 
-__all__ = ["DeployError", "LocalDeployment", "LocalTarget", "ProbeBatch", "ServingState", "Slot", "deploy_local"]
+__all__ = [
+    "DeployError",
+    "LocalDeployment",
+    "LocalTarget",
+    "ProbeBatch",
+    "ServedAnswer",
+    "ServingState",
+    "Slot",
+    "deploy_local",
+    "staged_copy_ok",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,7 @@ class ServingState:
     stable: Slot | None
     canary: Slot | None = None
     canary_percent: int = 0
+    revision: str = ""  # new with every write: what a server answers once it has loaded this state
 
     def traffic(self) -> dict[str, int]:
         if self.stable is None:
@@ -56,7 +75,43 @@ class ServingState:
         raw = json.loads(text)
         stable = Slot(**raw["stable"]) if raw.get("stable") else None
         canary = Slot(**raw["canary"]) if raw.get("canary") else None
-        return cls(raw["model"], list(raw["features"]), raw["task"], stable, canary, int(raw.get("canary_percent", 0)))
+        return cls(
+            raw["model"],
+            list(raw["features"]),
+            raw["task"],
+            stable,
+            canary,
+            int(raw.get("canary_percent", 0)),
+            str(raw.get("revision", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ServedAnswer:
+    """What one running server last made of state.json: the revision it read, and why it refused it if it did."""
+
+    pid: int
+    revision: str
+    error: str | None
+
+
+def staged_copy_ok(slot: Slot) -> bool:
+    """The staged file exists and its bytes match the sha256 recorded for it."""
+    try:
+        with open(slot.path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest() == slot.sha256
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalTarget:
@@ -78,31 +133,73 @@ class LocalTarget:
         return ServingState.from_json(path.read_text())
 
     def stage(self, version: ModelVersion, artifacts: ArtifactStore) -> Slot:
-        """Copy the artifact next to the server, after checking its sha256 against the registry's record."""
-        directory = self.model_dir(version.model)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"v{version.version}-{version.artifact_sha256[:12]}.joblib"
-        if not target.exists():
-            data = artifacts.fetch(version.artifact_uri, version.artifact_sha256)
-            fd, tmp = tempfile.mkstemp(prefix=".stage-", dir=directory)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        return Slot(version.version, version.artifact_sha256, str(target))
+        """Copy the artifact next to the server, after checking its sha256 against the registry's record.
 
-    def write_state(self, state: ServingState) -> None:
-        """Atomically publish a new serving state (and point `current` at the stable artifact)."""
+        A copy already there is reused only when its bytes still match; one that does not (tampered, torn)
+        is replaced by a verified copy."""
+        from modelgate.fileio import write_atomically
+
+        directory = self.model_dir(version.model)
+        target = directory / f"v{version.version}-{version.artifact_sha256[:12]}.joblib"
+        slot = Slot(version.version, version.artifact_sha256, str(target))
+        if not staged_copy_ok(slot):
+            data = artifacts.fetch(version.artifact_uri, version.artifact_sha256)
+            write_atomically(target, data, what=f"the staged copy of {version.model} v{version.version}")
+        return slot
+
+    def write_state(self, state: ServingState) -> ServingState:
+        """Atomically publish a new serving state (and point `current` at the stable artifact); the state as
+        written, with its new revision."""
+        from dataclasses import replace
+
+        from modelgate.fileio import write_atomically
+
+        state = replace(state, revision=uuid.uuid4().hex)
         directory = self.model_dir(state.model)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(state.to_json())
-        os.replace(tmp, self.state_path(state.model))
+        write_atomically(self.state_path(state.model), state.to_json().encode(), what=f"{state.model}'s state.json")
         if state.stable is not None:
             link_tmp = directory / f".current-{os.getpid()}"
             link_tmp.unlink(missing_ok=True)
             link_tmp.symlink_to(Path(state.stable.path).name)
             os.replace(link_tmp, directory / "current")
+        return state
+
+    def served_path(self, model: str, pid: int, server: str) -> Path:
+        """Where one running server answers (`server` tells apart servers of one process)."""
+        return self.model_dir(model) / f"served-{pid}-{server}.json"
+
+    def answers(self, model: str) -> list[ServedAnswer]:
+        """The answers of the servers still running (a dead server's file is removed)."""
+        out = []
+        for path in sorted(self.model_dir(model).glob("served-*.json")):
+            try:
+                raw = json.loads(path.read_text())
+                answer = ServedAnswer(int(raw["pid"]), str(raw["revision"]), raw.get("error"))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if _alive(answer.pid):
+                out.append(answer)
+            else:
+                path.unlink(missing_ok=True)
+        return out
+
+    def wait_served(self, state: ServingState, *, timeout: float = 15.0, poll: float = 0.05) -> None:
+        """Return once every running server answers `state`'s revision; DeployError if one refuses it or
+        does not answer within `timeout` seconds. No running server: nothing to wait for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = []
+            for answer in self.answers(state.model):
+                if answer.revision != state.revision:
+                    pending.append(answer)
+                elif answer.error:
+                    raise DeployError(f"modelgate serve (pid {answer.pid}) refused the new state: {answer.error}")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                pids = ", ".join(str(a.pid) for a in pending)
+                raise DeployError(f"modelgate serve (pid {pids}) did not load the new state within {timeout:g} s")
+            time.sleep(poll)
 
 
 def load_slot(slot: Slot) -> Any:
@@ -189,7 +286,12 @@ class LocalDeployment:
         already = previous is not None and previous.canary is None and stable is not None
         return Serving(
             version=stable.version if stable else None,
-            already_all=already and stable is not None and stable.version == entry.version,
+            # "already serves" only with a staged copy whose bytes are still the registry's
+            already_all=already
+            and stable is not None
+            and stable.version == entry.version
+            and stable.sha256 == entry.artifact_sha256
+            and staged_copy_ok(stable),
         )
 
     def settle_unchanged(self) -> None:
@@ -200,7 +302,14 @@ class LocalDeployment:
         self._slot = self._target.stage(self._entry, self._artifacts)
 
     def steps(self, requested: Sequence[int]) -> Sequence[int]:
+        previous = self._previous
+        if previous is None or previous.stable is None or previous.stable.version == self._version():
+            return [100]  # nothing else serves (or this version already is stable): no canary to split with
         return requested
+
+    def _version(self) -> int:
+        assert self._entry is not None, "survey() first"
+        return self._entry.version
 
     def shift(self, percent: int) -> dict[str, int]:
         assert self._entry is not None and self._slot is not None, "stage() first"
@@ -212,8 +321,8 @@ class LocalDeployment:
             state = ServingState(self._entry.model, self._features, self._task, self._slot, None, 0)
         if not math.isclose(sum(state.traffic().values()), 100):
             raise DeployError(f"traffic split {state.traffic()} does not sum to 100")
-        self._target.write_state(state)
-        self._state = state
+        self._state = self._target.write_state(state)
+        self._target.wait_served(self._state)
         return state.traffic()
 
     def probe(self) -> None:
@@ -228,8 +337,12 @@ class LocalDeployment:
     def restore(self) -> tuple[dict[str, int], str | None]:
         if self._previous is None:
             return {}, None
-        self._target.write_state(self._previous)  # traffic goes back where it was
-        return self._previous.traffic(), None
+        restored = self._target.write_state(self._previous)  # traffic goes back where it was
+        try:
+            self._target.wait_served(restored)
+        except DeployError as exc:
+            return restored.traffic(), str(exc)
+        return restored.traffic(), None
 
     def where(self) -> str | None:
         return str(self._target.model_dir(self._entry.model)) if self._entry else None

@@ -6,15 +6,28 @@ drops nothing. A canary takes its share of requests at random. Every response na
 
 Bodies over `max_body_bytes` are refused with 413 before any of them is parsed; error bodies name the
 problem, never the input; with a token (`--token-file` or $MODELGATE_SERVE_TOKEN) every endpoint wants
-`Authorization: Bearer <token>`.
+`Authorization: Bearer <token>`. Values the model cannot take (a 400-digit integer) and predictions that are
+not finite numbers are a 422, never a 500 or invalid JSON.
+
+The server answers each state it reads in `serving/<model>/served-<pid>-<id>.json`: the revision it now
+serves, or the one-line reason it could not load it (a staged copy whose sha256 no longer matches). It keeps
+serving its last good snapshot then, `/health` says `stale` with that reason, and it does not retry the same
+state file: one log line, not a traceback per poll.
+
+Connections that send no complete request within `header_timeout` seconds are closed, and past
+`max_connections` the oldest idle connection makes room, so idle or slow sockets cannot lock `/health` out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import random
 import threading
+import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +45,8 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 10_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # ~10k rows of a few dozen features; configurable per server
 TOKEN_ENV = "MODELGATE_SERVE_TOKEN"
+HEADER_TIMEOUT = 10.0  # seconds a connection may take to send a complete request head
+MAX_CONNECTIONS = 1000
 
 
 class BodyLimit:
@@ -96,17 +111,22 @@ class ModelHolder:
         self.model = model
         self.poll_seconds = poll_seconds
         self.snapshot: Snapshot | None = None
+        self.error: str | None = None  # why the newest state could not be loaded (the last good one serves)
         self._seen: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"modelgate-watch-{model}", daemon=True)
         self._rng = random.Random()
+        self._answers = target.served_path(model, os.getpid(), uuid.uuid4().hex[:8])
 
     def start(self) -> None:
-        self.refresh()
-        self._thread.start()
+        try:
+            self.refresh()
+        finally:
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._answers.unlink(missing_ok=True)
 
     def refresh(self) -> None:
         path = self.target.state_path(self.model)
@@ -115,18 +135,38 @@ class ModelHolder:
         except FileNotFoundError:
             return
         if stamp == self._seen:
-            return
+            return  # served, or refused once already: the same file is not retried every poll
+        self._seen = stamp
         state = self.target.read_state(self.model)
         if state is None or state.stable is None:
             return
         current = self.snapshot.models if self.snapshot else {}
         models: dict[int, Any] = {}
-        for slot in (state.stable, state.canary):
-            if slot is not None:
-                models[slot.version] = current.get(slot.version) or load_slot(slot)
+        try:
+            for slot in (state.stable, state.canary):
+                if slot is not None:
+                    models[slot.version] = current.get(slot.version) or load_slot(slot)
+        except Exception as exc:
+            self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            log.error("%s: keeping %s, cannot load the new serving state: %s", self.model, self._serving(), self.error)
+            self._answer(state.revision, self.error)
+            return
         self.snapshot = Snapshot(state, models)  # one reference swap: readers see old or new, whole
-        self._seen = stamp
+        self.error = None
+        self._answer(state.revision, None)
         log.info("%s now serving %s", self.model, state.traffic())
+
+    def _serving(self) -> str:
+        return str(self.snapshot.state.traffic()) if self.snapshot else "nothing"
+
+    def _answer(self, revision: str, error: str | None) -> None:
+        from modelgate.fileio import WriteFailed, write_atomically
+
+        payload = json.dumps({"pid": os.getpid(), "revision": revision, "error": error}).encode()
+        try:
+            write_atomically(self._answers, payload, what="the server's answer", prefix=".served-")
+        except WriteFailed as exc:  # a rollout then times out waiting, and restores traffic
+            log.error("%s", exc)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -183,6 +223,15 @@ def create_app(
         if snapshot is None:
             raise HTTPException(503, f"no deployed version of {model} yet")
         state = snapshot.state
+        if holder.error is not None:  # still serving the last good state, which is what these numbers say
+            return {
+                "status": "stale",
+                "error": holder.error,
+                "model": model,
+                "stable": state.stable.version if state.stable else None,
+                "canary": state.canary.version if state.canary else None,
+                "traffic": state.traffic(),
+            }
         return {
             "status": "ok",
             "model": model,
@@ -203,20 +252,75 @@ def create_app(
         missing = sorted({f for row in request.instances for f in features if f not in row})
         if missing:
             raise HTTPException(422, f"instances lack features: {', '.join(missing)}")
-        frame = pd.DataFrame.from_records(request.instances, columns=features)
         estimator = snapshot.models[slot.version]
         try:
+            frame = pd.DataFrame.from_records(request.instances, columns=features)
             if snapshot.state.task == "binary_classification":
                 scores = estimator.predict_proba(frame)[:, 1]
             else:
                 scores = estimator.predict(frame)
-        except (ValueError, TypeError) as exc:
-            log.info("cannot score a request for %s v%s: %s", model, slot.version, exc)
-            raise HTTPException(422, "cannot score these instances: a feature value has the wrong type") from None
-        body = {"model": model, "version": slot.version, "predictions": [float(s) for s in scores]}
-        return Response(json.dumps(body), media_type="application/json")  # no encoder pass over plain floats
+            predictions = [float(s) for s in scores]
+        except (ValueError, TypeError, OverflowError) as exc:
+            log.info("cannot score a request for %s v%s: %s", model, slot.version, type(exc).__name__)
+            raise HTTPException(
+                422, "cannot score these instances: a feature value has the wrong type or is out of range"
+            ) from None
+        if not all(math.isfinite(p) for p in predictions):
+            bad = [i for i, p in enumerate(predictions) if not math.isfinite(p)][:5]
+            raise HTTPException(422, f"v{slot.version} gave no finite prediction for instance(s) {bad}")
+        body = {"model": model, "version": slot.version, "predictions": predictions}
+        return Response(json.dumps(body, allow_nan=False), media_type="application/json")  # plain floats
 
     return app
+
+
+def connection_cap() -> int:
+    """MAX_CONNECTIONS, or fewer when the process may open fewer files (room kept for models and logs)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, soft - 64))
+
+
+def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_connections: int | None = None) -> type:
+    """uvicorn's h11 protocol with a request-head deadline and a connection cap (uvicorn has neither).
+
+    A connection must send a complete request head within `header_timeout` seconds of opening, or of its
+    last response; a connection past `max_connections` closes the oldest one that has no request in flight.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    cap = connection_cap() if max_connections is None else max_connections
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._opened = time.monotonic()
+            self._deadline = self.loop.call_later(header_timeout, self._head_overdue)
+            if len(self.connections) > cap:
+                idle = [c for c in self.connections if c is not self and getattr(c, "_idle", lambda: False)()]
+                if idle:
+                    min(idle, key=lambda c: getattr(c, "_opened", 0.0)).transport.close()
+
+        def _idle(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _head_overdue(self) -> None:
+            if self._idle() and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._deadline.cancel()
+            self._deadline = self.loop.call_later(header_timeout, self._head_overdue)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
 
 
 def serve(
@@ -225,4 +329,4 @@ def serve(
     import uvicorn
 
     app = create_app(LocalTarget(root), model, max_body_bytes=max_body_bytes, token=token)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", http=guarded_protocol(), timeout_keep_alive=5)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
+from modelgate.fileio import copy_atomically
 from modelgate.registry.errors import ArtifactIntegrityError, ArtifactNotFound, InvalidInput
 
 _CHUNK = 1 << 20
@@ -54,11 +54,18 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 def _dump_to_temp(obj: Any, directory: Path) -> Path:
     import joblib
 
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".joblib", dir=directory)
-    os.close(fd)
-    joblib.dump(obj, name)
-    return Path(name)
+    from modelgate.fileio import WriteFailed, temporary_file
+
+    path = temporary_file(directory, what="a model artifact", prefix=".upload-", suffix=".joblib")
+    try:
+        joblib.dump(obj, path)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise WriteFailed(f"cannot write a model artifact to {directory}: {exc.strerror or exc}") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _content_key(sha256: str, suffix: str) -> str:
@@ -107,12 +114,8 @@ class ArtifactStore:
                 hook.upload(bucket_name=self._bucket, object_name=object_name, filename=str(source))
             return StoredArtifact(f"gs://{self._bucket}/{object_name}", sha, size)
         target = self._local_root / key
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".copy-", dir=target.parent)
-            os.close(fd)
-            shutil.copyfile(source, tmp_name)
-            os.replace(tmp_name, target)  # atomic: readers never see a half-written artifact
+        if not target.exists():  # content-addressed: atomic, so readers never see a half-written artifact
+            copy_atomically(source, target, what=f"artifact {source.name}")
         return StoredArtifact(target.as_uri(), sha, size)
 
     # -- reading

@@ -13,7 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from modelgate.registry.errors import InvalidInput, PermissionDenied, RegistryError, RegistryUnavailable
+from modelgate.registry.errors import (
+    InvalidInput,
+    OutcomeUnknown,
+    PermissionDenied,
+    RegistryError,
+    RegistryUnavailable,
+)
 
 
 class Database:
@@ -24,9 +30,28 @@ class Database:
 
     @contextmanager
     def transaction(self, action: str) -> Iterator[sa.Connection]:
-        """One transaction: commit on success, roll back on any error, domain errors out."""
-        with translate_errors(action), self.engine.begin() as conn:
-            yield conn
+        """One transaction: commit on success, roll back on any error, domain errors out.
+
+        A connection lost during COMMIT is `OutcomeUnknown`, not "nothing was written": PostgreSQL may have
+        committed before the reply was lost.
+        """
+        with translate_errors(action), self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                with suppress(Exception):
+                    trans.rollback()
+                raise
+            try:
+                trans.commit()
+            except sa_exc.DBAPIError as exc:
+                if _connection_lost(exc):
+                    raise OutcomeUnknown(
+                        f"the registry connection was lost while committing {action}: it may or may not have "
+                        f"been written; read the audit log (modelgate history) before retrying: {db_message(exc)}"
+                    ) from exc
+                raise
 
     @contextmanager
     def read(self, action: str) -> Iterator[sa.Connection]:
@@ -88,11 +113,13 @@ def _sqlalchemy_error(action: str, exc: Exception) -> Exception:
         return InvalidInput(f"{action} violates a registry constraint: {db_message(exc)}")
     if isinstance(exc, sa_exc.ProgrammingError) and getattr(exc.orig, "sqlstate", None) == "42501":
         return _denied(action, db_message(exc))  # insufficient_privilege
-    if isinstance(exc, sa_exc.DBAPIError) and (
-        isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated
-    ):
+    if isinstance(exc, sa_exc.DBAPIError) and _connection_lost(exc):
         return _unavailable(action, db_message(exc))
     return exc
+
+
+def _connection_lost(exc: sa_exc.DBAPIError) -> bool:
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated
 
 
 def _adbc_error(action: str, exc: Exception) -> Exception:

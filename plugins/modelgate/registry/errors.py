@@ -59,5 +59,13 @@ class RegistryUnavailable(RegistryError):
     """The registry database could not be reached, or the connection dropped mid-operation."""
 
 
+class OutcomeUnknown(RegistryUnavailable):
+    """The connection dropped while COMMIT was under way: the change may or may not have been written.
+
+    Read the registry (the audit log) before retrying; retries that carry the champion they expect fail
+    their compare-and-swap instead of acting twice.
+    """
+
+
 class InvalidInput(RegistryError):
     """Arguments that are malformed (bad JSON, wrong type, unknown status...)."""

@@ -69,6 +69,10 @@ class ChampionChange:
     event_id: int | None
 
 
+def _seen(champion: int | None) -> str:
+    return "no champion" if champion is None else f"v{champion}"
+
+
 def validate_model_name(name: str) -> str:
     try:
         return check_model_name(name)
@@ -279,6 +283,11 @@ class Registry:
         with self.db.transaction("rollback") as conn:
             self._lock_model(conn, model)
             current = self._champion_version(conn, model)
+            if not isinstance(expected_champion, _AnyChampion) and current != expected_champion:
+                raise PromotionConflict(  # first: a repeated rollback fails here, whatever it would roll back to
+                    f"champion of {model!r} changed since it was read: expected {_seen(expected_champion)}, "
+                    f"found {_seen(current)}; nothing was rolled back"
+                )
             if current is None:
                 raise NoChampion(f"model {model!r} has no champion to roll back from")
             if to_version is None:
@@ -442,11 +451,9 @@ class Registry:
         if current == version:
             return ChampionChange(model, version, current, changed=False, event_id=None)
         if not isinstance(expected, _AnyChampion) and current != expected:
-            seen = "no champion" if expected is None else f"v{expected}"
-            now = "no champion" if current is None else f"v{current}"
             raise PromotionConflict(
-                f"champion of {model!r} changed since it was read: expected {seen}, found {now}; "
-                f"v{version} was not promoted"
+                f"champion of {model!r} changed since it was read: expected {_seen(expected)}, found "
+                f"{_seen(current)}; v{version} was not promoted"
             )
         if target.status is VersionStatus.REJECTED:
             raise InvalidTransition(
@@ -503,6 +510,8 @@ class Registry:
                 raise InvalidTransition(
                     f"v{version} of {model!r} is the champion: promote another version or roll back first"
                 )
+            if current.status is VersionStatus.REJECTED:
+                raise InvalidTransition(f"v{version} of {model!r} was rejected; a rejected version stays rejected")
             if status is VersionStatus.REJECTED and current.status is not VersionStatus.CHALLENGER:
                 raise InvalidTransition(f"only a challenger can be rejected; v{version} is {current.status.value}")
             conn.execute(
