@@ -32,6 +32,7 @@ import yaml
 from modelgate.datasets.churn import write_days
 from modelgate.registry import EventKind, Registry, VersionStatus
 from modelgate.registry.connection import create_registry_engine
+from modelgate.registry.entities import RunRef
 from modelgate.registry.monitoring import MonitoringStore
 from tests.conftest import REPO_ROOT
 from tests.helpers import dags_for
@@ -399,10 +400,18 @@ def _approve_when_asked(dag_id: str, approver: str, done: threading.Event, choic
         time.sleep(0.5)
 
 
+def _as_of(interval_end: dt.datetime) -> RunRef:
+    """A change a test makes by hand, recorded as of just before the interval it then runs."""
+    return RunRef("tests", "by-hand", "rollback", interval_end - dt.timedelta(days=1))
+
+
 def test_h_approval_waits_then_records_the_approver(drifted_world: dict[str, Any]) -> None:
     world = drifted_world
     # A weak (pre-drift) champion, so that the verdict says promote whichever window the challenger trains on
-    world["registry"].rollback("churn", 1, actor="tests", reason="weak champion for the approval test")
+    # (recorded as of the day before the interval it runs next, so that interval judges against it)
+    world["registry"].rollback(
+        "churn", 1, actor="tests", reason="weak champion for the approval test", run=_as_of(sunday(4, 19))
+    )
     done = threading.Event()
     responder = threading.Thread(target=_approve_when_asked, args=("modelgate_retrain__churn", "alice", done))
     responder.start()
@@ -422,7 +431,9 @@ def test_h_approval_waits_then_records_the_approver(drifted_world: dict[str, Any
 def test_h_an_approver_saying_no_rejects_the_challenger(drifted_world: dict[str, Any]) -> None:
     world = drifted_world
     # A weak (pre-drift) champion, so that the verdict says promote and the approver is asked.
-    world["registry"].rollback("churn", 1, actor="tests", reason="weak champion for the approval test")
+    world["registry"].rollback(
+        "churn", 1, actor="tests", reason="weak champion for the approval test", run=_as_of(sunday(4, 26))
+    )
     champion_before = champion_version(world)
     assert champion_before == 1
     done = threading.Event()

@@ -354,17 +354,22 @@ def history_cmd(
         for e in events:
             change = " → ".join(f"v{v}" for v in (e.from_version, e.to_version) if v)
             _block(
-                f"#{e.id}  {_fmt(e.at)}  {e.kind.value}  {change}  by {e.actor}",
-                [("run", " ".join(x for x in (e.run.dag_id, e.run.run_id) if x)), ("reason", _fmt(e.reason))],
+                f"#{e.id}  {_fmt(e.at)}  {e.kind.value}{_backfill_mark(e)}  {change}  by {e.actor}",
+                [
+                    ("as of", _fmt(e.as_of)),
+                    ("run", " ".join(x for x in (e.run.dag_id, e.run.run_id) if x)),
+                    ("reason", _fmt(e.reason)),
+                ],
             )
         return
-    table = Table("#", "at", "event", "from", "to", "actor", "reason", "run")
+    table = Table("#", "at", "as of", "event", "from", "to", "actor", "reason", "run")
     for e in events:
         run = "/".join(x for x in (e.run.dag_id, e.run.run_id) if x) or "-"
         table.add_row(
             str(e.id),
             _fmt(e.at),
-            e.kind.value,
+            _fmt(e.as_of),
+            e.kind.value + _backfill_mark(e),
             _fmt(e.from_version and f"v{e.from_version}"),
             _fmt(e.to_version and f"v{e.to_version}"),
             e.actor,
@@ -372,6 +377,13 @@ def history_cmd(
             run[:60],
         )
     out.print(table)
+
+
+def _backfill_mark(event: Any) -> str:
+    """` (backfill)` on events a backfill run wrote: history rebuilt, never today's decisions."""
+    verdict = event.verdict or {}
+    backfill = verdict.get("run_type") == "backfill" or (event.run.run_id or "").startswith("backfill__")
+    return " (backfill)" if backfill else ""
 
 
 # ---------------------------------------------------------------------------------------------- writes

@@ -84,15 +84,39 @@ def judge(
     champion_version: int | None,
     challenger_version: int,
     doubt: str | None = None,
+    champion_window_end: dt.datetime | None = None,
 ) -> Judgement:
     """Champion (re-scored now) or, with none, the trivial baseline vs the challenger on the window's holdout.
+
+    The holdout is the newest `holdout_fraction` of the challenger's window (its evaluation model never saw
+    them) from `champion_window_end` on (the champion was fitted on rows before it): neither model is ever
+    scored on rows it was fitted on. Fewer than `evaluation.min_holdout_rows` such rows (or one class only)
+    is `insufficient_evidence`: not promoted, nothing compared.
 
     `doubt` is `policy.champion_doubt` of the retrain's reason: evidence against the champion, under which
     a non-inferior challenger is promoted.
     """
     from modelgate.evaluation import baseline_scores, evaluate_scores
+    from modelgate.policy import insufficient_evidence
 
     train_part, holdout = split_holdout(spec, frame)
+    if champion_model is not None and champion_window_end is not None:
+        holdout = holdout[holdout[spec.time_column] >= champion_window_end].reset_index(drop=True)
+        target = holdout[spec.target]
+        single = spec.task is Task.BINARY and target.nunique() < 2
+        if len(holdout) < spec.evaluation.min_holdout_rows or single:
+            verdict = insufficient_evidence(
+                spec.evaluation.primary_metric,
+                spec.evaluation.higher_is_better,
+                champion_version=champion_version,
+                challenger_version=challenger_version,
+                rows=len(holdout),
+                needed=spec.evaluation.min_holdout_rows,
+                since=champion_window_end,
+                single_class=single and len(holdout) >= spec.evaluation.min_holdout_rows,
+            )
+            empty = holdout[spec.target].to_numpy(dtype=float)
+            return Judgement(verdict, holdout, empty, None, empty)
     y = holdout[spec.target].to_numpy(dtype=float)
     challenger_scores = predict_scores(spec, challenger_model, holdout)
     champion_scores = None

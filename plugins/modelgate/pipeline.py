@@ -32,6 +32,7 @@ from modelgate.loop import (
 from modelgate.policy import (
     RetrainDecision,
     RetrainInputs,
+    RetrainReason,
     Verdict,
     champion_doubt,
     decide_retrain,
@@ -65,7 +66,8 @@ class RunInfo:
     try_number: int | None = None
 
     def ref(self, task_id: str | None = None) -> RunRef:
-        return RunRef(self.dag_id, self.run_id, task_id or self.task_id)
+        """The run behind an event: recorded as of the interval's end, the data time it acted for."""
+        return RunRef(self.dag_id, self.run_id, task_id or self.task_id, self.interval.end)
 
     @property
     def is_backfill(self) -> bool:
@@ -154,7 +156,7 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
     """Drift of the run's interval against the champion's reference sample; upserted into the timeline."""
     from modelgate.drift import compare
 
-    champion = _champion(services, spec)
+    champion = _champion(services, spec, run.interval.end)
     if champion is None or not champion.reference_uri or not champion.reference_sha256:
         log.info("%s has no champion with a reference sample yet: no drift to measure", spec.name)
         return {"measured": False, "drifted": False, "reason": "no champion reference"}
@@ -190,23 +192,36 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
     }
 
 
-def _champion(services: Services, spec: ModelSpec) -> ModelVersion | None:
-    """The champion, or None also before the model's first registration."""
-    try:
-        return services.registry.get_champion(spec.name)
-    except ModelNotFound:
-        return None
+def _champion(services: Services, spec: ModelSpec, end: dt.datetime) -> ModelVersion | None:
+    """The champion that served the interval ending at `end` (as the audit log has it: whatever was promoted
+    since, a run for a past interval judges against the world as it stood then); None before the first."""
+    return services.registry.champion_at(spec.name, end)
 
 
 # --------------------------------------------------------------------------------------------- retrain decision
 
 
+ASSET_TRIGGERED = "asset_triggered"
+
+
 def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> RetrainDecision:
-    """Gather the trigger inputs, decide, and record the decision for this interval."""
+    """Gather the trigger inputs, decide, and record the decision for this interval.
+
+    Everything is read as of the interval's end: the champion that served it, the decisions and drift runs
+    of earlier intervals. A drift run of the last `drift_runs_n` intervals that the monitor has not recorded
+    yet is measured here (the same engine, upserted), so the decision never depends on which DAG ran first.
+    """
     marks = _decision_marks(services, spec, through=run.interval.end)
     prior = _before(marks, run.interval.end)
+    if run.run_type == ASSET_TRIGGERED and prior and prior[-1].interval_end < run.interval.start:
+        detail = (
+            f"the interval before {run.interval} is not decided yet (last decided: the one ending "
+            f"{prior[-1].interval_end:%Y-%m-%d %H:%M}); its scheduled run decides this one in order"
+        )
+        log.info("%s: drift-triggered run deferred: %s", spec.name, detail)
+        return RetrainDecision(False, RetrainReason.DEFERRED, detail)
     window = _windows(spec, marks, run.interval.end, params).quality
-    champion = _champion(services, spec)
+    champion = _champion(services, spec, run.interval.end)
     policy = spec.retrain
     inputs_extra: dict[str, Any] = {}
     drift_flags: list[bool] = []
@@ -220,6 +235,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         decisions = prior
         rearmed = last_drift_retrain(decisions)
         fixed = training_window(spec, run.interval.end, params.window_days)
+        _measure_missing_drift(spec, run, services)
         change = unsettled_change(
             decisions,
             champion_window=(champion.window_start, champion.window_end),
@@ -235,7 +251,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             runs=policy.drift_runs_n,
         )
         reference = _holdout_score(spec, champion)
-        confirmed = _last_measured(services, spec, champion)
+        confirmed = _last_measured(services, spec, champion, run.interval.end)
         if confirmed is not None:  # age since the champion was last measured on fresh rows (trained or re-scored)
             age_days = (run.interval.end - confirmed).total_seconds() / 86400
         frame = load_window(spec, window, url=services.data_url)
@@ -289,6 +305,58 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     )
     log.info("retrain decision for %s: %s (%s)", spec.name, decision.reason.value, decision.detail)
     return decision
+
+
+def monitor_intervals(spec: ModelSpec, end: dt.datetime, count: int) -> list[Interval]:
+    """The monitor's last `count` intervals ending at or before `end`, oldest first (none unscheduled)."""
+    from croniter import croniter
+
+    if spec.cron is None or count < 1:
+        return []
+    ticks = croniter(spec.cron, end + dt.timedelta(microseconds=1))
+    ends = [ticks.get_prev(dt.datetime) for _ in range(count + 1)]
+    ends = [e if e.tzinfo else e.replace(tzinfo=dt.UTC) for e in ends]
+    return [Interval(ends[i + 1], ends[i]) for i in reversed(range(count))]
+
+
+def _measure_missing_drift(spec: ModelSpec, run: RunInfo, services: Services) -> None:
+    """Drift of the recent monitor intervals the monitor has not recorded yet, measured as it would have."""
+    from modelgate.drift import compute_drift
+
+    wanted = monitor_intervals(spec, run.interval.end, spec.retrain.drift_runs_n)
+    if not wanted:
+        return
+    have = {
+        (row.interval_start, row.interval_end)
+        for row in services.monitoring.drift_timeline(spec.name, until=run.interval.end, limit=len(wanted) + 2)
+    }
+    for interval in wanted:
+        if (interval.start, interval.end) in have:
+            continue
+        champion = _champion(services, spec, interval.end)
+        if champion is None or not champion.reference_uri or not champion.reference_sha256:
+            continue
+        current = load_window(spec, interval, url=services.data_url)
+        if current.empty:
+            continue
+        reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
+        result = compute_drift(spec, reference, current)
+        services.monitoring.upsert_drift(
+            DriftRow(
+                model=spec.name,
+                interval_start=interval.start,
+                interval_end=interval.end,
+                champion_version=champion.version,
+                scores=result.scores(),
+                share=result.share,
+                drifted=result.dataset_drift,
+                reference_rows=result.reference_rows,
+                current_rows=result.current_rows,
+                report_uri=None,  # the monitor's run adds its report when it runs
+            ),
+            run_id=run.run_id,
+        )
+        log.info("%s: measured the drift of %s for this decision (no monitor run yet)", spec.name, interval)
 
 
 def _decision_marks(services: Services, spec: ModelSpec, *, through: dt.datetime) -> list[DecisionMark]:
@@ -357,13 +425,13 @@ def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | N
     return ChampionScore(float(champion.metrics[name]), champion.window_end)
 
 
-def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion) -> dt.datetime | None:
-    """When the champion was last measured on fresh rows: trained, or re-scored by a verdict against it."""
+def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion, end: dt.datetime) -> dt.datetime | None:
+    """When the champion was last measured on fresh rows before `end`: trained, or re-scored by a verdict."""
     latest = champion.window_end
-    for event in services.registry.history(spec.name, kinds=["evaluate", "reject"]):
+    for event in services.registry.history(spec.name, kinds=["evaluate", "reject", "hold"]):
         verdict = event.verdict or {}
         window = verdict.get("window") or []
-        if verdict.get("champion_version") != champion.version or len(window) != 2:
+        if verdict.get("champion_version") != champion.version or len(window) != 2 or event.as_of >= end:
             continue
         measured = dt.datetime.fromisoformat(window[1])
         if latest is None or measured > latest:
@@ -461,8 +529,8 @@ def evaluate_challenger(
 
     registry = services.registry
     challenger = registry.get_version(spec.name, challenger_version)
-    champion = registry.get_champion(spec.name)
-    if champion is not None and champion.version == challenger.version:
+    champion = _champion(services, spec, run.interval.end)
+    if challenger.status is VersionStatus.CHAMPION or (champion is not None and champion.version == challenger.version):
         return _settled(spec, challenger, "already the champion", promote=True)
     if challenger.status is VersionStatus.REJECTED:
         return _settled(spec, challenger, "already rejected", promote=False)
@@ -479,6 +547,7 @@ def evaluate_challenger(
         challenger_model,
         champion_model,
         champion_version=champion.version if champion else None,
+        champion_window_end=champion.window_end if champion else None,
         challenger_version=challenger.version,
         doubt=champion_doubt(decided[0].reason) if decided else None,
     )
@@ -489,15 +558,21 @@ def evaluate_challenger(
     )
     report = services.reports.publish(written)
     payload = verdict.as_dict()
+    held_out = judged.holdout[spec.time_column]
     payload.update(
         {
             "window": [window.start.isoformat(), window.end.isoformat()],
+            # the rows judged on: from here to the window's end, none of them fitted on by either model
+            "holdout_from": None if held_out.empty else held_out.min().isoformat(),
+            "champion_window_end": None
+            if champion is None or champion.window_end is None
+            else champion.window_end.isoformat(),
             "report": report,
             "run_type": run.run_type,
             "airflow_run_id": run.run_id,
         }
     )
-    evaluate_ref = RunRef(run.dag_id, window_key(window), "evaluate")
+    evaluate_ref = RunRef(run.dag_id, window_key(window), "evaluate", run.interval.end)
     if verdict.promote:
         registry.record_event(
             spec.name,
@@ -601,16 +676,59 @@ def _settled(spec: ModelSpec, version: ModelVersion, why: str, *, promote: bool)
 # --------------------------------------------------------------------------------------------- promotion
 
 
-def promotion_route(spec: ModelSpec, run: RunInfo, params: RetrainParams, outcome: EvaluationOutcome) -> str:
-    """Where a verdict goes: 'rejected', 'hold' (dry run / backfill), 'approval' or 'auto'."""
-    if not outcome.promote or outcome.settled:
-        return "rejected" if not outcome.promote else "hold"
-    if params.dry_run:
+def promotion_route(
+    spec: ModelSpec, run: RunInfo, params: RetrainParams, outcome: EvaluationOutcome, *, newer: int | None = None
+) -> str:
+    """Where a verdict goes: 'rejected', 'hold' (dry run, backfill, a newer champion), 'approval' or 'auto'.
+
+    `newer` is a champion recorded as of a time after this run's interval (`hold_reason` names it): a run for
+    a past interval never promotes over it, `promote_on_backfill` or not."""
+    if outcome.promote and hold_reason(run, params, outcome, newer=newer):
         return "hold"
-    if run.is_backfill and not params.promote_on_backfill:
-        return "hold"
+    return _route(spec, params, outcome)
+
+
+def _route(spec: ModelSpec, params: RetrainParams, outcome: EvaluationOutcome) -> str:
+    if not outcome.promote:
+        return "rejected"
     approval = params.approval or spec.approval
     return "approval" if approval == "required" else "auto"
+
+
+def hold_reason(run: RunInfo, params: RetrainParams, outcome: EvaluationOutcome, *, newer: int | None) -> str | None:
+    """Why a passing verdict is held, not promoted (None: it may be promoted)."""
+    if outcome.settled:
+        return outcome.reason
+    if params.dry_run:
+        return "dry run"
+    if newer is not None:
+        return f"v{newer} became champion after this interval: history is recorded, never promoted over"
+    if run.is_backfill and not params.promote_on_backfill:
+        return "backfill run (promote_on_backfill is off)"
+    return None
+
+
+def newer_champion(spec: ModelSpec, run: RunInfo, services: Services) -> int | None:
+    """The newest champion recorded as of a time after this run's interval, if any."""
+    changes = services.registry.champion_changes_after(spec.name, run.interval.end)
+    return None if not changes else changes[-1].to_version
+
+
+def record_hold(spec: ModelSpec, run: RunInfo, services: Services, outcome: EvaluationOutcome, why: str) -> None:
+    """A passing verdict that is not promoted, in the audit log (the Models view and `history` show it held)."""
+    if outcome.settled:
+        return
+    services.registry.record_event(
+        spec.name,
+        "hold",
+        actor=f"airflow:{run.dag_id}",
+        from_version=outcome.champion_seen,
+        to_version=outcome.challenger_version,
+        reason=f"held ({why}): {outcome.reason}",
+        verdict={**outcome.recorded("hold", None), "held": why, "run_type": run.run_type},
+        run=run.ref("hold_promotion"),
+        dedupe=True,
+    )
 
 
 def promote(
@@ -619,6 +737,10 @@ def promote(
     """Compare-and-swap against the champion seen at evaluation; False when nothing changed."""
     actor = approver or f"airflow:{run.dag_id}"
     reason = outcome.reason if approver is None else f"approved by {approver}: {outcome.reason}"
+    newer = newer_champion(spec, run, services)  # promoted since the verdict was routed: never over it
+    if newer is not None:
+        record_hold(spec, run, services, outcome, hold_reason(run, RetrainParams(), outcome, newer=newer) or "")
+        return False
     change = services.registry.promote(
         spec.name,
         outcome.challenger_version,

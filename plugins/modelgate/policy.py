@@ -29,6 +29,7 @@ class RetrainReason(enum.StrEnum):
     GROWN = "window_grown"
     NEW_DATA = "new_data"
     SKIP = "no_trigger"
+    DEFERRED = "deferred"  # a drift-triggered run ahead of its interval's predecessor: the schedule decides it
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,35 @@ def decide_promotion(evaluation: EvaluationResult, policy: EvaluationPolicy, *, 
     else:
         reason = "no checks configured: refusing to promote"
     return Verdict(promote, reason, evaluation.champion_version, evaluation.challenger_version, checks, evaluation)
+
+
+INSUFFICIENT_EVIDENCE = "insufficient_evidence"
+
+
+def insufficient_evidence(
+    metric: str,
+    higher_is_better: bool,
+    *,
+    champion_version: int | None,
+    challenger_version: int,
+    rows: int,
+    needed: int,
+    since: dt.datetime,
+    single_class: bool = False,
+) -> Verdict:
+    """Too few holdout rows that neither model was fitted on: not promoted, and no comparison is pretended.
+
+    Rows before `since` (the newer of the two models' window ends) were fitted on by one of them; scoring
+    a refit champion there favours it. More rows accumulate with every interval the champion serves.
+    """
+    why = "they hold one class only" if single_class else f"at least {needed} are needed"
+    detail = (
+        f"{INSUFFICIENT_EVIDENCE}: {rows} holdout rows since {since:%Y-%m-%d %H:%M} (the newer model's window end), "
+        f"and {why}; not comparing on rows a model was fitted on"
+    )
+    primary = MetricComparison(metric, None, math.nan, higher_is_better)
+    evaluation = EvaluationResult(champion_version, challenger_version, rows, primary, {metric: primary})
+    return Verdict(False, detail, champion_version, challenger_version, [Check("evidence", False, detail)], evaluation)
 
 
 def _fmt(value: float | None) -> str:

@@ -271,6 +271,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             challenger.evaluation_model,
             champion.model if champion else None,
             champion_version=champion.version if champion else None,
+            champion_window_end=champion.window_end if champion else None,
             challenger_version=state.versions,
             doubt=champion_doubt(decision.reason),
         )

@@ -23,7 +23,8 @@ th{background:#f4f4f4}.ok{color:#17803d}.bad{color:#b42318}.decision{font-size:1
 <p class="decision {{ 'ok' if verdict.promote else 'bad' }}">{{ decision }}</p>
 <p>{{ verdict.reason }}</p>
 <p>Holdout: {{ evaluation.holdout_rows }} rows (the latest {{ (spec.holdout_fraction * 100)|round|int }}%
-of the window). Primary metric <b>{{ evaluation.primary.metric }}</b>, significance level
+of the window{% if verdict.champion_version %}, from the champion's window end on: neither model was fitted on
+them{% endif %}). Primary metric <b>{{ evaluation.primary.metric }}</b>, significance level
 {{ spec.evaluation.significance_level }}, minimum improvement {{ spec.evaluation.min_improvement }}.</p>
 <h2>Checks</h2>
 <table><tr><th>check</th><th>result</th><th>detail</th></tr>
@@ -55,9 +56,12 @@ def _fmt(value: Any) -> str:
 
 
 def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenger: Any) -> list[str]:
+    import numpy as np
     import plotly.graph_objects as go
 
     figures = []
+    if len(y) < 2 or len(np.unique(y)) < 2:  # nothing was compared (insufficient evidence)
+        return []
     if spec.task is Task.BINARY:
         from sklearn.metrics import roc_curve
 

@@ -162,6 +162,12 @@ class Evaluation(_Strict):
         "a shorter training window must be ahead of the whole one by more than this (null: min_improvement)",
     )
     bootstrap_samples: int = Field(1000, ge=100, le=100_000)
+    min_holdout_rows: int = Field(
+        100,
+        ge=1,
+        description="fewest holdout rows neither model was fitted on (from the champion's window end on) to "
+        "judge by; fewer is the verdict insufficient_evidence (not promoted)",
+    )
     guardrails: list[Guardrail] = Field(default_factory=list)
     slices: list[SliceSpec] = Field(default_factory=list)
     absolute_thresholds: dict[str, float] = Field(default_factory=dict)

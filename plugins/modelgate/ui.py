@@ -54,6 +54,7 @@ class ModelSummary:
     last_verdict: RegistryEvent | None  # the newest evaluate (promote) or reject event with a verdict
     last_drift: DriftRow | None
     pending: tuple[PendingApproval, ...]
+    verdict_state: str = ""  # what became of the last verdict: promoted, held (why), rejected, backfill ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,34 @@ def _last_verdict(events: list[RegistryEvent]) -> RegistryEvent | None:
     return judged[-1] if judged else None
 
 
+VERDICT_KINDS = [EventKind.EVALUATE.value, EventKind.REJECT.value, EventKind.PROMOTE.value, EventKind.HOLD.value]
+
+
+def verdict_state(events: list[RegistryEvent]) -> str:
+    """What became of the newest verdict in `events` (oldest first): true as of now, whatever the verdict said."""
+    from modelgate.policy import INSUFFICIENT_EVIDENCE
+
+    verdict = _last_verdict(events)
+    if verdict is None:
+        return ""
+    backfill = " (backfill)" if (verdict.verdict or {}).get("run_type") == "backfill" else ""
+    if verdict.kind is EventKind.REJECT:
+        if (verdict.reason or "").startswith(INSUFFICIENT_EVIDENCE):
+            return "insufficient evidence: not promoted" + backfill
+        decided_by = (verdict.verdict or {}).get("approver")
+        return (f"rejected by {decided_by}" if decided_by else "rejected") + backfill
+    for event in events:
+        if event.id <= verdict.id or event.to_version != verdict.to_version:
+            continue
+        if event.kind is EventKind.PROMOTE:
+            return "promoted" + backfill
+        if event.kind is EventKind.HOLD:
+            return f"held: {(event.verdict or {}).get('held') or 'not promoted'}" + backfill
+        if event.kind is EventKind.REJECT:
+            return f"rejected by {event.actor}" + backfill
+    return "passed, not promoted yet (awaiting approval or promotion)" + backfill
+
+
 def overview(registry: Registry, pending: list[PendingApproval] | None = None) -> list[ModelSummary]:
     """Every model: champion, version count, last verdict, last drift result and pending approvals."""
     from modelgate.registry.monitoring import MonitoringStore
@@ -116,7 +145,7 @@ def overview(registry: Registry, pending: list[PendingApproval] | None = None) -
     monitoring = MonitoringStore(registry)
     out = []
     for model in registry.list_models():
-        events = registry.history(model.name, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value], limit=20)
+        events = registry.history(model.name, kinds=VERDICT_KINDS, limit=50)
         drift = monitoring.drift_timeline(model.name, limit=1)
         out.append(
             ModelSummary(
@@ -127,6 +156,7 @@ def overview(registry: Registry, pending: list[PendingApproval] | None = None) -
                 _last_verdict(events),
                 drift[-1] if drift else None,
                 tuple(p for p in pending or [] if p.model == model.name),
+                verdict_state(events),
             )
         )
     return out
@@ -198,6 +228,7 @@ def model_page(registry: Registry, name: str, pending: list[PendingApproval] | N
         _last_verdict(events),
         drift[-1] if drift else None,
         tuple(p for p in pending or [] if p.model == name),
+        verdict_state(events),
     )
     return ModelPage(
         summary,

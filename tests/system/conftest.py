@@ -41,6 +41,7 @@ SYSTEM_MODELS = (
     "churn_restart",
     "churn_timeout",
     "churn_browser",
+    "churn_rebuild",
 )
 
 
@@ -89,12 +90,12 @@ def _write_specs(include: Path) -> None:
     (include / "models").mkdir(parents=True)
     (include / "expectations").mkdir()
     specs = {name: _spec(name) for name in SYSTEM_MODELS}
-    specs["churn_sched"].update(start_date="-5w", catchup=True)  # the scheduler catches up the last weeks
+    specs["churn_sched"].update(start_date="-6w", catchup=True)  # the scheduler catches up the last weeks
     specs["churn_browser"]["quality"] = {**specs["churn_browser"]["quality"], "min_rows": 50}  # a day's rows
     specs["churn_timeout"].update(approval="required", approval_timeout="20s", approvers=[{"id": "admin"}])
     for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout", "churn_browser"):
         specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
-    for name in ("churn_backfill", "churn_ordered", "churn_restart"):
+    for name in ("churn_backfill", "churn_ordered", "churn_restart", "churn_rebuild"):
         specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile
     for name, spec in specs.items():
         (include / "models" / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

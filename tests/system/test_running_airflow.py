@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -139,8 +140,48 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
         time.sleep(2)
 
 
-def test_scheduled_catchup_runs_in_order_and_drift_triggers_retraining(airflow_stack: RunningAirflow) -> None:
-    """Unpaused with catchup over the last five weeks (drift began two weeks ago), as a new user sees it."""
+def _decision_table(registry: Any, model: str) -> list[tuple]:
+    """Per decided interval: (end, reason, retrain, versions trained for it with their window start, verdict
+    kinds, champion right after the interval): what rebuilding history must reproduce."""
+    from modelgate.registry.monitoring import MonitoringStore
+
+    found = versions(registry, model)
+    history = events(registry, model)
+    table = []
+    for d in MonitoringStore(registry).decisions(model):
+        trained = [v for v in found if v.window_end == d.interval_end]
+        ids = {v.version for v in trained}
+        verdicts = sorted(
+            {e.kind.value for e in history if e.kind.value in ("evaluate", "reject") and e.to_version in ids}
+        )
+        after = registry.champion_at(model, d.interval_end + dt.timedelta(seconds=1))
+        table.append(
+            (
+                d.interval_end,
+                d.reason,
+                d.retrain,
+                tuple((v.version, v.window_start) for v in trained),
+                tuple(verdicts),
+                after.version if after else None,
+            )
+        )
+    return table
+
+
+def _quiet(api: Any, dag_id: str) -> bool:
+    """No run of the DAG is queued or running, and none failed."""
+    runs = api.runs(dag_id)
+    failed = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
+    assert not failed, f"{dag_id}: failed runs {failed}"
+    return all(r["state"] == "success" for r in runs)
+
+
+def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: RunningAirflow) -> None:
+    """(a) a scheduled catch-up over six weeks, with drift two weeks ago and its drift-triggered runs, and a
+    backfill of the same weeks on a second, fresh model make the same decision table; (b) a backfill of three
+    of those weeks after a newer champion exists decides as before and promotes nothing; (c) a drift event
+    for an interval the schedule already decided changes nothing; (d) no verdict scored the champion on rows
+    it was fitted on, where the old holdout rule would have."""
     api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_sched"
     monitor, retrain = f"modelgate_monitor__{model}", f"modelgate_retrain__{model}"
     api.set_paused(monitor, False)
@@ -148,34 +189,106 @@ def test_scheduled_catchup_runs_in_order_and_drift_triggers_retraining(airflow_s
 
     def done(dag_id: str, run_type: str, count: int) -> bool:
         runs = [r for r in api.runs(dag_id) if r["run_type"] == run_type]
-        failed = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
-        assert not failed, f"{dag_id}: failed runs {failed}"
-        return len(runs) >= count and all(r["state"] == "success" for r in runs)
+        return _quiet(api, dag_id) and len(runs) >= count
 
-    _wait(lambda: done(monitor, "scheduled", 5) and done(retrain, "scheduled", 5), 900, "catchup not finished")
-    _wait(lambda: done(retrain, "asset_triggered", 1), 600, "no drift-triggered retrain")
+    _wait(lambda: done(monitor, "scheduled", 6) and done(retrain, "scheduled", 6), 1500, "catchup not finished")
+    _wait(lambda: _quiet(api, retrain) and _quiet(api, monitor), 600, "drift-triggered runs not finished")
     api.set_paused(monitor, True)
-    api.set_paused(retrain, True)
 
     for dag_id in (monitor, retrain):
         scheduled = [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
         ends = [r["data_interval_end"] for r in scheduled]
-        assert len(set(ends)) == len(ends) >= 5  # one run per interval
+        assert len(set(ends)) == len(ends) == 6  # one run per interval
         by_start = sorted(scheduled, key=lambda r: r["start_date"])
         assert [r["data_interval_end"] for r in by_start] == sorted(ends), f"{dag_id} ran out of interval order"
         assert dt.datetime.fromisoformat(max(ends)) == airflow_stack.boundary
-
-    history = events(registry, model)
-    promotions = [e for e in history if e.kind is EventKind.PROMOTE]
+    scheduled_ends = sorted(
+        dt.datetime.fromisoformat(r["data_interval_end"]) for r in api.runs(retrain) if r["run_type"] == "scheduled"
+    )
+    assert any(r["run_type"] == "asset_triggered" for r in api.runs(retrain)), "drift raised no retrain run"
+    table = _decision_table(registry, model)
+    # (c) drift-triggered runs judged the interval that drifted: no decision or window ends "now", and every
+    # interval has one decision and at most one challenger, whichever run came first
+    assert [row[0] for row in table] == scheduled_ends
+    assert all(len(row[3]) <= 1 for row in table), table
+    assert any(row[1] == "drift" for row in table), table
+    promotions = [e for e in events(registry, model) if e.kind is EventKind.PROMOTE]
     assert promotions, "the first scheduled interval makes a first champion"
-    drift_runs = [r for r in api.runs(retrain) if r["run_type"] == "asset_triggered"]
-    drift_trained = [
-        _trained(airflow_stack, retrain, r["dag_run_id"])
-        for r in drift_runs
-        if api.task_states(retrain, r["dag_run_id"])["train_challenger"] == "success"
-    ]
-    assert drift_trained, "the drift Asset's run trained a challenger"
-    assert any(e.kind is EventKind.EVALUATE and e.to_version in drift_trained for e in history)
+
+    # (c) a drift event for the last interval, after its scheduled run: the same decision, nothing new
+    asset = api.get("/assets", uri_pattern=f"x-modelgate://{model}/drift")["assets"][0]
+    last = scheduled_ends[-1]
+    extra = {"modelgate_interval_start": (last - WEEK).isoformat(), "modelgate_interval_end": last.isoformat()}
+    before_versions, before_events = len(versions(registry, model)), len(events(registry, model))
+    triggered = len([r for r in api.runs(retrain) if r["run_type"] == "asset_triggered"])
+    api.post("/assets/events", {"asset_id": asset["id"], "extra": extra})
+    _wait(
+        lambda: (
+            len([r for r in api.runs(retrain) if r["run_type"] == "asset_triggered"]) > triggered
+            and _quiet(api, retrain)
+        ),
+        600,
+        "the drift event started no retrain run",
+    )
+    assert _decision_table(registry, model) == table
+    assert len(versions(registry, model)) == before_versions
+    assert [e for e in events(registry, model)[before_events:] if e.kind is EventKind.PROMOTE] == []
+
+    # (d) every verdict against a champion held out only rows after the champion's window end, where the
+    # old rule (the newest holdout_fraction of the window) reached back into the rows it was fitted on
+    judged = [e for e in events(registry, model) if e.kind.value in ("evaluate", "reject") and e.verdict]
+    against = [e.verdict for e in judged if e.verdict.get("champion_window_end")]
+    assert against, "no verdict against a champion"
+    reproduced = 0
+    for verdict in against:
+        champion_end = dt.datetime.fromisoformat(verdict["champion_window_end"])
+        start, end = (dt.datetime.fromisoformat(x) for x in verdict["window"])
+        old_rule = start + (end - start) * 0.7  # churn's holdout_fraction: 0.3
+        reproduced += old_rule < champion_end
+        if verdict.get("holdout_from"):
+            assert dt.datetime.fromisoformat(verdict["holdout_from"]) >= champion_end, verdict
+    assert reproduced, "the old holdout rule never overlapped the champion's rows here"
+
+    # (a) the same weeks rebuilt by a backfill on a fresh model: the same decision table
+    rebuild = "modelgate_retrain__churn_rebuild"
+    api.set_paused(rebuild, False)
+    created = airflow_stack.airflow_cli(
+        "backfill", "create", "--dag-id", rebuild,
+        "--from-date", _day(scheduled_ends[0] - WEEK), "--to-date", _day(scheduled_ends[-1] - WEEK),
+        "--max-active-runs", "1", "--dag-run-conf", json.dumps({"promote_on_backfill": True}),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr[-2000:]
+    _wait_backfill(airflow_stack, rebuild, timeout=1500)
+    assert _quiet(api, rebuild)
+    assert _decision_table(registry, "churn_rebuild") == table
+
+    # (b) three of the weeks again, by a backfill, now that newer champions exist: decided as before,
+    # judged against their own champions, promoted over nothing
+    champion_now = registry.get_champion(model)
+    events_before = len(events(registry, model))
+    api.post(
+        "/backfills",
+        {
+            "dag_id": retrain,
+            "from_date": (scheduled_ends[1] - WEEK).isoformat(),
+            "to_date": (scheduled_ends[3] - WEEK).isoformat(),
+            "reprocess_behavior": "completed",
+            "max_active_runs": 1,
+        },
+    )
+    _wait_backfill(airflow_stack, retrain)
+    assert _quiet(api, retrain)
+    assert _decision_table(registry, model) == table
+    assert registry.get_champion(model) == champion_now
+    newer = events(registry, model)[events_before:]
+    assert [e for e in newer if e.kind is EventKind.PROMOTE] == []
+    by_version = {v.version: v for v in versions(registry, model)}
+    for e in newer:  # whatever they recorded mentions no version trained after their interval
+        for key in ("champion_version", "challenger_version", "champion_seen"):
+            mentioned = (e.verdict or {}).get(key)
+            if mentioned:
+                assert by_version[mentioned].window_end <= e.as_of, (e.kind, e.as_of, key, mentioned)
+    api.set_paused(retrain, True)
 
 
 def _backfill_range(airflow_stack: RunningAirflow) -> tuple[dt.datetime, dt.datetime]:

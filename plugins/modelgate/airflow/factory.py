@@ -179,6 +179,10 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         @task(outlets=[drift_asset(spec.name)])
         def signal_drift(result: dict[str, Any], **context: Any) -> dict[str, Any]:
             from modelgate.airflow.notify import send
+            from modelgate.airflow.runtime import interval_extra
+
+            # the retrain it triggers judges this interval, not the moment it happens to start
+            context["outlet_events"][drift_asset(spec.name)].extra = interval_extra(_run(spec, context).interval)
 
             columns = ", ".join(result.get("columns", []))
             send(
@@ -318,10 +322,12 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         @task.branch
         def route_verdict(outcome: dict[str, Any], **context: Any) -> str:
-            from modelgate.pipeline import EvaluationOutcome, promotion_route
+            from modelgate.pipeline import EvaluationOutcome, newer_champion, promotion_route
 
             verdict = EvaluationOutcome.from_xcom(outcome)
-            route = promotion_route(spec, _run(spec, context), params_of(context), verdict)
+            run = _run(spec, context)
+            newer = newer_champion(spec, run, _services(spec, include_dir)) if verdict.promote else None
+            route = promotion_route(spec, run, params_of(context), verdict, newer=newer)
             return {
                 "rejected": "notify_rejection",
                 "hold": "hold_promotion",
@@ -339,13 +345,15 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         @task
         def hold_promotion(outcome: dict[str, Any], **context: Any) -> str:
-            from modelgate.pipeline import EvaluationOutcome
+            from modelgate.pipeline import EvaluationOutcome, hold_reason, newer_champion, record_hold
 
             verdict = EvaluationOutcome.from_xcom(outcome)
             run = _run(spec, context)
-            why = "dry run" if params_of(context).dry_run else f"{run.run_type} run"
-            if verdict.settled:
-                why = verdict.reason
+            services = _services(spec, include_dir)
+            newer = newer_champion(spec, run, services)
+            why = hold_reason(run, params_of(context), verdict, newer=newer) or f"{run.run_type} run"
+            with fail_fast():
+                record_hold(spec, run, services, verdict, why)
             log.info("not promoting %s v%s (%s): verdict recorded", spec.name, verdict.challenger_version, why)
             return why
 
@@ -379,7 +387,9 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             with fail_fast():
                 changed = promote(spec, _run(spec, context), _services(spec, include_dir), outcome, approver=approver)
             if not changed:
-                raise AirflowSkipException(f"v{outcome.challenger_version} already is the champion")
+                raise AirflowSkipException(
+                    f"v{outcome.challenger_version} not promoted: already the champion, or a newer champion exists"
+                )
             send(spec, "promotion", f"v{outcome.challenger_version} is the champion ({outcome.reason})", context)
             return outcome.challenger_version
 

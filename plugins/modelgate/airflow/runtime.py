@@ -89,14 +89,39 @@ def services_for(spec: ModelSpec, include_dir: Path) -> Services:
     )
 
 
+INTERVAL_EXTRA = ("modelgate_interval_start", "modelgate_interval_end")  # in the drift asset event's extra
+
+
+def interval_extra(interval: Interval) -> dict[str, str]:
+    """The data interval an asset event was emitted for, as its `extra` carries it."""
+    return dict(zip(INTERVAL_EXTRA, (interval.start.isoformat(), interval.end.isoformat()), strict=True))
+
+
+def triggering_interval(context: Any) -> Interval | None:
+    """The data interval of the newest monitor run whose drift event triggered this run, if one did."""
+    found = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events or []:
+            extra = getattr(event, "extra", None) or {}
+            if all(key in extra for key in INTERVAL_EXTRA):
+                start, end = (dt.datetime.fromisoformat(str(extra[key])) for key in INTERVAL_EXTRA)
+                found.append(Interval(_utc(start), _utc(end)))
+    return max(found, key=lambda i: i.end, default=None)
+
+
 def run_info(context: Any, *, span_before: Callable[[dt.datetime], dt.timedelta]) -> RunInfo:
-    """The run's data interval; asset-triggered and manual runs without one end at `run_after` and span one
-    schedule interval (`span_before(end)`, the spec's cron walked by croniter)."""
+    """The run's data interval: the scheduled one; for a run triggered by a drift event, the interval of the
+    monitor run that raised it (carried in the event's extra), so it judges the interval that drifted; a
+    manual run without an interval ends at `run_after` and spans one schedule interval (`span_before(end)`,
+    the spec's cron walked by croniter)."""
     dag_run = context["dag_run"]
     ti = context["ti"]
     end = context.get("data_interval_end") or dag_run.run_after
     start = context.get("data_interval_start")
-    if start is None or start >= end:
+    triggered = triggering_interval(context)
+    if triggered is not None:
+        start, end = triggered.start, triggered.end
+    elif start is None or start >= end:
         start = end - span_before(_utc(end))
     run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
     return RunInfo(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, bigquery_frames, load_window, source_url
 from modelgate.registry.artifacts import ArtifactStore
+from modelgate.registry.entities import ModelVersion
 from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
 from modelgate.spec import BigQuerySource, ModelSpec, PostgresSource, Task
@@ -78,6 +79,21 @@ def score_frame(spec: ModelSpec, estimator: Any, frame: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.array([], dtype=float)
 
 
+def scoring_champion(registry: Registry, model: str, interval: Interval) -> ModelVersion:
+    """The version that scores an interval: the champion that served it (as the audit log has it), so a
+    re-run or a backfill stamps the same version whatever was promoted since. An interval from before the
+    first champion is scored by the first champion, once there is one: a backfill of batch_predict over the
+    intervals that were skipped for want of a champion fills them in."""
+    champion = registry.champion_at(model, interval.end)
+    if champion is None:
+        promotions = registry.history(model, kinds=["promote"])  # oldest first; ModelNotFound before any
+        if promotions and promotions[0].to_version is not None:
+            champion = registry.get_version(model, promotions[0].to_version)
+    if champion is None:
+        raise NoChampion(f"{model} has no champion to score {interval} with")
+    return champion
+
+
 def batch_predict(
     spec: ModelSpec,
     interval: Interval,
@@ -87,9 +103,7 @@ def batch_predict(
     data_url: str | None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> BatchResult:
-    champion = registry.get_champion(spec.name)
-    if champion is None:
-        raise NoChampion(f"{spec.name} has no champion to score with")
+    champion = scoring_champion(registry, spec.name, interval)
     # reading starts while the model loads
     with _ReadAhead(_frames(spec, interval, data_url, chunk_rows), name="read") as ahead:
         estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from modelgate.data import Interval, load_window
-from modelgate.deploy.batch import BatchResult, write_predictions
+from modelgate.deploy.batch import BatchResult, scoring_champion, write_predictions
 from modelgate.deploy.controller import DeployError
 from modelgate.deploy.vertex import (
     VertexApi,
@@ -30,7 +30,6 @@ from modelgate.deploy.vertex import (
     upload_serving_version,
 )
 from modelgate.registry.artifacts import ArtifactStore
-from modelgate.registry.errors import NoChampion
 from modelgate.registry.store import Registry
 from modelgate.spec import ModelSpec, Task
 
@@ -55,9 +54,7 @@ def vertex_batch_predict(
 ) -> BatchResult:
     settings = VertexSettings.from_spec(spec)
     api = api or VertexApi(VertexHooks.connect(settings.gcp_conn_id), settings)
-    champion = registry.get_champion(spec.name)
-    if champion is None:
-        raise NoChampion(f"{spec.name} has no champion to score with")
+    champion = scoring_champion(registry, spec.name, interval)
     estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
     frame = load_window(spec, interval, url=data_url)
     import numpy as np

@@ -23,6 +23,7 @@ class EventKind(enum.StrEnum):
     ROLLBACK = "rollback"
     DEPLOY = "deploy"
     EVALUATE = "evaluate"
+    HOLD = "hold"  # a passing verdict not promoted: dry run, backfill, or a newer champion exists
 
 
 CHAMPION_ALIAS = "champion"
@@ -120,6 +121,7 @@ class RunRef:
     dag_id: str | None = None
     run_id: str | None = None
     task_id: str | None = None
+    as_of: dt.datetime | None = None  # the end of the data interval the run acted for (None: now)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class RegistryEvent:
     verdict: dict[str, Any] | None
     run: RunRef
     at: dt.datetime
+    as_of: dt.datetime  # the data time it acted for: its run's interval end (`at` for the CLI and older events)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ registry_event = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("task_id", sa.Text),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("as_of", sa.DateTime(timezone=True)),  # the data time the event acted for (0008); None: `at`
 )
 
 drift_result = sa.Table(

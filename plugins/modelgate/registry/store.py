@@ -219,6 +219,40 @@ class Registry:
             current = self._champion_version(conn, model)
             return None if current is None else self._version(conn, model, current)
 
+    def champion_at(self, model: str, moment: Any) -> ModelVersion | None:
+        """The champion that served just before `moment`, from the audit log: the version of the last promotion
+        or rollback recorded as of a time before it (None before the first champion, or an unknown model).
+
+        A run for the interval ending at `moment` records its own changes as of `moment`, so they take effect
+        from then on and never change that run's view of its interval: every task of it, and every re-run,
+        sees the same champion, whatever was promoted since."""
+        validate_model_name(model)
+        e = t.registry_event.c
+        as_of = sa.func.coalesce(e.as_of, e.at)
+        query = (
+            sa.select(e.to_version)
+            .where(e.model == model, e.kind.in_([EventKind.PROMOTE.value, EventKind.ROLLBACK.value]), as_of < moment)
+            .order_by(as_of.desc(), e.id.desc())
+            .limit(1)
+        )
+        with self.db.read("champion as of") as conn:
+            version = conn.execute(query).scalar_one_or_none()
+            return None if version is None else self._version(conn, model, int(version))
+
+    def champion_changes_after(self, model: str, moment: Any) -> list[RegistryEvent]:
+        """Promotions and rollbacks recorded as of a time after `moment` (oldest first): a run for an interval
+        ending at `moment` must not promote over them."""
+        validate_model_name(model)
+        e = t.registry_event.c
+        as_of = sa.func.coalesce(e.as_of, e.at)
+        query = (
+            sa.select(t.registry_event)
+            .where(e.model == model, e.kind.in_([EventKind.PROMOTE.value, EventKind.ROLLBACK.value]), as_of > moment)
+            .order_by(as_of, e.id)
+        )
+        with self.db.read("champion changes since") as conn:
+            return [_to_event(row) for row in conn.execute(query).mappings().all()]
+
     def list_versions(
         self,
         model: str,
@@ -654,6 +688,7 @@ class Registry:
                     dag_id=run.dag_id,
                     run_id=run.run_id,
                     task_id=run.task_id,
+                    as_of=run.as_of if run.as_of is not None else sa.func.now(),
                 )
                 .returning(t.registry_event.c.id)
             ).scalar_one()
@@ -747,6 +782,7 @@ def _to_event(row: Any) -> RegistryEvent:
         actor=row["actor"],
         reason=row["reason"],
         verdict=row["verdict"],
-        run=RunRef(row["dag_id"], row["run_id"], row["task_id"]),
+        run=RunRef(row["dag_id"], row["run_id"], row["task_id"]),  # the data time is `as_of`
         at=row["at"],
+        as_of=row.get("as_of") or row["at"],
     )
