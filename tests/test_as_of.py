@@ -108,7 +108,7 @@ def test_the_holdout_starts_at_the_champions_window_end_and_too_few_rows_are_ins
 
 def test_a_drift_triggered_run_takes_the_interval_of_the_monitor_run_that_raised_it() -> None:
     from modelgate.airflow.runtime import interval_extra, run_info
-    from modelgate.data import Interval
+    from modelgate.data import DataError, Interval
 
     drifted = Interval(_at(14), _at(21))
     older = Interval(_at(7), _at(14))
@@ -127,6 +127,13 @@ def test_a_drift_triggered_run_takes_the_interval_of_the_monitor_run_that_raised
     }  # fmt: skip
     run = run_info(context, span_before=lambda end: 7 * DAY)
     assert run.interval == drifted  # not a window ending "now"
+    context["params"] = {"interval_end": "2026-10-18"}  # named in the trigger form: it wins
+    named = run_info(context, span_before=lambda end: 7 * DAY)
+    assert named.interval == Interval(_at(7), _at(14))
+    context["params"] = {"interval_end": "last sunday"}
+    with pytest.raises(DataError, match="interval_end 'last sunday' is not an ISO date"):
+        run_info(context, span_before=lambda end: 7 * DAY)
+    del context["params"]
     del context["triggering_asset_events"]
     manual = run_info(context, span_before=lambda end: 7 * DAY)
     assert manual.interval.end == now
@@ -154,3 +161,40 @@ def test_the_card_says_what_became_of_the_last_verdict(registry: Registry) -> No
     registry.record_event("churn", "evaluate", actor="dag", to_version=3, reason="won", verdict={"x": 1})
     registry.promote("churn", 3, expected_champion=ANY_CHAMPION, actor="dag")
     assert ui.overview(registry)[0].verdict_state == "promoted"
+
+
+@pytest.mark.integration
+def test_batch_scoring_stamps_the_interval_s_own_champion_and_the_first_one_before_it(registry: Registry) -> None:
+    from modelgate.data import Interval
+    from modelgate.deploy.batch import scoring_champion
+    from modelgate.registry.errors import ModelNotFound, NoChampion
+
+    with pytest.raises(ModelNotFound):
+        scoring_champion(registry, "churn", Interval(_at(0), _at(7)))
+    registry.register("churn", draft("r1"))
+    with pytest.raises(NoChampion, match="no champion to score"):
+        scoring_champion(registry, "churn", Interval(_at(0), _at(7)))
+    registry.register("churn", draft("r2"))
+    registry.promote("churn", 1, expected_champion=None, actor="dag", run=RunRef("d", "s2", "promote", _at(14)))
+    registry.promote("churn", 2, expected_champion=1, actor="dag", run=RunRef("d", "s4", "promote", _at(28)))
+    stamped = {
+        end: scoring_champion(registry, "churn", Interval(_at(end - 7), _at(end))).version
+        for end in (7, 14, 21, 28, 35)
+    }
+    # before the first champion: the first one (a backfill fills those intervals in); then each its own
+    assert stamped == {7: 1, 14: 1, 21: 1, 28: 1, 35: 2}
+
+
+@pytest.mark.integration
+def test_backfilled_history_is_marked_as_such(registry: Registry) -> None:
+    from modelgate import ui
+
+    registry.register("churn", draft("r1", tags={"run_type": "backfill"}))
+    verdict = {"champion_version": None, "challenger_version": 1, "run_type": "backfill"}
+    registry.record_event(
+        "churn", "evaluate", actor="dag", to_version=1, reason="won", verdict=verdict,
+        run=RunRef("modelgate_retrain__churn", "window:x", "evaluate", _at(7)),
+    )  # fmt: skip
+    html = ui.render_model_page(ui.model_page(registry, "churn"), "/modelgate")
+    assert html.count('<span class="badge">backfill</span>') == 2  # the version and its verdict
+    assert "2026-10-11 00:00" in html  # the verdict's data time (as of), beside when it was written

@@ -162,6 +162,7 @@ DEFAULT_PARAMS = {
     "dry_run": False,
     "approval": "spec",
     "promote_on_backfill": False,
+    "interval_end": None,
 }
 
 
@@ -303,6 +304,21 @@ def test_c_drift_retrains_and_the_challenger_wins(world: dict[str, Any]) -> None
         report_link("modelgate_retrain__churn", "evaluate_challenger")
         == f"http://localhost:8080/modelgate/reports/{relative}"
     )
+
+
+def test_c_the_retrain_decides_alike_before_the_monitor_has_run(world: dict[str, Any]) -> None:
+    """The scheduler may run the retrain of an interval before its monitor: the decision measures the
+    interval's drift itself, and the monitor's later run only adds its report."""
+    assert not [r for r in world["monitoring"].drift_timeline("churn") if r.interval_end == sunday(3, 15)]
+    states = run_dag(world, "modelgate_retrain__churn", sunday(3, 15))
+    assert states["__run__"] == "success" and states["promote_champion"] == "success"
+    assert decision_for(world, sunday(3, 15)).reason == "drift"  # as when the monitor ran first (test_c)
+    [measured] = [r for r in world["monitoring"].drift_timeline("churn") if r.interval_end == sunday(3, 15)]
+    assert measured.drifted and measured.report_uri is None and measured.champion_version == 1
+    run_dag(world, "modelgate_monitor__churn", sunday(3, 15))
+    [reported] = [r for r in world["monitoring"].drift_timeline("churn") if r.interval_end == sunday(3, 15)]
+    assert reported.drifted and reported.report_uri and reported.scores == measured.scores
+    assert reported.champion_version == 1  # the champion that served the interval, not the one promoted at its end
 
 
 def test_d_degraded_challenger_is_rejected_and_champion_kept(drifted_world: dict[str, Any]) -> None:

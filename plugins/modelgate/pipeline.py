@@ -48,6 +48,7 @@ from modelgate.spec import ModelSpec
 
 if TYPE_CHECKING:
     from modelgate.deploy.store import Deployment
+    from modelgate.drift import DriftResult
 
 log = logging.getLogger(__name__)
 
@@ -166,21 +167,7 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
     result = compare(spec, reference, current, report_path=report)
     if result.report_path:
         result = dataclasses.replace(result, report_path=services.reports.publish(Path(result.report_path)))
-    services.monitoring.upsert_drift(
-        DriftRow(
-            model=spec.name,
-            interval_start=run.interval.start,
-            interval_end=run.interval.end,
-            champion_version=champion.version,
-            scores=result.scores(),
-            share=result.share,
-            drifted=result.dataset_drift,
-            reference_rows=result.reference_rows,
-            current_rows=result.current_rows,
-            report_uri=result.report_path,
-        ),
-        run_id=run.run_id,
-    )
+    services.monitoring.upsert_drift(_drift_row(spec, run.interval, champion, result), run_id=run.run_id)
     log.info("drift report: %s", result.report_path)
     return {
         "measured": True,
@@ -190,6 +177,22 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
         "champion_version": champion.version,
         "report": result.report_path,
     }
+
+
+def _drift_row(spec: ModelSpec, interval: Interval, champion: ModelVersion, result: DriftResult) -> DriftRow:
+    """The timeline row of one drift result, with its report when one was written."""
+    return DriftRow(
+        model=spec.name,
+        interval_start=interval.start,
+        interval_end=interval.end,
+        champion_version=champion.version,
+        scores=result.scores(),
+        share=result.share,
+        drifted=result.dataset_drift,
+        reference_rows=result.reference_rows,
+        current_rows=result.current_rows,
+        report_uri=result.report_path,
+    )
 
 
 def _champion(services: Services, spec: ModelSpec, end: dt.datetime) -> ModelVersion | None:
@@ -341,21 +344,8 @@ def _measure_missing_drift(spec: ModelSpec, run: RunInfo, services: Services) ->
             continue
         reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
         result = compute_drift(spec, reference, current)
-        services.monitoring.upsert_drift(
-            DriftRow(
-                model=spec.name,
-                interval_start=interval.start,
-                interval_end=interval.end,
-                champion_version=champion.version,
-                scores=result.scores(),
-                share=result.share,
-                drifted=result.dataset_drift,
-                reference_rows=result.reference_rows,
-                current_rows=result.current_rows,
-                report_uri=None,  # the monitor's run adds its report when it runs
-            ),
-            run_id=run.run_id,
-        )
+        # no report: the monitor's run adds its report when it runs
+        services.monitoring.upsert_drift(_drift_row(spec, interval, champion, result), run_id=run.run_id)
         log.info("%s: measured the drift of %s for this decision (no monitor run yet)", spec.name, interval)
 
 

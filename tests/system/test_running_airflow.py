@@ -35,6 +35,9 @@ def test_dags_parse_without_errors_and_the_plugin_serves_reports_behind_auth(air
     anonymous = httpx.get(f"{api.base_url}/modelgate/reports/x.html")
     assert anonymous.status_code == 401
     assert httpx.get(f"{api.base_url}/modelgate/models/x").status_code == 401
+    library = httpx.get(f"{api.base_url}/modelgate/reports/churn/evaluation/plotly.min.js")  # no login needed
+    assert library.status_code == 200 and library.headers["content-type"].startswith("text/javascript")
+    assert b"plotly" in library.content[:2000].lower()
     for path in ("/docs", "/redoc", "/openapi.json"):  # no such pages: was 200 (docs) and 500 (openapi.json)
         assert httpx.get(f"{api.base_url}/modelgate{path}").status_code in (401, 404), path
     signed_in = {"Authorization": f"Bearer {api.token}"}
@@ -234,20 +237,12 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
     assert len(versions(registry, model)) == before_versions
     assert [e for e in events(registry, model)[before_events:] if e.kind is EventKind.PROMOTE] == []
 
-    # (d) every verdict against a champion held out only rows after the champion's window end, where the
-    # old rule (the newest holdout_fraction of the window) reached back into the rows it was fitted on
+    # (d) every verdict against a champion held out only rows from the champion's window end on
     judged = [e for e in events(registry, model) if e.kind.value in ("evaluate", "reject") and e.verdict]
-    against = [e.verdict for e in judged if e.verdict.get("champion_window_end")]
+    against = [e.verdict for e in judged if e.verdict.get("champion_window_end") and e.verdict.get("holdout_from")]
     assert against, "no verdict against a champion"
-    reproduced = 0
     for verdict in against:
-        champion_end = dt.datetime.fromisoformat(verdict["champion_window_end"])
-        start, end = (dt.datetime.fromisoformat(x) for x in verdict["window"])
-        old_rule = start + (end - start) * 0.7  # churn's holdout_fraction: 0.3
-        reproduced += old_rule < champion_end
-        if verdict.get("holdout_from"):
-            assert dt.datetime.fromisoformat(verdict["holdout_from"]) >= champion_end, verdict
-    assert reproduced, "the old holdout rule never overlapped the champion's rows here"
+        assert verdict["holdout_from"] >= verdict["champion_window_end"], verdict
 
     # (a) the same weeks rebuilt by a backfill on a fresh model: the same decision table
     rebuild = "modelgate_retrain__churn_rebuild"
@@ -289,6 +284,24 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
             if mentioned:
                 assert by_version[mentioned].window_end <= e.as_of, (e.kind, e.as_of, key, mentioned)
     api.set_paused(retrain, True)
+
+    # (d) the overlap reproduced: a challenger forced for the interval its champion was trained on. The old rule
+    # (the newest holdout_fraction of the window) held out rows the refit champion was fitted on; now there are
+    # none it was not fitted on, and the verdict says so instead of comparing
+    rebuilt = registry.get_champion("churn_rebuild")
+    assert rebuilt is not None and rebuilt.window_end is not None and rebuilt.window_start is not None
+    conf = {"force": True, "interval_end": rebuilt.window_end.isoformat(), "window_days": 21}  # a new window
+    run_id = api.trigger(rebuild, conf)
+    assert api.wait_run(rebuild, run_id, timeout=600)["state"] == "success"
+    [verdict] = [
+        e for e in events(registry, "churn_rebuild") if e.kind is EventKind.REJECT and e.run.dag_id == rebuild
+    ][-1:]
+    assert verdict.verdict is not None and verdict.verdict["champion_window_end"] == rebuilt.window_end.isoformat()
+    start, end = (dt.datetime.fromisoformat(x) for x in verdict.verdict["window"])
+    old_rule = start + (end - start) * 0.7  # the newest holdout_fraction (0.3) of the challenger's window
+    assert end == rebuilt.window_end and old_rule < rebuilt.window_end  # reproduced: all the champion's rows
+    assert verdict.reason.startswith("insufficient_evidence: 0 holdout rows since"), verdict.reason
+    assert registry.get_champion("churn_rebuild") == rebuilt  # fixed: nothing compared, nothing promoted
 
 
 def _backfill_range(airflow_stack: RunningAirflow) -> tuple[dt.datetime, dt.datetime]:

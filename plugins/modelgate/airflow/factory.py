@@ -222,6 +222,13 @@ def _retrain_params(spec: ModelSpec) -> dict[str, Param]:
         "promote_on_backfill": Param(
             False, type="boolean", description="Let backfill runs promote (by default they only record verdicts)."
         ),
+        "interval_end": Param(
+            None,
+            type=["null", "string"],
+            description="Judge the interval ending at this ISO date-time (a tick of the schedule). Empty: the run's "
+            "own data interval; a run triggered here gets the last complete interval before its logical date, "
+            "shown as the run's data interval.",
+        ),
     }
 
 

@@ -119,7 +119,11 @@ def run_info(context: Any, *, span_before: Callable[[dt.datetime], dt.timedelta]
     end = context.get("data_interval_end") or dag_run.run_after
     start = context.get("data_interval_start")
     triggered = triggering_interval(context)
-    if triggered is not None:
+    named = (context.get("params") or {}).get("interval_end")
+    if named:
+        end = _named_end(str(named))
+        start = end - span_before(end)
+    elif triggered is not None:
         start, end = triggered.start, triggered.end
     elif start is None or start >= end:
         start = end - span_before(_utc(end))
@@ -132,6 +136,17 @@ def run_info(context: Any, *, span_before: Callable[[dt.datetime], dt.timedelta]
         run_type=run_type,
         try_number=getattr(ti, "try_number", None),
     )
+
+
+def _named_end(text: str) -> dt.datetime:
+    """The `interval_end` param as a UTC datetime (a date alone is its midnight); one-line error otherwise."""
+    from modelgate.data import DataError
+
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise DataError(f"interval_end {text[:40]!r} is not an ISO date or date-time (e.g. 2026-11-29)") from None
+    return _utc(value)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

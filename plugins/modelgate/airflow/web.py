@@ -15,6 +15,7 @@ origin that can read no cookie and call no API. `X-Content-Type-Options: nosniff
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,16 @@ REPORT_POLICY = (
     "style-src 'self' 'unsafe-inline' https:; img-src 'self' data: blob:; font-src 'self' data: https:; "
     "connect-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
+
+
+PLOTLY_JS = "plotly.min.js"  # what the comparison reports load, written beside them
+
+
+@functools.cache
+def _plotly_js() -> bytes:
+    import plotly.offline
+
+    return plotly.offline.get_plotlyjs().encode()
 
 
 def page_policy(nonce: str) -> str:
@@ -137,15 +148,11 @@ def create_app() -> Any:
     from modelgate.registry.errors import InvalidModelName, ModelNotFound, VersionNotFound
     from modelgate.registry.store import Registry
 
-    # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse
-    app = FastAPI(
-        title="modelgate",
-        dependencies=[Depends(requires_authenticated())],
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse. Every route needs a
+    # logged-in user but the plotly library's, which a sandboxed report loads without the session cookie.
+    app = FastAPI(title="modelgate", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
+    signed_in = [Depends(requires_authenticated())]
     registry: list[Registry] = []
 
     def reader() -> Registry:
@@ -164,12 +171,12 @@ def create_app() -> Any:
         headers = {**COMMON_HEADERS, "Content-Security-Policy": page_policy(nonce)}
         return HTMLResponse(render(nonce), headers=headers)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, dependencies=signed_in)
     def models() -> HTMLResponse:
         summaries = ui.overview(reader(), pending_approvals())
         return html(lambda nonce: ui.render("models.html", models=summaries, prefix=URL_PREFIX, nonce=nonce))
 
-    @app.get("/models/{name}", response_class=HTMLResponse)
+    @app.get("/models/{name}", response_class=HTMLResponse, dependencies=signed_in)
     def model(name: str) -> HTMLResponse:
         try:
             page = ui.model_page(reader(), name, pending_approvals())
@@ -177,7 +184,7 @@ def create_app() -> Any:
             raise HTTPException(status_code=404, detail="no such model") from None
         return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce))
 
-    @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
+    @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse, dependencies=signed_in)
     def version(name: str, version: int) -> HTMLResponse:
         try:
             entry = reader().get_version(name, version)
@@ -188,11 +195,18 @@ def create_app() -> Any:
             lambda nonce: ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX, nonce=nonce)
         )
 
-    @app.get("/models", include_in_schema=False)
+    @app.get("/models", include_in_schema=False, dependencies=signed_in)
     def models_redirect() -> RedirectResponse:
         return RedirectResponse(f"{URL_PREFIX}/")
 
-    @app.get(REPORTS_ROUTE + "/{relative:path}")
+    @app.get(REPORTS_ROUTE + "/{folder:path}/" + PLOTLY_JS)
+    def plotly_library(folder: str) -> Response:
+        """plotly.js as the installed plotly package ships it, whatever the report store holds there: the
+        same public library for every report, so it needs no login (a sandboxed report's script requests
+        carry no session cookie)."""
+        return Response(_plotly_js(), media_type="text/javascript", headers=dict(COMMON_HEADERS))
+
+    @app.get(REPORTS_ROUTE + "/{relative:path}", dependencies=signed_in)
     def report(relative: str) -> Response:
         found = store.read(relative)  # only inside the store, local or gs://
         if found is None:
