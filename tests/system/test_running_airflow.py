@@ -284,26 +284,26 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
             mentioned = (e.verdict or {}).get(key)
             if mentioned:
                 assert by_version[mentioned].window_end <= e.as_of, (e.kind, e.as_of, key, mentioned)
-    api.set_paused(retrain, True)
 
-    # (d) the overlap reproduced, then fixed: a challenger forced for the days since the rebuilt champion's
-    # window ended. The old rule (the newest holdout_fraction of its window) reaches back into the rows the
-    # refit champion was fitted on; the holdout now starts at the champion's window end
-    rebuilt = registry.get_champion("churn_rebuild")
-    assert rebuilt is not None and rebuilt.window_end is not None
+    # (d) the overlap reproduced, then fixed: a challenger forced for the days since the champion's window
+    # ended. The old rule (the newest holdout_fraction of its window) reaches back into the rows the refit
+    # champion was fitted on; the holdout now starts at the champion's window end
+    current = registry.get_champion(model)
+    assert current is not None and current.window_end is not None
     until = airflow_stack.now.replace(microsecond=0)  # the rows are seeded up to `now`
-    run_id = api.trigger(rebuild, {"force": True, "interval_end": until.isoformat()})
-    assert api.wait_run(rebuild, run_id, timeout=600)["state"] == "success"
-    verdicts = [e for e in events(registry, "churn_rebuild") if e.kind.value in ("evaluate", "reject") and e.verdict]
+    run_id = api.trigger(retrain, {"force": True, "interval_end": until.isoformat()})
+    assert api.wait_run(retrain, run_id, timeout=600)["state"] == "success"
+    verdicts = [e for e in events(registry, model) if e.kind.value in ("evaluate", "reject") and e.verdict]
     [judged] = [e for e in verdicts if dt.datetime.fromisoformat(e.verdict["window"][1]) == until]
-    assert judged.verdict is not None and judged.verdict["champion_window_end"] == rebuilt.window_end.isoformat()
+    assert judged.verdict is not None and judged.verdict["champion_window_end"] == current.window_end.isoformat()
     start, end = (dt.datetime.fromisoformat(x) for x in judged.verdict["window"])
     old_rule = start + (end - start) * 0.7  # the newest holdout_fraction (0.3) of the challenger's window
-    assert old_rule < rebuilt.window_end  # reproduced: the old holdout held rows the champion was fitted on
+    assert old_rule < current.window_end  # reproduced: the old holdout held rows the champion was fitted on
     if judged.verdict.get("holdout_from"):  # fixed: only rows after them (or, within hours of it, too few)
-        assert dt.datetime.fromisoformat(judged.verdict["holdout_from"]) >= rebuilt.window_end
+        assert dt.datetime.fromisoformat(judged.verdict["holdout_from"]) >= current.window_end
     else:
         assert (judged.reason or "").startswith("insufficient_evidence: "), judged.reason
+    api.set_paused(retrain, True)
 
 
 def _backfill_range(airflow_stack: RunningAirflow) -> tuple[dt.datetime, dt.datetime]:
