@@ -448,16 +448,16 @@ def test_vertex_batch_prediction_job_scores_the_interval_once(setup: dict[str, A
     assert len(fake.requests("CreateBatchPredictionJob")) == 1  # ... from the same job, found by its labels
     labels = fake.requests("CreateBatchPredictionJob")[0].batch_prediction_job.labels
     assert labels["modelgate-interval"] == "20260101t000000-20260102t000000"
-    _promote(setup, 2)  # a new champion scores the interval again, in a job of its own
-    assert run().rows == 24 and len(fake.requests("CreateBatchPredictionJob")) == 2
-    assert {r[2] for r in stored()} == {2}
+    _promote(setup, 2)  # a later champion: the interval keeps the version that served it (point in time)
+    assert run().rows == 24 and len(fake.requests("CreateBatchPredictionJob")) == 1
+    assert {r[2] for r in stored()} == {1}
     for job in fake.jobs.values():  # a failed job is not reused: the next attempt creates one
         job.state = job_state.JobState.JOB_STATE_FAILED
     fake.fail_operation("CreateBatchPredictionJob", "quota exceeded")
     before = stored()
     with pytest.raises(BatchJobFailed, match="ended JOB_STATE_FAILED: quota exceeded"):
         run()
-    assert len(fake.requests("CreateBatchPredictionJob")) == 3
+    assert len(fake.requests("CreateBatchPredictionJob")) == 2
     assert stored() == before  # a failed job replaces nothing
 
 
