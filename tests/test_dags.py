@@ -70,7 +70,7 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
                 assert task.retries >= 1, f"{dag_id}.{task.task_id}"
     retrain = bag.dags["modelgate_retrain__churn"]
     assert "Asset" in type(retrain.timetable).__name__  # time OR drift Asset
-    assert set(retrain.params) == {"force", "window_days", "dry_run", "approval", "promote_on_backfill"}
+    assert set(retrain.params) == {"force", "window_days", "dry_run", "approval", "promote_on_backfill", "interval_end"}
     monitor = bag.dags["modelgate_monitor__churn"]
     assert [a.uri for a in monitor.get_task("signal_drift").outlets] == ["x-modelgate://churn/drift"]
     assert [a.uri for a in retrain.get_task("promote_champion").outlets] == ["x-modelgate://churn/champion"]
