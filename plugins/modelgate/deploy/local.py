@@ -168,6 +168,14 @@ class LocalTarget:
         """Where one running server answers (`server` tells apart servers of one process)."""
         return self.model_dir(model) / f"served-{pid}-{server}.json"
 
+    @staticmethod
+    def answer(path: Path, answer: ServedAnswer) -> None:
+        """Write one server's answer to the state it read, in the shape `answers` reads (WriteFailed if not)."""
+        from modelgate.fileio import write_atomically
+
+        payload = json.dumps({"pid": answer.pid, "revision": answer.revision, "error": answer.error}).encode()
+        write_atomically(path, payload, what="the server's answer", prefix=".served-")
+
     def answers(self, model: str) -> list[ServedAnswer]:
         """The answers of the servers still running (a dead server's file is removed)."""
         out = []

@@ -38,7 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from modelgate.deploy.local import LocalTarget, ServingState, Slot, load_slot
+from modelgate.deploy.local import LocalTarget, ServedAnswer, ServingState, Slot, load_slot
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,10 @@ class ModelHolder:
         return str(self.snapshot.state.traffic()) if self.snapshot else "nothing"
 
     def _answer(self, revision: str, error: str | None) -> None:
-        from modelgate.fileio import WriteFailed, write_atomically
+        from modelgate.fileio import WriteFailed
 
-        payload = json.dumps({"pid": os.getpid(), "revision": revision, "error": error}).encode()
         try:
-            write_atomically(self._answers, payload, what="the server's answer", prefix=".served-")
+            self.target.answer(self._answers, ServedAnswer(os.getpid(), revision, error))
         except WriteFailed as exc:  # a rollout then times out waiting, and restores traffic
             log.error("%s", exc)
 

@@ -73,6 +73,15 @@ def _seen(champion: int | None) -> str:
     return "no champion" if champion is None else f"v{champion}"
 
 
+def _compare_and_swap(model: str, expected: ExpectedChampion, current: int | None, outcome: str) -> None:
+    """PromotionConflict unless the champion is still the one the caller read (ANY_CHAMPION: no check)."""
+    if not isinstance(expected, _AnyChampion) and current != expected:
+        raise PromotionConflict(
+            f"champion of {model!r} changed since it was read: expected {_seen(expected)}, found "
+            f"{_seen(current)}; {outcome}"
+        )
+
+
 def validate_model_name(name: str) -> str:
     try:
         return check_model_name(name)
@@ -317,11 +326,8 @@ class Registry:
         with self.db.transaction("rollback") as conn:
             self._lock_model(conn, model)
             current = self._champion_version(conn, model)
-            if not isinstance(expected_champion, _AnyChampion) and current != expected_champion:
-                raise PromotionConflict(  # first: a repeated rollback fails here, whatever it would roll back to
-                    f"champion of {model!r} changed since it was read: expected {_seen(expected_champion)}, "
-                    f"found {_seen(current)}; nothing was rolled back"
-                )
+            # first: a repeated rollback fails here, whatever it would roll back to
+            _compare_and_swap(model, expected_champion, current, "nothing was rolled back")
             if current is None:
                 raise NoChampion(f"model {model!r} has no champion to roll back from")
             if to_version is None:
@@ -484,11 +490,7 @@ class Registry:
         current = self._champion_version(conn, model)
         if current == version:
             return ChampionChange(model, version, current, changed=False, event_id=None)
-        if not isinstance(expected, _AnyChampion) and current != expected:
-            raise PromotionConflict(
-                f"champion of {model!r} changed since it was read: expected {_seen(expected)}, found "
-                f"{_seen(current)}; v{version} was not promoted"
-            )
+        _compare_and_swap(model, expected, current, f"v{version} was not promoted")
         if target.status is VersionStatus.REJECTED:
             raise InvalidTransition(
                 f"v{version} of {model!r} was rejected and cannot become champion; register a new version"
