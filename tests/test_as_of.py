@@ -11,9 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from modelgate.airflow.ordering import OutOfOrder, earlier_interval_wait
 from modelgate.registry import ANY_CHAMPION, Registry
 from modelgate.registry.entities import RunRef
+from modelgate.spec import parse_spec
+from tests.conftest import REPO_ROOT
 from tests.helpers import draft
 
 DAY = dt.timedelta(days=1)
@@ -198,3 +202,43 @@ def test_backfilled_history_is_marked_as_such(registry: Registry) -> None:
     html = ui.render_model_page(ui.model_page(registry, "churn"), "/modelgate")
     assert html.count('<span class="badge">backfill</span>') == 2  # the version and its verdict
     assert "2026-10-11 00:00" in html  # the verdict's data time (as of), beside when it was written
+
+
+@pytest.mark.parametrize(
+    ("run_type", "earlier", "state", "expected"),
+    [
+        ("scheduled", None, None, None),  # the first run: nothing before it
+        ("backfill", "backfill__w1", "success", None),
+        ("backfill", "backfill__w1", "failed", None),  # finished, however: its interval decided what it could
+        ("backfill", "backfill__w1", "running", "backfill__w1) is running"),  # started 10 at once: wait
+        ("scheduled", "scheduled__w1", "queued", "scheduled__w1) is queued"),
+        ("manual", "scheduled__w1", "running", "scheduled__w1) is running"),
+        ("backfill", "backfill__w1", "queued", OutOfOrder),  # a reversed backfill past its active-run limit
+    ],
+)
+def test_a_retrain_run_decides_only_after_the_run_of_the_interval_before_it(
+    run_type: str, earlier: str | None, state: str | None, expected: Any
+) -> None:
+    if expected is OutOfOrder:
+        with pytest.raises(OutOfOrder, match=r"backfill__w1\) is queued behind it: .*\(without --reverse\)"):
+            earlier_interval_wait(run_type, earlier, state)
+        return
+    waiting = earlier_interval_wait(run_type, earlier, state)
+    assert waiting == (None if expected is None else f"the run for the interval before this one ({expected}")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "now", "expected"),
+    [
+        ("@weekly", "2026-12-02T12:00", ("2026-11-22", "2026-11-29")),
+        ("@weekly", "2026-11-29T00:00", ("2026-11-22", "2026-11-29")),  # the tick itself has ended
+        ("@daily", "2026-12-02T00:00:01", ("2026-12-01", "2026-12-02")),
+        ("0 6 * * 1-5", "2026-12-07T05:00", ("2026-12-03T06:00", "2026-12-04T06:00")),  # Monday before 6: Thu-Fri
+    ],
+)
+def test_the_trigger_form_names_the_last_complete_interval(schedule: str, now: str, expected: tuple) -> None:
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    spec = parse_spec(yaml.safe_dump({**raw, "schedule": schedule, "retrain_schedule": None}))
+    got = spec.last_complete_interval(dt.datetime.fromisoformat(now).replace(tzinfo=dt.UTC))
+    assert got is not None
+    assert [t.isoformat()[: len(e)] for t, e in zip(got, expected, strict=True)] == list(expected)

@@ -74,6 +74,24 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     monitor = bag.dags["modelgate_monitor__churn"]
     assert [a.uri for a in monitor.get_task("signal_drift").outlets] == ["x-modelgate://churn/drift"]
     assert [a.uri for a in retrain.get_task("promote_champion").outlets] == ["x-modelgate://churn/champion"]
+    # decisions in interval order: every run first waits for the one before it (a backfill starts 10 at once)
+    assert [t.task_id for t in retrain.roots] == ["wait_for_earlier_interval"]
+    waiting = retrain.get_task("wait_for_earlier_interval")
+    assert waiting.mode == "reschedule" and waiting.downstream_task_ids == {"training_data_quality"}
+
+
+def test_the_trigger_form_shows_the_interval_a_run_triggered_now_judges(
+    monkeypatch: pytest.MonkeyPatch, airflow_db: Path
+) -> None:
+    import datetime as dt
+
+    from modelgate.catalog import load_specs
+
+    spec = {s.name: s for s in load_specs(REPO_ROOT / "include" / "models")[0]}["churn"]
+    expected = spec.last_complete_interval(dt.datetime.now(dt.UTC))
+    assert expected is not None
+    described = _dagbag(monkeypatch).dags["modelgate_retrain__churn"].params.get_param("interval_end").description
+    assert f"(now: {expected[0]:%Y-%m-%d %H:%M} to {expected[1]:%Y-%m-%d %H:%M} UTC)" in described
 
 
 def test_params_are_validated_by_json_schema(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:

@@ -498,6 +498,18 @@ class ModelSpec(_Strict):
         earlier = ticks.get_prev(dt.datetime)
         return later - earlier
 
+    def last_complete_interval(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+        """The newest interval of the retrain schedule that has ended by `now` (None when unscheduled): what a
+        run triggered at `now` judges, as Airflow's timetable infers a manual run's data interval."""
+        from croniter import croniter
+
+        cron = self.retrain_cron
+        if cron is None:
+            return None
+        ticks = croniter(cron, now + dt.timedelta(microseconds=1))  # a tick at `now` itself has ended
+        end = ticks.get_prev(dt.datetime)
+        return ticks.get_prev(dt.datetime), end
+
     @property
     def retrain_cron(self) -> str | None:
         value = self.retrain_schedule or self.schedule

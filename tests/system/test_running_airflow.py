@@ -249,10 +249,17 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
     rebuild = "modelgate_retrain__churn_rebuild"
     api.set_paused(rebuild, False)
     created = airflow_stack.airflow_cli(
-        "backfill", "create", "--dag-id", rebuild,
-        "--from-date", _day(scheduled_ends[0] - WEEK), "--to-date", _day(scheduled_ends[-1] - WEEK),
-        "--max-active-runs", "1", "--dag-run-conf", json.dumps({"promote_on_backfill": True}),
-    )  # fmt: skip
+        "backfill",
+        "create",
+        "--dag-id",
+        rebuild,
+        "--from-date",
+        _day(scheduled_ends[0] - WEEK),
+        "--to-date",
+        _day(scheduled_ends[-1] - WEEK),
+        "--dag-run-conf",
+        json.dumps({"promote_on_backfill": True}),
+    )  # fmt: skip: the backfill's own default, up to 10 runs at once: each waits for the one before it
     assert created.returncode == 0, created.stderr[-2000:]
     _wait_backfill(airflow_stack, rebuild, timeout=1500)
     assert _quiet(api, rebuild)
@@ -269,7 +276,6 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
             "from_date": (scheduled_ends[1] - WEEK).isoformat(),
             "to_date": (scheduled_ends[3] - WEEK).isoformat(),
             "reprocess_behavior": "completed",
-            "max_active_runs": 1,
         },
     )
     _wait_backfill(airflow_stack, retrain)
@@ -374,11 +380,13 @@ def test_backfill_with_promote_on_backfill_promotes_in_interval_order(airflow_st
             "from_date": first.isoformat(),
             "to_date": last.isoformat(),
             "dag_run_conf": {"promote_on_backfill": True, "force": True},
-            "max_active_runs": 1,
-        },
+        },  # the backfill's default max_active_runs (10): all six start at once, and still decide in order
     )
     _wait_backfill(airflow_stack, dag_id)
-    assert {r["state"] for r in api.runs(dag_id)} == {"success"}
+    runs = api.runs(dag_id)
+    assert {r["state"] for r in runs} == {"success"}
+    decided = sorted(runs, key=lambda r: _task_start(api, dag_id, r["run_id"], "training_data_quality"))
+    assert [r["data_interval_end"] for r in decided] == sorted(r["data_interval_end"] for r in runs)
     by_version = {v.version: v for v in versions(registry, model)}
     promoted = [by_version[e.to_version] for e in events(registry, model) if e.kind is EventKind.PROMOTE]
     assert promoted, "the first interval's challenger becomes the first champion"
@@ -386,6 +394,11 @@ def test_backfill_with_promote_on_backfill_promotes_in_interval_order(airflow_st
     assert ends == sorted(ends) and len(set(ends)) == len(ends)
     champion = registry.get_champion(model)
     assert champion is not None and champion.version == promoted[-1].version
+
+
+def _task_start(api: Any, dag_id: str, run_id: str, task_id: str) -> str:
+    """When a run's task started (ISO text, so sortable)."""
+    return str(api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")["start_date"])
 
 
 def _worker_of(stack: object, pid: int) -> str | None:

@@ -24,6 +24,8 @@ from modelgate.spec import ModelSpec, SpecError
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRIES = 2
+EARLIER_POKE_SECONDS = 10.0  # a retrain run waiting for the run of the interval before it
+EARLIER_TIMEOUT = dt.timedelta(days=7)  # an approval may hold the earlier run that long (or its own wait)
 RETRY_DELAY_ENV = "MODELGATE_RETRY_DELAY_SECONDS"
 
 
@@ -226,10 +228,21 @@ def _retrain_params(spec: ModelSpec) -> dict[str, Param]:
             None,
             type=["null", "string"],
             description="Judge the interval ending at this ISO date-time (a tick of the schedule). Empty: the run's "
-            "own data interval; a run triggered here gets the last complete interval before its logical date, "
-            "shown as the run's data interval.",
+            "own data interval; a run triggered here gets the last complete interval before its logical date"
+            + _last_complete(spec)
+            + ".",
         ),
     }
+
+
+def _last_complete(spec: ModelSpec) -> str:
+    """The interval a run triggered now would judge, for the trigger form (refreshed at each parse, so the
+    DAG's serialized form changes once per interval, when a new one completes)."""
+    interval = spec.last_complete_interval(dt.datetime.now(dt.UTC))
+    if interval is None:
+        return ""
+    start, end = interval
+    return f" (now: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)"
 
 
 def _approval(context: Any) -> tuple[str | None, str | None]:
@@ -258,10 +271,16 @@ def _asking_message(context: Any) -> str:
     )
 
 
+def _earlier_timeout(spec: ModelSpec) -> dt.timedelta:
+    """How long a retrain run waits for the run before it: that run may wait for its approval first."""
+    return max(EARLIER_TIMEOUT, (spec.approval_wait or dt.timedelta(0)) + dt.timedelta(days=1))
+
+
 def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     from airflow.providers.standard.operators.empty import EmptyOperator
 
     from modelgate.airflow.approval import RecordedApprovalOperator
+    from modelgate.airflow.ordering import EarlierIntervalSensor
 
     if spec.retrain_cron:
         schedule: Any = AssetOrTimeSchedule(
@@ -416,7 +435,13 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
         decision = decide_retrain()
         training_quality = training_data_quality()
-        training_quality >> decision
+        earlier = EarlierIntervalSensor(
+            task_id="wait_for_earlier_interval",
+            model=spec.name,
+            timeout=_earlier_timeout(spec),
+            poke_interval=EARLIER_POKE_SECONDS,
+        )
+        earlier >> training_quality >> decision
         decision >> skip_retrain()
         version = train_challenger()
         decision >> version
