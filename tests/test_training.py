@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from modelgate.data import fingerprint, split_holdout
 from modelgate.datasets.churn import generate_day
@@ -79,3 +80,48 @@ def test_garbage_is_refused(frame: pd.DataFrame, mutate, message: str) -> None:
 def test_mostly_null_feature_is_a_recorded_warning(frame: pd.DataFrame) -> None:
     patchy = frame.assign(total_charges=frame["total_charges"].where(frame.index % 3 == 0))
     assert check_trainable(SPEC, patchy) == ["feature 'total_charges' is 67% null"]
+
+
+@pytest.mark.parametrize(
+    ("spec_threads", "env", "expected"),
+    [
+        (None, None, 1),  # a worker runs several slots: one thread each unless told otherwise
+        (None, "3", 3),
+        (2, "3", 2),  # the spec's own says most
+        (None, "0", TrainingError),
+        (None, "many", TrainingError),
+    ],
+)
+def test_a_fit_uses_the_threads_its_slot_has(
+    frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, spec_threads: int | None, env: str | None, expected: object
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    from modelgate.training import THREADS_ENV, build_estimator, training_threads
+
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    raw["estimator"]["threads"] = spec_threads
+    spec = parse_spec(yaml.safe_dump(raw))
+    if env is None:
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(THREADS_ENV, env)
+    if expected is TrainingError:
+        with pytest.raises(TrainingError, match=rf"\${THREADS_ENV} is '{env}': give a whole number of threads"):
+            training_threads(spec)
+        return
+    assert training_threads(spec) == expected
+    forest = parse_spec(yaml.safe_dump({**raw, "estimator": {"name": "random_forest", "threads": spec_threads}}))
+    assert build_estimator(forest).n_jobs == expected
+    seen: list[int] = []
+    model = build_estimator(spec)
+    fit = model.fit
+
+    def spy(*args: object, **kwargs: object) -> object:  # what OpenMP allows while HistGradientBoosting fits
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(type(model), "fit", lambda self, *a, **k: spy(*a, **k))
+    monkeypatch.setattr("modelgate.training.build_estimator", lambda _spec: model)
+    train(spec, frame)
+    assert seen and set(seen) == {expected}

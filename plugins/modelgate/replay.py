@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,9 +42,12 @@ from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
 from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
-Policy = Literal["modelgate", "never", "every"]
+Policy = Literal["modelgate", "never", "every", "label_rule"]
+LABEL_RULE_DROP = 0.06  # the naive label rule: retrain when accuracy falls this far below its best since promotion
+LABEL_RULE_FLOOR = 0.70  # ... or below this
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class IntervalOutcome:
     trained: bool
     promoted: bool
     trained_from: dt.datetime | None = None  # the start of the window trained on this interval
+    train_seconds: float = 0.0  # wall time spent fitting in this interval
+    scores: np.ndarray | None = field(default=None, compare=False, repr=False)  # the served model's, per row
+    labels: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,17 @@ class ReplayResult:
         chosen = [o for o in self.outcomes if o.scored_rows and (ends is None or o.end in ends)]
         rows = sum(o.scored_rows for o in chosen)
         return sum(o.correct for o in chosen) / rows if rows else math.nan
+
+    def primary(self, name: str, ends: set[dt.datetime] | None = None) -> float:
+        """The metric `name` pooled over every scored row of the chosen intervals (NaN when none)."""
+        import numpy as np
+
+        from modelgate.evaluation import metric
+
+        chosen = [o for o in self.outcomes if o.scores is not None and (ends is None or o.end in ends)]
+        if not chosen:
+            return math.nan
+        return metric(name, np.concatenate([o.labels for o in chosen]), np.concatenate([o.scores for o in chosen]))
 
     @property
     def scored(self) -> set[dt.datetime]:
@@ -102,6 +123,56 @@ class _State:
     decisions: list[DecisionMark] = field(default_factory=list)
     trained: tuple[int, dt.datetime] | None = None  # (rows, window end) of the newest model trained
     trained_from: dt.datetime | None = None  # where its window starts (`loop.choose_window` may shorten it)
+    spent: float = 0.0  # seconds this interval's retrain took to fit and judge (as if nothing were shared)
+
+
+class ReplayCache:
+    """Work that several replays of one history share, in one process: fits and measurements that don't
+    depend on the retrain policy, keyed by what they do depend on (the spec without its policy knobs, the
+    window's span and rows, the model measured). The backtest replays a dozen policies over the same
+    intervals; most of them train the same windows and measure the same champions. Bounded (LRU)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple[Any, ...], pinned: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """`make()`, or the value stored under `key`. `pinned` holds the objects whose identity the key
+        names (a model, a reference): the entry keeps them alive and must be for those very objects."""
+        found = self._entries.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], pinned, strict=True)):
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[1]
+        value = make()
+        self._entries[key] = (pinned, value)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return value
+
+
+_CACHE: ContextVar[ReplayCache | None] = ContextVar("modelgate_replay_cache", default=None)
+_POLICY_KNOBS = ("retrain", "window_days", "max_window_days")  # what a fit or a measurement never depends on
+
+
+def _training_key(spec: ModelSpec) -> str:
+    raw = spec.model_dump(mode="json", exclude=set(_POLICY_KNOBS))
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def _span_key(spec: ModelSpec, rows: pd.DataFrame) -> tuple[Any, ...]:
+    times = rows[spec.time_column]
+    return (len(rows), times.iloc[0], times.iloc[-1]) if len(rows) else (0,)
+
+
+def _shared(kind: str, spec: ModelSpec, rows: pd.DataFrame, pinned: tuple[Any, ...], extra: tuple[Any, ...],
+            make: Callable[[], Any]) -> Any:  # fmt: skip
+    cache = _CACHE.get()
+    if cache is None:
+        return make()
+    key = (kind, _training_key(spec), _span_key(spec, rows), tuple(id(p) for p in pinned), extra)
+    return cache.get(key, pinned, make)
 
 
 def intervals(start: dt.datetime, end: dt.datetime, every: dt.timedelta) -> list[Interval]:
@@ -117,56 +188,108 @@ def _rows(frame: pd.DataFrame, spec: ModelSpec, interval: Interval) -> pd.DataFr
     return frame[(times >= interval.start) & (times < interval.end)]
 
 
-def _correct(spec: ModelSpec, model: Any, rows: pd.DataFrame) -> int:
+@dataclass(frozen=True)
+class _Served:
+    """What the model serving an interval did on its rows."""
+
+    rows: int = 0
+    correct: int = 0
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+
+def _serve(spec: ModelSpec, model: Any, rows: pd.DataFrame) -> _Served:
     from modelgate.training import predict_scores
 
     if spec.task is not Task.BINARY:
         raise ValueError("the replay scores classifiers (accuracy)")
+    if model is None or rows.empty:
+        return _Served()
     scores = predict_scores(spec, model, rows)
-    return int(((scores >= 0.5) == (rows[spec.target].to_numpy() >= 0.5)).sum())
+    labels = rows[spec.target].to_numpy(dtype=float)
+    return _Served(len(rows), int(((scores >= 0.5) == (labels >= 0.5)).sum()), scores, labels)
 
 
-def replay(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval], policy: Policy = "modelgate") -> ReplayResult:
-    """Run `steps` (consecutive intervals) of the time-sorted `frame` under one policy."""
-    run = {"modelgate": _modelgate, "never": _never, "every": _every}[policy]
-    return ReplayResult(spec.name, policy, list(run(spec, frame, steps)))
+def _outcome(end: dt.datetime, served: _Served, **fields: Any) -> IntervalOutcome:
+    return IntervalOutcome(end, served.rows, served.correct, scores=served.scores, labels=served.labels, **fields)
+
+
+def replay(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    steps: list[Interval],
+    policy: Policy = "modelgate",
+    *,
+    cache: ReplayCache | None = None,
+) -> ReplayResult:
+    """Run `steps` (consecutive intervals) of the time-sorted `frame` under one policy; `cache` shares fits
+    and measurements with other replays of the same frame (the same results, sooner)."""
+    run = {"modelgate": _modelgate, "never": _never, "every": _every, "label_rule": _label_rule}[policy]
+    token = _CACHE.set(cache)
+    try:
+        return ReplayResult(spec.name, policy, list(run(spec, frame, steps)))
+    finally:
+        _CACHE.reset(token)
 
 
 def _window(spec: ModelSpec, frame: pd.DataFrame, end: dt.datetime) -> pd.DataFrame:
     return _rows(frame, spec, training_window(spec, end))
 
 
-def _fit_served(spec: ModelSpec, window: pd.DataFrame) -> Any | None:
+def _fit_served(spec: ModelSpec, window: pd.DataFrame) -> tuple[Any | None, float]:
+    """A model fitted on the whole window (None when it can't be), and the seconds it took."""
     from modelgate.training import TrainingError, train
 
-    try:
-        return train(spec, window).pipeline
-    except TrainingError:
-        return None
+    def fit() -> tuple[Any | None, float]:
+        started = time.perf_counter()
+        try:
+            return train(spec, window).pipeline, time.perf_counter() - started
+        except TrainingError:
+            return None, time.perf_counter() - started
+
+    return _shared("served", spec, window, (), (), fit)
 
 
 def _never(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> Iterator[IntervalOutcome]:
     model = None
     for interval in steps:
-        rows = _rows(frame, spec, interval)
-        scored = len(rows) if model is not None else 0
-        correct = _correct(spec, model, rows) if scored else 0
-        trained = False
+        served = _serve(spec, model, _rows(frame, spec, interval))
+        trained, seconds = False, 0.0
         if model is None:
-            model = _fit_served(spec, _window(spec, frame, interval.end))
+            model, seconds = _fit_served(spec, _window(spec, frame, interval.end))
             trained = model is not None
-        yield IntervalOutcome(interval.end, scored, correct, False, "", trained, trained)
+        yield _outcome(interval.end, served, alarm=False, reason="", trained=trained, promoted=trained,
+                       train_seconds=seconds)  # fmt: skip
 
 
 def _every(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> Iterator[IntervalOutcome]:
     model = None
     for interval in steps:
-        rows = _rows(frame, spec, interval)
-        scored = len(rows) if model is not None else 0
-        correct = _correct(spec, model, rows) if scored else 0
-        fitted = _fit_served(spec, _window(spec, frame, interval.end))
+        served = _serve(spec, model, _rows(frame, spec, interval))
+        fitted, seconds = _fit_served(spec, _window(spec, frame, interval.end))
         model = fitted or model
-        yield IntervalOutcome(interval.end, scored, correct, False, "", fitted is not None, fitted is not None)
+        done = fitted is not None
+        yield _outcome(interval.end, served, alarm=False, reason="", trained=done, promoted=done, train_seconds=seconds)
+
+
+def _label_rule(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> Iterator[IntervalOutcome]:
+    """The naive label rule: retrain and always deploy when the last interval's accuracy is more than
+    LABEL_RULE_DROP below the best since the last promotion, or below LABEL_RULE_FLOOR."""
+    model = None
+    best = -math.inf
+    for interval in steps:
+        served = _serve(spec, model, _rows(frame, spec, interval))
+        accuracy = served.correct / served.rows if served.rows else None
+        if accuracy is not None:
+            best = max(best, accuracy)
+        due = model is None or (
+            accuracy is not None and (accuracy < best - LABEL_RULE_DROP or accuracy < LABEL_RULE_FLOOR)
+        )
+        fitted, seconds = _fit_served(spec, _window(spec, frame, interval.end)) if due else (None, 0.0)
+        if fitted is not None:
+            model, best = fitted, -math.inf
+        yield _outcome(interval.end, served, alarm=False, reason="label_rule" if due else "", trained=due,
+                       promoted=fitted is not None, train_seconds=seconds)  # fmt: skip
 
 
 def _modelgate(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> Iterator[IntervalOutcome]:
@@ -174,12 +297,19 @@ def _modelgate(spec: ModelSpec, frame: pd.DataFrame, steps: list[Interval]) -> I
     for interval in steps:
         rows = _rows(frame, spec, interval)
         champion = state.champion
-        scored = len(rows) if champion is not None else 0
-        correct = _correct(spec, champion.model, rows) if champion is not None and scored else 0
+        served = _serve(spec, champion.model if champion is not None else None, rows)
         alarm = _monitor(spec, state, rows, interval)
+        state.spent = 0.0
         reason, trained, promoted = _retrain(spec, state, frame, interval)
-        yield IntervalOutcome(
-            interval.end, scored, correct, alarm, reason, trained, promoted, state.trained_from if trained else None
+        yield _outcome(
+            interval.end,
+            served,
+            alarm=alarm,
+            reason=reason,
+            trained=trained,
+            promoted=promoted,
+            trained_from=state.trained_from if trained else None,
+            train_seconds=state.spent,
         )
 
 
@@ -191,7 +321,9 @@ def _monitor(spec: ModelSpec, state: _State, rows: pd.DataFrame, interval: Inter
     if champion is None or rows.empty:
         return False
     try:
-        drifted = compute_drift(spec, champion.reference, rows).dataset_drift
+        drifted = _shared(
+            "drift", spec, rows, (champion.reference,), (), lambda: compute_drift(spec, champion.reference, rows)
+        ).dataset_drift
     except DriftError:
         return False
     state.timeline.append((interval.end, drifted, champion.version))
@@ -226,8 +358,15 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         fixed = training_window(spec, interval.end)
         if not window.empty:
             new_rows = int((window[spec.time_column] >= champion.window_end).sum())
-            performance = absolute_performance(spec, champion.model, window, fixed)
-            decay = decay_evidence(spec, champion.model, champion.score, window, interval.start)
+            knobs = (fixed, policy.performance_metric, policy.performance_threshold is None)
+            performance = _shared(
+                "performance", spec, window, (champion.model,), knobs,
+                lambda: absolute_performance(spec, champion.model, window, fixed),
+            )  # fmt: skip
+            decay = _shared(
+                "decay", spec, window, (champion.model,), (champion.score, interval.start, _decay_knobs(spec)),
+                lambda: decay_evidence(spec, champion.model, champion.score, window, interval.start),
+            )  # fmt: skip
         change = unsettled_change(
             state.decisions,
             champion_window=(champion.window_start, champion.window_end),
@@ -258,27 +397,34 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         state.decisions[-1] = dataclasses.replace(state.decisions[-1], shortened_to=chosen.start)
         span, window = chosen, window[window[spec.time_column] >= chosen.start]
     try:
-        challenger = fit_challenger(spec, window)
+        challenger, seconds = _shared("challenger", spec, window, (), (), lambda: _timed(fit_challenger, spec, window))
+        state.spent += seconds
     except TrainingError:
         return decision.reason.value, False, False
     state.trained = (len(window), interval.end)  # the newest model trained, promoted or not (the registry's)
     state.trained_from = span.start
     state.versions += 1
     try:
-        judged = judge(
-            spec,
-            window,
-            challenger.evaluation_model,
-            champion.model if champion else None,
-            champion_version=champion.version if champion else None,
-            champion_window_end=champion.window_end if champion else None,
-            challenger_version=state.versions,
-            doubt=champion_doubt(decision.reason),
-        )
+        doubt = champion_doubt(decision.reason)
+        champion_model = champion.model if champion else None
+        promote, seconds = _shared(  # only the verdict's outcome is used: version numbers don't change it
+            "judge", spec, window, (challenger.evaluation_model, champion_model),
+            (champion.window_end if champion else None, doubt),
+            lambda: _timed(lambda: judge(
+                spec,
+                window,
+                challenger.evaluation_model,
+                champion_model,
+                champion_version=champion.version if champion else None,
+                champion_window_end=champion.window_end if champion else None,
+                challenger_version=state.versions,
+                doubt=doubt,
+            ).verdict.promote),
+        )  # fmt: skip
+        state.spent += seconds
     except EvaluationError:
         return decision.reason.value, True, False
-    verdict = judged.verdict
-    if verdict.promote:
+    if promote:
         holdout = challenger.holdout_metrics.get(f"holdout_{decay_metric(spec)}")
         state.champion = _Champion(
             state.versions,
@@ -290,4 +436,17 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         )
     elif champion is not None:
         champion.measured = interval.end
-    return decision.reason.value, True, verdict.promote
+    return decision.reason.value, True, promote
+
+
+def _decay_knobs(spec: ModelSpec) -> tuple[Any, ...]:
+    """The policy fields decay evidence depends on (its tolerance only decides what the evidence means)."""
+    policy = spec.retrain
+    return (policy.decay_tolerance is None, policy.decay_significance, policy.decay_min_rows)
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """`fn(*args)` and the seconds it took (kept with a shared result: each replay pays it as its own)."""
+    started = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - started

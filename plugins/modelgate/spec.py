@@ -135,6 +135,13 @@ class Estimator(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     numeric_preprocessing: Literal["standard", "passthrough"] = "standard"
     categorical_preprocessing: Literal["onehot", "ordinal"] = "onehot"
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="threads one fit may use (OpenMP, n_jobs); default $MODELGATE_TRAINING_THREADS, else 1: a "
+        "worker runs several task slots at once, and OpenMP's default (every core) makes them fight",
+    )
 
 
 class Guardrail(_Strict):

@@ -103,9 +103,24 @@ def build_estimator(spec: ModelSpec) -> Any:
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
         cls = RandomForestClassifier if classification else RandomForestRegressor
-        return cls(**{"n_estimators": 200, "n_jobs": 1, **seeded, **params})
+        return cls(**{"n_estimators": 200, "n_jobs": training_threads(spec), **seeded, **params})
     except TypeError as exc:
         raise TrainingError(f"{spec.name}: bad estimator params for {name}: {exc}") from exc
+
+
+THREADS_ENV = "MODELGATE_TRAINING_THREADS"
+
+
+def training_threads(spec: ModelSpec) -> int:
+    """Threads one fit may use: the spec's `estimator.threads`, else $MODELGATE_TRAINING_THREADS, else 1."""
+    if spec.estimator.threads is not None:
+        return spec.estimator.threads
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise TrainingError(f"${THREADS_ENV} is {raw[:20]!r}: give a whole number of threads from 1 to 256")
+    return int(raw)
 
 
 def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
@@ -157,8 +172,11 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     x = train_frame[spec.feature_names]
     y = train_frame[spec.target].astype(int if spec.task is Task.BINARY else float)
     np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
+    from threadpoolctl import threadpool_limits
+
     try:
-        pipeline.fit(x, y)
+        with threadpool_limits(limits=training_threads(spec)):  # OpenMP (HistGradientBoosting) and BLAS
+            pipeline.fit(x, y)
     except (ValueError, TypeError) as exc:
         raise TrainingError(f"{spec.name}: fitting failed: {' '.join(str(exc).split())[:300]}") from exc
     train_scores = predict_scores(spec, pipeline, train_frame)

@@ -385,7 +385,7 @@ def test_backfill_with_promote_on_backfill_promotes_in_interval_order(airflow_st
     _wait_backfill(airflow_stack, dag_id)
     runs = api.runs(dag_id)
     assert {r["state"] for r in runs} == {"success"}
-    decided = sorted(runs, key=lambda r: _task_start(api, dag_id, r["run_id"], "training_data_quality"))
+    decided = sorted(runs, key=lambda r: _task_start(api, dag_id, r["dag_run_id"], "training_data_quality"))
     assert [r["data_interval_end"] for r in decided] == sorted(r["data_interval_end"] for r in runs)
     by_version = {v.version: v for v in versions(registry, model)}
     promoted = [by_version[e.to_version] for e in events(registry, model) if e.kind is EventKind.PROMOTE]

@@ -1,0 +1,445 @@
+"""`modelgate backtest`: a model's own history replayed under candidate policies, to choose how it retrains.
+
+Each candidate replays every interval of the history with the loop's own functions (`modelgate.replay`):
+never retrain, retrain every interval, the spec's policy, a naive label rule, and the spec's policy with one
+knob changed at a time (window length and growth, decay tolerance, drift persistence, a staleness bound).
+The choice is made on the first two thirds of the intervals only; the last third is reported, never looked
+at by the choice: a replay is point in time, so what happens there cannot leak into the earlier scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelgate.data import Interval
+from modelgate.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelgate.replay import Policy, ReplayResult
+
+TUNE_FRACTION = 2 / 3  # the choice sees the first two thirds of the intervals
+MIN_INTERVALS = 6  # fewer: two parts too short to tell policies apart
+MARGIN = 0.002  # a change must beat the spec's own policy by more than this on the tuning part
+RETRAIN_BUDGET = 1 / 3  # of retrain-every-interval's retrains, on the tuning part
+BASELINES = ("never", "every", "label_rule")
+
+
+class BacktestError(ValueError):
+    """The history can't be backtested as asked (too short, wrong task, unknown policy)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One policy to replay: a baseline, or the spec's policy with `changes` (dotted spec fields) applied."""
+
+    name: str
+    kind: Policy = "modelgate"
+    changes: tuple[tuple[str, Any], ...] = ()
+
+    def spec_for(self, spec: ModelSpec) -> ModelSpec:
+        if not self.changes:
+            return spec
+        raw = spec.model_dump(by_alias=True, mode="json")
+        for dotted, value in self.changes:
+            *path, leaf = dotted.split(".")
+            node = raw
+            for key in path:
+                node = node[key]
+            node[leaf] = value
+        return ModelSpec.model_validate(raw)
+
+    @property
+    def adjustable(self) -> bool:
+        """Whether a spec can say it (the baselines are yardsticks, not settings)."""
+        return self.kind == "modelgate"
+
+
+@dataclass(frozen=True)
+class Score:
+    """One candidate over one part of the history."""
+
+    intervals: int
+    primary: float  # the spec's primary metric, pooled over every scored row of the part
+    accuracy: float
+    retrains: int
+    promotions: int
+    alarms_per_50: float
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    candidate: Candidate
+    tune: Score
+    held_out: Score
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    model: str
+    metric: str
+    higher_is_better: bool
+    first: dt.datetime  # the first interval's start
+    split: dt.datetime  # tuning intervals end by here; reported ones start here
+    last: dt.datetime  # the last interval's end
+    intervals: int
+    results: tuple[CandidateResult, ...]
+    recommendation: Recommendation
+    diff: str  # the spec change, as a unified diff of the spec's YAML ('' for none)
+
+    def result(self, name: str) -> CandidateResult:
+        return next(r for r in self.results if r.candidate.name == name)
+
+
+# --------------------------------------------------------------------------------------------- the grid
+
+
+def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | None = None) -> list[Candidate]:
+    """The baselines, the spec's policy, and one knob of it changed at a time, around the spec's own values."""
+    days = spec.window_days
+    retrain = spec.retrain
+    grown = spec.max_window_days if spec.max_window_days is not None else 4 * days
+    interval_days = max(span.total_seconds() / 86400, 1 / 24)
+    tolerance = retrain.decay_tolerance
+    out = [Candidate(name, name) for name in BASELINES]  # type: ignore[arg-type]
+    out.append(Candidate("spec"))
+    shorter = max(1, round(days / 2))
+    if shorter < days and shorter >= interval_days:
+        out.append(Candidate(f"window_days={shorter}", changes=(("window_days", shorter), *_cap(spec, shorter))))
+    out.append(Candidate(f"window_days={2 * days}", changes=(("window_days", 2 * days), *_cap(spec, 2 * days))))
+    if grown > days:
+        out.append(Candidate(f"max_window_days={days}", changes=(("max_window_days", days),)))
+    else:
+        out.append(Candidate(f"max_window_days={4 * days}", changes=(("max_window_days", 4 * days),)))
+    for value in [tolerance / 2, min(2 * tolerance, 0.5), None] if tolerance else [0.05]:
+        rounded = None if value is None else round(value, 4)
+        label = "off" if rounded is None else rounded
+        out.append(Candidate(f"decay_tolerance={label}", changes=(("retrain.decay_tolerance", rounded),)))
+    k, n = (1, 1) if retrain.drift_runs_k > 1 or retrain.drift_runs_n > 1 else (2, 3)
+    out.append(Candidate(f"drift_runs={k}/{n}", changes=(("retrain.drift_runs_k", k), ("retrain.drift_runs_n", n))))
+    stale = None if retrain.max_age_days is not None else round(4 * interval_days, 2)
+    out.append(Candidate(f"max_age_days={stale or 'off'}", changes=(("retrain.max_age_days", stale),)))
+    out = [dataclasses.replace(c, changes=_effective(spec, c.changes)) for c in out]
+    if only is not None:
+        wanted = set(only)
+        unknown = wanted - {c.name for c in out} - {"grid"}
+        if unknown:
+            names = ", ".join(c.name for c in out)
+            raise BacktestError(f"unknown policies {', '.join(sorted(unknown))}: choose from {names}, or grid")
+        out = [c for c in out if c.name in wanted or ("grid" in wanted and c.changes)]
+    return out
+
+
+def _effective(spec: ModelSpec, changes: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """The changes that change something (a grid point may keep one of its fields as the spec has it)."""
+    raw = spec.model_dump(mode="json")
+
+    def current(dotted: str) -> Any:
+        node: Any = raw
+        for key in dotted.split("."):
+            node = node[key]
+        return node
+
+    return tuple((field, value) for field, value in changes if current(field) != value)
+
+
+def _cap(spec: ModelSpec, days: int) -> tuple[tuple[str, Any], ...]:
+    """A spec cap below the new window would make it invalid: move the cap with the window."""
+    if spec.max_window_days is not None and spec.max_window_days < days:
+        return (("max_window_days", days),)
+    return ()
+
+
+def combined(spec_score: Score, results: Sequence[CandidateResult], higher: bool) -> Candidate | None:
+    """Every single-knob change that beat the spec's policy on the tuning part, together (one per knob)."""
+    best: dict[str, CandidateResult] = {}
+    for result in results:
+        if not result.candidate.changes or not _better(result.tune.primary, spec_score.primary, higher, MARGIN):
+            continue
+        knob = result.candidate.changes[0][0]
+        if knob not in best or _better(result.tune.primary, best[knob].tune.primary, higher, 0):
+            best[knob] = result
+    if len(best) < 2:
+        return None
+    changes = tuple(change for r in best.values() for change in r.candidate.changes)
+    return Candidate(" + ".join(r.candidate.name for r in best.values()), changes=changes)
+
+
+# --------------------------------------------------------------------------------------------- the choice
+
+
+def _better(a: float, b: float, higher: bool, margin: float) -> bool:
+    if math.isnan(a):
+        return False
+    if math.isnan(b):
+        return True
+    return a - b > margin if higher else b - a > margin
+
+
+def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recommendation:
+    """The spec's policy, unless a change beats it on the tuning part by more than MARGIN within the retrain
+    budget (a third of retrain-every's retrains); ties go to fewer retrains. Uses tuning scores only."""
+    by_name = {r.candidate.name: r for r in results}
+    spec = by_name.get("spec")
+    if spec is None:
+        raise BacktestError("the spec's own policy must be among the candidates to recommend a change")
+    every = by_name.get("every")
+    budget = math.inf if every is None else max(1.0, RETRAIN_BUDGET * every.tune.retrains)
+    adjustable = [r for r in results if r.candidate.adjustable]
+    within = [r for r in adjustable if r.tune.retrains <= budget]
+    pool = within or adjustable
+    best = spec
+    for result in sorted(pool, key=lambda r: (r.tune.retrains, r.candidate.name)):
+        if result is spec:
+            continue
+        if _better(result.tune.primary, best.tune.primary, higher, MARGIN if best is spec else 0):
+            best = result
+    if spec.tune.retrains > budget and best is spec and within:
+        # the spec's policy spends more than the budget: the best one within it, if it is no worse
+        cheaper = max(within, key=lambda r: r.tune.primary if higher else -r.tune.primary)
+        if not _better(spec.tune.primary, cheaper.tune.primary, higher, MARGIN):
+            best = cheaper
+    if best is spec:
+        why = (
+            f"no change beat the spec's policy ({spec.tune.primary:.4f} on the tuning part) by more than {MARGIN} "
+            "within the retrain budget"
+        )
+    else:
+        why = (
+            f"{best.tune.primary:.4f} vs the spec's {spec.tune.primary:.4f} on the tuning part, "
+            f"{best.tune.retrains} retrains vs {spec.tune.retrains}"
+        )
+    if not within:
+        why += f"; no candidate stayed within {RETRAIN_BUDGET:.0%} of retrain-every's retrains"
+    return Recommendation(best.candidate.name, why)
+
+
+def spec_diff(text: str, changes: Sequence[tuple[str, Any]], file: str = "spec.yaml") -> str:
+    """The change as a unified diff of the spec's YAML (comments are not kept on the changed side)."""
+    import yaml
+
+    if not changes:
+        return ""
+    before = yaml.safe_load(text)
+    after = yaml.safe_load(text)
+    for dotted, value in changes:
+        *path, leaf = dotted.split(".")
+        node = after
+        for key in path:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    old = yaml.safe_dump(before, sort_keys=False).splitlines(keepends=True)
+    new = yaml.safe_dump(after, sort_keys=False).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(old, new, f"a/{file}", f"b/{file}"))
+
+
+# --------------------------------------------------------------------------------------------- the replay
+
+
+def schedule_intervals(spec: ModelSpec, first_row: dt.datetime, last_row: dt.datetime) -> list[Interval]:
+    """The retrain schedule's intervals from one training window after the first row to the last complete one."""
+    from croniter import croniter
+
+    cron = spec.retrain_cron or "0 0 * * *"
+    start = first_row + dt.timedelta(days=spec.window_days)
+    ticks = croniter(cron, start - dt.timedelta(microseconds=1))
+    out: list[Interval] = []
+    begin = ticks.get_next(dt.datetime)
+    while True:
+        end = ticks.get_next(dt.datetime)
+        if end > last_row + dt.timedelta(microseconds=1):
+            return out
+        out.append(Interval(_utc(begin), _utc(end)))
+        begin = end
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def history(spec: ModelSpec, *, url: str | None, until: dt.datetime) -> pd.DataFrame:
+    """The rows the backtest replays, read once from the spec's source: everything before `until`."""
+    from modelgate.data import load_window
+
+    return load_window(spec, Interval(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), until), url=url)
+
+
+def score(result: ReplayResult, spec: ModelSpec, ends: set[dt.datetime]) -> Score:
+    chosen = [o for o in result.outcomes if o.end in ends]
+    return Score(
+        intervals=len(chosen),
+        primary=round(result.primary(spec.evaluation.primary_metric, ends), 6),
+        accuracy=round(result.accuracy(ends), 6),
+        retrains=sum(o.trained for o in chosen),
+        promotions=sum(o.promoted for o in chosen),
+        alarms_per_50=round(50 * sum(o.alarm for o in chosen) / max(len(chosen), 1), 2),
+        train_seconds=round(sum(o.train_seconds for o in chosen), 2),
+    )
+
+
+_FRAME: Any = None  # a worker's copy of the history, set once by its initializer
+_SHARED: Any = None  # the worker's ReplayCache: the fits and measurements its replays share
+_DONE: Any = None  # a queue of the candidate names a worker has finished, for the progress bar
+
+
+def _init_worker(frame: Any, done: Any = None) -> None:
+    from modelgate.replay import ReplayCache
+
+    global _FRAME, _SHARED, _DONE
+    _FRAME, _SHARED, _DONE = frame, ReplayCache(), done
+
+
+def _replay_one(spec: ModelSpec, candidate: Candidate, steps: list[Interval], split: dt.datetime) -> CandidateResult:
+    from threadpoolctl import threadpool_limits
+
+    from modelgate.replay import replay
+    from modelgate.training import training_threads
+
+    variant = candidate.spec_for(spec)
+    with threadpool_limits(limits=training_threads(variant)):
+        result = replay(variant, _FRAME, steps, candidate.kind, cache=_SHARED)
+    tune = {s.end for s in steps if s.end <= split}
+    held = {s.end for s in steps if s.end > split}
+    return CandidateResult(candidate, score(result, spec, tune), score(result, spec, held))
+
+
+def _replay_bucket(
+    spec: ModelSpec, bucket: list[Candidate], steps: list[Interval], split: dt.datetime
+) -> list[CandidateResult]:
+    results = []
+    for candidate in bucket:
+        results.append(_replay_one(spec, candidate, steps, split))
+        if _DONE is not None:
+            _DONE.put(candidate.name)
+    return results
+
+
+def buckets(wanted: Sequence[Candidate], workers: int) -> list[list[Candidate]]:
+    """Candidates split over `workers` so that those sharing most work share a process (and its cache):
+    every candidate that keeps the spec's window follows the spec's path until it decides otherwise, so
+    they go together, first; each window variant, and the baselines, fit windows of their own."""
+    if workers <= 1:
+        return [list(wanted)]
+    windowed = {"window_days", "max_window_days"}
+    family = [c for c in wanted if c.kind == "modelgate" and not windowed & {k for k, _ in c.changes}]
+    others = [c for c in wanted if c not in family]
+    out: list[list[Candidate]] = [family] + [[] for _ in range(workers - 1)]
+    cost = [float(len(family))] + [0.0] * (workers - 1)
+    for candidate in others:  # the family's members cost about one replay between them, plus what diverges
+        weight = 0.5 if candidate.kind in ("never", "label_rule") else 1.0
+        slot = min(range(1, workers) if workers > 1 else range(workers), key=lambda i: cost[i])
+        out[slot].append(candidate)
+        cost[slot] += weight
+    return [b for b in out if b]
+
+
+def run(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    *,
+    spec_text: str,
+    policies: Iterable[str] | None = None,
+    intervals: int | None = None,
+    jobs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """Replay `frame` (the model's history, time-sorted) under every candidate, over its intervals (the last
+    `intervals` of them, when given); choose on the first two thirds."""
+    if spec.task is not Task.BINARY:
+        raise BacktestError(f"{spec.name}: the backtest scores binary classifiers ({spec.task.value} is not yet)")
+    if frame.empty:
+        raise BacktestError(f"{spec.name}: no rows in the source to backtest on")
+    times = frame[spec.time_column]
+    steps = schedule_intervals(spec, times.iloc[0].to_pydatetime(), times.iloc[-1].to_pydatetime())
+    if intervals is not None:
+        steps = steps[-intervals:]
+    if len(steps) < MIN_INTERVALS:
+        raise BacktestError(
+            f"{spec.name}: {len(steps)} complete intervals after the first training window; the backtest needs "
+            f"at least {MIN_INTERVALS} (load more history)"
+        )
+    split = steps[max(1, math.ceil(len(steps) * TUNE_FRACTION)) - 1].end
+    wanted = list(candidates(spec, steps[0].end - steps[0].start, only=policies))
+    if policies is not None and "spec" not in {c.name for c in wanted}:
+        wanted.append(Candidate("spec"))  # the yardstick of every recommendation
+    results = _replay_all(spec, frame, wanted, steps, split, jobs, progress)
+    higher = spec.evaluation.higher_is_better
+    extra = combined(next(r.tune for r in results if r.candidate.name == "spec"), results, higher)
+    if extra is not None:
+        results += _replay_all(spec, frame, [extra], steps, split, 1, progress)
+    chosen = recommend(results, higher)
+    changes = next(r.candidate.changes for r in results if r.candidate.name == chosen.name)
+    return BacktestResult(
+        model=spec.name,
+        metric=spec.evaluation.primary_metric,
+        higher_is_better=higher,
+        first=steps[0].start,
+        split=split,
+        last=steps[-1].end,
+        intervals=len(steps),
+        results=tuple(results),
+        recommendation=chosen,
+        diff=spec_diff(spec_text, changes, f"{spec.name}.yaml"),
+    )
+
+
+def _replay_all(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    wanted: Sequence[Candidate],
+    steps: list[Interval],
+    split: dt.datetime,
+    jobs: int | None,
+    progress: Callable[[str], None] | None,
+) -> list[CandidateResult]:
+    """Each candidate in a worker process (one estimator thread each); in this process when `jobs` is 1."""
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(wanted)))
+    done: dict[str, CandidateResult] = {}
+    if workers == 1:
+        _init_worker(frame)
+        for candidate in wanted:
+            done[candidate.name] = _replay_one(spec, candidate, steps, split)
+            if progress:
+                progress(candidate.name)
+    else:
+        import multiprocessing
+        import queue
+        from concurrent.futures import ProcessPoolExecutor, wait
+
+        context = multiprocessing.get_context("spawn")  # no OpenMP state inherited through fork
+        finished = context.Queue()
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(frame, finished)
+        ) as pool:
+            pending = {pool.submit(_replay_bucket, spec, b, steps, split) for b in buckets(wanted, workers)}
+            while pending:
+                ready, pending = wait(pending, timeout=0.5)
+                for future in ready:
+                    done.update((r.candidate.name, r) for r in future.result())
+                while progress:
+                    try:
+                        progress(finished.get_nowait())
+                    except queue.Empty:
+                        break
+    return [done[c.name] for c in wanted]
+
+
+def as_json(result: BacktestResult) -> dict[str, Any]:
+    from modelgate.jsonable import jsonable
+
+    return dict(jsonable(dataclasses.asdict(result)))
