@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
         "modelgate.demo",
     },
     {"modelgate.loop", "modelgate.catalog", "modelgate.ui"},
-    {"modelgate.pipeline", "modelgate.replay"},
+    {"modelgate.pipeline", "modelgate.replay", "modelgate.backtest"},
     {"modelgate.airflow", "modelgate.cli"},
 ]
 

@@ -214,3 +214,45 @@ def test_the_command_prints_the_held_out_table_and_the_recommended_change(tmp_pa
         and bad.stderr.strip().splitlines() == [bad.stderr.strip()]
         and "unknown policies often" in bad.stderr
     )
+
+
+@pytest.mark.integration
+def test_the_backtest_dag_s_task_keeps_its_result_and_report_against_the_model(
+    registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelgate import ui
+    from modelgate.config import DATA_ROOTS_ENV
+    from modelgate.data import Interval
+    from modelgate.pipeline import RunInfo, Services, backtest_model
+    from modelgate.registry.artifacts import ArtifactStore
+    from modelgate.registry.monitoring import MonitoringStore
+    from modelgate.report_store import ReportStore
+    from modelgate.spec import FileSource
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    frame = synthetic("abrupt", seed=6, weeks=16, rows_per_week=120)
+    frame.to_parquet(tmp_path / "stream.parquet")
+    spec = _spec().model_copy(update={"source": FileSource(kind="files", path=str(tmp_path / "stream.parquet"))})
+    services = Services(
+        registry=registry,
+        data_url=None,
+        artifacts=ArtifactStore(str(tmp_path / "artifacts")),
+        reports=ReportStore(str(tmp_path / "reports")),
+    )
+    until = frame["t"].max().to_pydatetime() + dt.timedelta(days=1)
+    run = RunInfo("modelgate_backtest__stream", "manual__1", "backtest_history", Interval(until - WEEK, until))
+    policies = ["never", "every", "spec"]
+    first = backtest_model(spec, run, services, spec_text="window_days: 28\n", policies=policies)
+    again = backtest_model(spec, run, services, spec_text="window_days: 28\n", policies=policies)  # a retry
+    assert first["recommended"] == again["recommended"] == "spec"
+    kept = MonitoringStore(registry).latest_backtest("stream")
+    assert kept is not None and kept.run_id == "manual__1" and kept.recommended == "spec"
+    assert [r["candidate"]["name"] for r in kept.result["results"]] == policies
+    assert kept.intervals == 10 and kept.first_start < kept.split_at < kept.last_end <= until
+    with registry.db.read("count") as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM backtest_run").scalar_one() == 1  # overwritten
+    page = Path(first["report"]).read_text()
+    assert "how often should it retrain?" in page and "Recommended: spec" in page
+    assert page.count('class="plotly-graph-div"') == 1 and (Path(first["report"]).parent / "plotly.min.js").is_file()
+    shown = ui.render_model_page(ui.model_page(registry, "stream"), "/modelgate", url_of=lambda p: f"/r/{Path(p).name}")
+    assert "recommended <b>spec</b>" in shown and 'href="/r/manual__1.html"' in shown

@@ -42,7 +42,7 @@ def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.M
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
         f"modelgate_{stage}__{model}"
-        for stage in ("monitor", "retrain", "deploy", "batch_predict")
+        for stage in ("monitor", "retrain", "deploy", "batch_predict", "backtest")
         for model in ("churn", "weather_rain")
     }
 
@@ -57,12 +57,16 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     for dag_id, dag in bag.dags.items():
         assert "modelgate" in dag.tags and any(t.startswith("model:") for t in dag.tags), dag_id
         spec = specs[dag_id.rsplit("__", 1)[1]]
-        assert dag.catchup is spec.catchup, dag_id  # explicit, from the spec (default False)
+        assert dag.catchup is (spec.catchup and "backtest" not in dag_id), dag_id  # from the spec (default False)
         assert dag.start_date == spec.start(), dag_id
         assert dag.max_active_runs == 1, dag_id
         assert dag.default_args["retries"] >= 1, dag_id
         expected = (
-            "AssetTriggeredTimetable" if "deploy" in dag_id else ("CronDataIntervalTimetable", "AssetOrTimeSchedule")
+            "AssetTriggeredTimetable"
+            if "deploy" in dag_id
+            else "NullTimetable"  # the backtest runs when asked
+            if "backtest" in dag_id
+            else ("CronDataIntervalTimetable", "AssetOrTimeSchedule")
         )
         assert type(dag.timetable).__name__ in expected, dag_id
         for task in dag.tasks:
@@ -165,7 +169,7 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     )
     dags_line, errors_line = result.stdout.strip().splitlines()[-2:]
     assert dags_line == (
-        "['modelgate_batch_predict__churn', 'modelgate_deploy__churn', 'modelgate_monitor__churn', "
+        "['modelgate_backtest__churn', 'modelgate_batch_predict__churn', 'modelgate_deploy__churn', 'modelgate_monitor__churn', "
         "'modelgate_retrain__churn']"
     )
     models = include / "models"

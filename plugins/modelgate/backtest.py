@@ -77,10 +77,22 @@ class Score:
 
 
 @dataclass(frozen=True)
+class Point:
+    """One interval under one candidate: what the report plots."""
+
+    end: dt.datetime
+    rows: int
+    primary: float  # the primary metric on this interval's rows alone (NaN: nothing scored, one class)
+    trained: bool
+    promoted: bool
+
+
+@dataclass(frozen=True)
 class CandidateResult:
     candidate: Candidate
     tune: Score
     held_out: Score
+    series: tuple[Point, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,7 +327,12 @@ def _replay_one(spec: ModelSpec, candidate: Candidate, steps: list[Interval], sp
         result = replay(variant, _FRAME, steps, candidate.kind, cache=_SHARED)
     tune = {s.end for s in steps if s.end <= split}
     held = {s.end for s in steps if s.end > split}
-    return CandidateResult(candidate, score(result, spec, tune), score(result, spec, held))
+    metric = spec.evaluation.primary_metric
+    series = tuple(
+        Point(o.end, o.scored_rows, round(result.primary(metric, {o.end}), 6), o.trained, o.promoted)
+        for o in result.outcomes
+    )
+    return CandidateResult(candidate, score(result, spec, tune), score(result, spec, held), series)
 
 
 def _replay_bucket(

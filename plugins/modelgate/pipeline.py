@@ -846,3 +846,46 @@ def deploy_to_target(
         probe_rows=probe_rows,
     )
     return rollout(services.registry, target, model=model, version=version, steps=steps, actor=actor, run=run)
+
+
+# --------------------------------------------------------------------------------------------- backtest
+
+
+def backtest_model(
+    spec: ModelSpec,
+    run: RunInfo,
+    services: Services,
+    *,
+    spec_text: str,
+    intervals: int | None = None,
+    policies: list[str] | None = None,
+) -> dict[str, Any]:
+    """The backtest DAG's task: the model's history up to the run's interval end, replayed under the
+    candidate policies (in this task's slot: one process, the spec's threads), kept in the registry with its
+    HTML report."""
+    from modelgate import backtest
+    from modelgate.registry.monitoring import BacktestRow
+    from modelgate.reports import write_backtest_report
+
+    frame = backtest.history(spec, url=services.data_url, until=run.interval.end)
+    result = backtest.run(spec, frame, spec_text=spec_text, policies=policies, intervals=intervals, jobs=1)
+    path = services.reports.local_dir / spec.name / "backtest" / f"{run.run_id.replace('/', '_')}.html"
+    report = services.reports.publish(write_backtest_report(result, path))
+    services.monitoring.record_backtest(
+        BacktestRow(
+            model=spec.name,
+            run_id=run.run_id,
+            first_start=result.first,
+            split_at=result.split,
+            last_end=result.last,
+            intervals=result.intervals,
+            recommended=result.recommendation.name,
+            why=result.recommendation.why,
+            diff=result.diff,
+            result=backtest.as_json(result),
+            report_uri=report,
+        )
+    )
+    log.info("%s backtest: recommended %s (%s); report %s", spec.name, result.recommendation.name,
+             result.recommendation.why, report)  # fmt: skip
+    return {"recommended": result.recommendation.name, "why": result.recommendation.why, "report": report}

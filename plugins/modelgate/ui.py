@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
     from modelgate.deploy.store import Deployment
-    from modelgate.registry.monitoring import DecisionRow, DriftCells, DriftRow
+    from modelgate.registry.monitoring import BacktestRow, DecisionRow, DriftCells, DriftRow
     from modelgate.registry.store import Registry
     from modelgate.report_store import ReportStore
 
@@ -103,6 +103,7 @@ class ModelPage:
     events: tuple[RegistryEvent, ...]  # the newest EVENTS_SHOWN
     event_count: int
     drift_count: int  # drift runs in all; the heatmap shows the newest HEATMAP_INTERVALS
+    backtest: BacktestRow | None = None  # the newest `modelgate backtest` kept for the model
 
 
 def _last_verdict(events: list[RegistryEvent]) -> RegistryEvent | None:
@@ -242,6 +243,7 @@ def model_page(registry: Registry, name: str, pending: list[PendingApproval] | N
         tuple(events[-EVENTS_SHOWN:]),
         len(events),
         monitoring.drift_count(name),
+        monitoring.latest_backtest(name),
     )
 
 
@@ -305,7 +307,7 @@ def _data_docs(store: ReportStore, model: str, stage: str, label: str) -> tuple[
     return None if page is None else (Path(page).name, f"{REPORTS_URL}/{page}")
 
 
-def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "") -> str:
+def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "", url_of: Any = None) -> str:
     series = [
         {
             "at": p.at.strftime("%Y-%m-%d %H:%M"),
@@ -317,4 +319,6 @@ def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "") -> str:
         }
         for p in page.metric_series
     ]
-    return render("model.html", page=page, series=series, prefix=prefix, nonce=nonce)
+    backtest = page.backtest
+    report = url_of(backtest.report_uri) if url_of and backtest and backtest.report_uri else None
+    return render("model.html", page=page, series=series, prefix=prefix, nonce=nonce, backtest_url=report)

@@ -97,6 +97,7 @@ def fail_fast() -> Iterator[None]:
     Only what may pass by itself (a dropped registry connection, a network error) is left to the retries;
     a failed deploy or batch job already had its own retries of the calls that are safe to repeat.
     """
+    from modelgate.backtest import BacktestError
     from modelgate.data import DataError
     from modelgate.deploy.controller import DeployError
     from modelgate.drift import DriftError
@@ -116,6 +117,7 @@ def fail_fast() -> Iterator[None]:
         DriftError,
         DeployError,  # a rollout already retried what may pass (deploy/vertex.py); BatchJobFailed too
         RegistryError,
+        BacktestError,
     )
     try:
         yield
@@ -538,6 +540,55 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     return batch_predict()
 
 
+def build_backtest_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    """`modelgate backtest` on demand: the model's own history under candidate policies, kept as a report."""
+
+    @dag(
+        **{**_dag_args(spec, "backtest"), "catchup": False},
+        description=f"Replay {spec.name}'s own history under candidate retrain policies and recommend one",
+        schedule=None,
+        params={
+            "intervals": Param(
+                None, type=["null", "integer"], minimum=6, description="Replay only the last N intervals."
+            ),
+            "policies": Param(
+                None,
+                type=["null", "string"],
+                description="Comma-separated: never, every, label_rule, spec, grid, or single grid names (empty: all).",
+            ),
+        },
+        doc_md=f"Replays `{spec.name}`'s history up to the run's interval end with the loop's own functions under "
+        "never, every interval, the spec's policy, a naive label rule and one knob of the spec changed at a time; "
+        "chooses on the first two thirds and reports the last third, with the recommended spec change. The "
+        "report is linked from the Models view.",
+    )
+    def backtest() -> None:
+        @task(execution_timeout=dt.timedelta(hours=6))
+        def backtest_history(**context: Any) -> dict[str, Any]:
+            from modelgate.airflow.links import push_report_link
+            from modelgate.pipeline import backtest_model
+
+            params = context["params"]
+            names = [p.strip() for p in str(params.get("policies") or "").split(",") if p.strip()] or None
+            found = [include_dir / "models" / f"{spec.name}{suffix}" for suffix in (".yaml", ".yml")]
+            text = next((p.read_text(encoding="utf-8") for p in found if p.is_file()), "")
+            with fail_fast():
+                result = backtest_model(
+                    spec,
+                    _run(spec, context),
+                    _services(spec, include_dir),
+                    spec_text=text,
+                    intervals=params.get("intervals"),
+                    policies=names,
+                )
+            push_report_link(context, result.get("report"))
+            return result
+
+        _link_reports(backtest_history())
+
+    return backtest()
+
+
 EXAMPLE_DATA_ENV = "MODELGATE_EXAMPLE_DATA"
 EXAMPLES = frozenset({"churn"})  # specs whose rows modelgate.datasets can generate
 
@@ -593,6 +644,7 @@ def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[
             build_monitor_dag(spec, include_dir),
             build_retrain_dag(spec, include_dir),
             build_batch_predict_dag(spec, include_dir),
+            build_backtest_dag(spec, include_dir),
         ]
         if spec.deploy.target != "none":
             built_dags.append(build_deploy_dag(spec, include_dir))

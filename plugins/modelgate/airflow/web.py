@@ -182,7 +182,7 @@ def create_app() -> Any:
             page = ui.model_page(reader(), name, pending_approvals())
         except (ModelNotFound, InvalidModelName):
             raise HTTPException(status_code=404, detail="no such model") from None
-        return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce))
+        return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce, url_of=url_of))
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse, dependencies=signed_in)
     def version(name: str, version: int) -> HTMLResponse:

@@ -71,6 +71,24 @@ class DecisionRow:
     inputs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class BacktestRow:
+    """One backtest of a model's history (`modelgate.backtest.BacktestResult`, as the registry keeps it)."""
+
+    model: str
+    run_id: str
+    first_start: dt.datetime
+    split_at: dt.datetime
+    last_end: dt.datetime
+    intervals: int
+    recommended: str
+    why: str
+    diff: str
+    result: dict[str, Any]
+    report_uri: str | None = None
+    created_at: dt.datetime | None = None
+
+
 class MonitoringStore:
     """Drift timeline and retrain decisions, next to the registry (same database, same guards)."""
 
@@ -134,3 +152,27 @@ class MonitoringStore:
             rows = conn.execute(query).mappings().all()
         fields = DecisionRow.__dataclass_fields__
         return [DecisionRow(**{k: r[k] for k in fields}) for r in rows]
+
+    def record_backtest(self, row: BacktestRow) -> None:
+        """Keep a backtest against its model; the same run again overwrites its row."""
+        values = {k: v for k, v in row.__dict__.items() if k != "created_at"}
+        stmt = insert(t.backtest_run).values(**values)
+        update = {k: stmt.excluded[k] for k in values if k not in ("model", "run_id")}
+        with self._registry.db.transaction("record backtest") as conn:
+            self._registry.create_model_in(conn, row.model)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["model", "run_id"], set_={**update, "created_at": sa.func.now()}
+                )
+            )
+
+    def latest_backtest(self, model: str) -> BacktestRow | None:
+        query = (
+            sa.select(t.backtest_run)
+            .where(t.backtest_run.c.model == model)
+            .order_by(t.backtest_run.c.created_at.desc())
+            .limit(1)
+        )
+        with self._registry.db.read("latest backtest") as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else BacktestRow(**{k: found[k] for k in BacktestRow.__dataclass_fields__})

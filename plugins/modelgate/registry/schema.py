@@ -142,3 +142,20 @@ batch_prediction = sa.Table(
     sa.Column("model_version", sa.Integer, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+backtest_run = sa.Table(
+    "backtest_run",
+    metadata,
+    sa.Column("model", sa.Text, sa.ForeignKey("registered_model.name"), primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("first_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("split_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("intervals", sa.Integer, nullable=False),
+    sa.Column("recommended", sa.Text, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+    sa.Column("diff", sa.Text, nullable=False),
+    sa.Column("result", JSONB, nullable=False),
+    sa.Column("report_uri", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
