@@ -59,7 +59,7 @@ def test_the_grid_changes_one_knob_at_a_time_around_the_spec_s_own_values() -> N
 
 
 def _result(name: str, primary: float, retrains: int, kind: str = "modelgate") -> CandidateResult:
-    tune = Score(30, primary, 0.8, retrains, retrains, 0.0, 1.0)
+    tune = Score(30, primary, 0.8, retrains, retrains, 0.0, 1.0)  # 30 tuning intervals: enough evidence
     held = Score(15, math.nan, math.nan, 0, 0, 0.0, 0.0)  # the choice must not need these
     changes = () if name == "spec" or kind != "modelgate" else (("window_days", 14),)
     return CandidateResult(Candidate(name, kind, changes), tune, held)  # type: ignore[arg-type]
@@ -87,6 +87,26 @@ def test_the_recommendation_reads_the_tuning_part_only(rows: list[tuple], expect
     chosen = recommend([_result(*row) for row in rows])
     assert chosen.name == expected
     assert why in chosen.why
+
+
+def test_a_gain_from_one_lucky_interval_is_not_recommended() -> None:
+    from modelgate.backtest import Point
+
+    def with_series(result: CandidateResult, values: list[float]) -> CandidateResult:
+        points = tuple(
+            Point(dt.datetime(2026, 1, 1 + i, tzinfo=dt.UTC), 100, v, False, False) for i, v in enumerate(values)
+        )
+        return dataclasses.replace(result, series=points, tune=dataclasses.replace(result.tune, intervals=len(values)))
+
+    spec = with_series(_result("spec", 0.780, 5), [0.78] * 12)
+    lucky = with_series(_result("a", 0.790, 5), [0.74] * 6 + [0.78] * 5 + [1.0])  # one interval carries it
+    steady = with_series(_result("b", 0.790, 5), [0.79] * 12)
+    every = _result("every", 0.80, 30, "every")
+    assert recommend([every, spec, lucky]).name == "spec"
+    assert recommend([every, spec, lucky, steady]).name == "b"
+    assert "weak evidence" not in recommend([every, spec, steady]).why
+    short = [with_series(r, [0.78] * 6) for r in (spec, steady)]
+    assert "only 6 tuning intervals: weak evidence" in recommend([every, *short]).why
 
 
 def test_a_lower_is_better_metric_is_recommended_the_other_way() -> None:

@@ -169,8 +169,8 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     )
     dags_line, errors_line = result.stdout.strip().splitlines()[-2:]
     assert dags_line == (
-        "['modelgate_backtest__churn', 'modelgate_batch_predict__churn', 'modelgate_deploy__churn', 'modelgate_monitor__churn', "
-        "'modelgate_retrain__churn']"
+        "['modelgate_backtest__churn', 'modelgate_batch_predict__churn', 'modelgate_deploy__churn', "
+        "'modelgate_monitor__churn', 'modelgate_retrain__churn']"
     )
     models = include / "models"
     for expected in (

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 TUNE_FRACTION = 2 / 3  # the choice sees the first two thirds of the intervals
 MIN_INTERVALS = 6  # fewer: two parts too short to tell policies apart
+FEW_INTERVALS = 12  # fewer tuning intervals than this: the recommendation says its evidence is weak
 MARGIN = 0.002  # a change must beat the spec's own policy by more than this on the tuning part
 RETRAIN_BUDGET = 1 / 3  # of retrain-every-interval's retrains, on the tuning part
 BASELINES = ("never", "every", "label_rule")
@@ -217,7 +218,7 @@ def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recomm
     pool = within or adjustable
     best = spec
     for result in sorted(pool, key=lambda r: (r.tune.retrains, r.candidate.name)):
-        if result is spec:
+        if result is spec or not _steadily_better(result, spec, higher):
             continue
         if _better(result.tune.primary, best.tune.primary, higher, MARGIN if best is spec else 0):
             best = result
@@ -228,8 +229,8 @@ def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recomm
             best = cheaper
     if best is spec:
         why = (
-            f"no change beat the spec's policy ({spec.tune.primary:.4f} on the tuning part) by more than {MARGIN} "
-            "within the retrain budget"
+            f"no change beat the spec's policy ({spec.tune.primary:.4f} on the tuning part) by more than {MARGIN}, "
+            "steadily across its intervals, within the retrain budget"
         )
     else:
         why = (
@@ -238,7 +239,34 @@ def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recomm
         )
     if not within:
         why += f"; no candidate stayed within {RETRAIN_BUDGET:.0%} of retrain-every's retrains"
+    if spec.tune.intervals < FEW_INTERVALS:
+        why += f"; only {spec.tune.intervals} tuning intervals: weak evidence, backtest a longer history"
     return Recommendation(best.candidate.name, why)
+
+
+STEADY_LEVEL = 0.1  # one-sided: a change's gain over the intervals must not be chance at this level
+STEADY_SAMPLES = 2000
+
+
+def _steadily_better(result: CandidateResult, spec: CandidateResult, higher: bool) -> bool:
+    """Whether the candidate's gain over the spec's policy holds across the tuning intervals, not in a lucky
+    few: the lower bound of a bootstrap over intervals of the mean per-interval difference is above zero.
+    A short history makes that bound wide, so it keeps the spec's policy rather than recommend noise.
+    Results without per-interval points (built by hand) are not tested."""
+    import numpy as np
+
+    count = min(result.tune.intervals, spec.tune.intervals)
+    if not result.series or not spec.series or count == 0:
+        return True
+    mine = np.array([p.primary for p in result.series[:count]], dtype=float)
+    theirs = np.array([p.primary for p in spec.series[:count]], dtype=float)
+    diffs = (mine - theirs) if higher else (theirs - mine)
+    diffs = diffs[np.isfinite(diffs)]
+    if len(diffs) < 3:
+        return False
+    rng = np.random.default_rng(0)
+    means = diffs[rng.integers(0, len(diffs), size=(STEADY_SAMPLES, len(diffs)))].mean(axis=1)
+    return bool(np.quantile(means, STEADY_LEVEL) > 0)
 
 
 def spec_diff(text: str, changes: Sequence[tuple[str, Any]], file: str = "spec.yaml") -> str:
