@@ -377,19 +377,21 @@ def _replay_bucket(
 def buckets(wanted: Sequence[Candidate], workers: int) -> list[list[Candidate]]:
     """Candidates split over `workers` so that those sharing most work share a process (and its cache):
     every candidate that keeps the spec's window follows the spec's path until it decides otherwise, so
-    they go together, first; each window variant, and the baselines, fit windows of their own."""
+    they go together; each window variant fits windows of its own. Balanced by a rough cost (measured on
+    the churn example: the spec's family ~2.5 window variants, retrain-every ~a third of one)."""
     if workers <= 1:
         return [list(wanted)]
     windowed = {"window_days", "max_window_days"}
     family = [c for c in wanted if c.kind == "modelgate" and not windowed & {k for k, _ in c.changes}]
-    others = [c for c in wanted if c not in family]
-    out: list[list[Candidate]] = [family] + [[] for _ in range(workers - 1)]
-    cost = [float(len(family))] + [0.0] * (workers - 1)
-    for candidate in others:  # the family's members cost about one replay between them, plus what diverges
-        weight = 0.5 if candidate.kind in ("never", "label_rule") else 1.0
-        slot = min(range(1, workers) if workers > 1 else range(workers), key=lambda i: cost[i])
-        out[slot].append(candidate)
-        cost[slot] += weight
+    weights = {"never": 0.05, "label_rule": 0.05, "every": 0.35}
+    items: list[tuple[float, list[Candidate]]] = [(2.5, family)] if family else []
+    items += [(weights.get(c.kind, 1.0), [c]) for c in wanted if c not in family]
+    out: list[list[Candidate]] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for weight, group in sorted(items, key=lambda item: -item[0]):
+        slot = min(range(workers), key=lambda i: load[i])
+        out[slot] += group
+        load[slot] += weight
     return [b for b in out if b]
 
 

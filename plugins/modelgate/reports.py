@@ -100,12 +100,6 @@ def write_evaluation_report(
     spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenger: Any, holdout: Any, path: Path
 ) -> Path:
     """Write the report; plotly.min.js is written once beside it (no network needed to view it)."""
-    import plotly.offline
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    script = path.parent / "plotly.min.js"
-    if not script.exists():
-        script.write_text(plotly.offline.get_plotlyjs())
     env = Environment(autoescape=select_autoescape(default=True))
     page = env.from_string(_TEMPLATE).render(
         spec=spec,
@@ -115,6 +109,17 @@ def write_evaluation_report(
         figures=_figures(spec, verdict, y, champion, challenger),
         fmt=_fmt,
     )
+    return _write_page(path, page)
+
+
+def _write_page(path: Path, page: str) -> Path:
+    """The page, replaced whole (never half-written), with plotly.min.js once beside it."""
+    import plotly.offline
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = path.parent / "plotly.min.js"
+    if not script.exists():
+        script.write_text(plotly.offline.get_plotlyjs())
     tmp = path.with_suffix(".tmp")
     tmp.write_text(page)
     tmp.replace(path)
@@ -183,15 +188,6 @@ def _backtest_figure(result: Any) -> str:
 
 def write_backtest_report(result: Any, path: Path) -> Path:
     """The backtest as one HTML page (the summary table, the metric per interval per policy, the spec diff)."""
-    import plotly.offline
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    script = path.parent / "plotly.min.js"
-    if not script.exists():
-        script.write_text(plotly.offline.get_plotlyjs())
     env = Environment(autoescape=select_autoescape(default=True))
     page = env.from_string(_BACKTEST_TEMPLATE).render(r=result, figure=_backtest_figure(result), fmt=_fmt)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return _write_page(path, page)
