@@ -51,11 +51,7 @@ class Candidate:
             return spec
         raw = spec.model_dump(by_alias=True, mode="json")
         for dotted, value in self.changes:
-            *path, leaf = dotted.split(".")
-            node = raw
-            for key in path:
-                node = node[key]
-            node[leaf] = value
+            _parent(raw, dotted)[dotted.rsplit(".", 1)[-1]] = value
         return ModelSpec.model_validate(raw)
 
     @property
@@ -161,14 +157,15 @@ def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | Non
 def _effective(spec: ModelSpec, changes: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
     """The changes that change something (a grid point may keep one of its fields as the spec has it)."""
     raw = spec.model_dump(mode="json")
+    return tuple((field, value) for field, value in changes if _parent(raw, field)[field.rsplit(".", 1)[-1]] != value)
 
-    def current(dotted: str) -> Any:
-        node: Any = raw
-        for key in dotted.split("."):
-            node = node[key]
-        return node
 
-    return tuple((field, value) for field, value in changes if current(field) != value)
+def _parent(raw: dict[str, Any], dotted: str, *, create: bool = False) -> dict[str, Any]:
+    """The mapping that holds the dotted field `a.b.c` (`raw["a"]["b"]`); missing levels made when `create`."""
+    node = raw
+    for key in dotted.split(".")[:-1]:
+        node = node.setdefault(key, {}) if create else node[key]
+    return node
 
 
 def _cap(spec: ModelSpec, days: int) -> tuple[tuple[str, Any], ...]:
@@ -278,11 +275,7 @@ def spec_diff(text: str, changes: Sequence[tuple[str, Any]], file: str = "spec.y
     before = yaml.safe_load(text)
     after = yaml.safe_load(text)
     for dotted, value in changes:
-        *path, leaf = dotted.split(".")
-        node = after
-        for key in path:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        _parent(after, dotted, create=True)[dotted.rsplit(".", 1)[-1]] = value
     old = yaml.safe_dump(before, sort_keys=False).splitlines(keepends=True)
     new = yaml.safe_dump(after, sort_keys=False).splitlines(keepends=True)
     return "".join(difflib.unified_diff(old, new, f"a/{file}", f"b/{file}"))

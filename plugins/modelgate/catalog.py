@@ -14,6 +14,12 @@ from modelgate.estimator_check import estimator_params_problem
 from modelgate.spec import FileSource, InvalidSpec, ModelSpec, SpecError, parse_spec
 
 
+def spec_file(models_dir: Path, name: str) -> Path | None:
+    """The file of model `name` in `models_dir` (`<name>.yaml`, else `<name>.yml`), when there is one."""
+    found = [p for p in (models_dir / f"{name}.yaml", models_dir / f"{name}.yml") if p.is_file()]
+    return found[0] if found else None
+
+
 def load_spec(path: Path) -> ModelSpec:
     """One spec file, checked beyond its schema: readable UTF-8, name = file name, data path inside the data
     roots, estimator params the estimator accepts."""

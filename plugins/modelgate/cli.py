@@ -566,19 +566,24 @@ def _where(spec: Any) -> str:
     return "Vertex AI" if spec is not None and spec.deploy.target == "vertex" else "local"
 
 
-def _find_spec(name: str, path: Path | None) -> Any:
-    """The model's spec: --spec, else <include>/models/<name>.yaml if there is one (None otherwise)."""
+def _spec_file(name: str) -> Path | None:
+    """<include>/models/<name>.yaml (or .yml), when there is one."""
     import os
 
-    from modelgate.catalog import load_spec
+    from modelgate.catalog import spec_file
     from modelgate.config import project_dir
 
+    return spec_file(Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include") / "models", name)
+
+
+def _find_spec(name: str, path: Path | None) -> Any:
+    """The model's spec: --spec, else <include>/models/<name>.yaml if there is one (None otherwise)."""
+    from modelgate.catalog import load_spec
+
     if path is None:
-        include = Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include")
-        found = [p for p in (include / "models" / f"{name}.yaml", include / "models" / f"{name}.yml") if p.is_file()]
-        if not found:
+        path = _spec_file(name)
+        if path is None:
             return None
-        path = found[0]
     if not path.is_file():
         raise InvalidInput(f"no spec file at {path}")
     spec = load_spec(path)
@@ -749,13 +754,11 @@ def backtest_cmd(
     spec = _find_spec(name, spec_path)
     if spec is None:
         raise InvalidInput(f"no spec for {name!r}: give --spec FILE or put it in include/models/{name}.yaml")
-    text = Path(spec_path or _spec_file(name)).read_text(encoding="utf-8")
+    text = Path(spec_path or _spec_file(name) or "").read_text(encoding="utf-8")
     chosen = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
-    if chosen is not None:
-        backtest.candidates(spec, dt.timedelta(days=1), only=chosen)  # unknown names fail before the long part
+    count = len(backtest.candidates(spec, dt.timedelta(days=1), only=chosen))  # unknown names fail here, early
     frame = backtest.history(spec, url=_data_url(spec, data_url), until=_moment(until))
     with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
-        count = len(backtest.candidates(spec, dt.timedelta(days=1), only=chosen))
         task = bar.add_task(f"backtest {name}", total=count + 1)
         result = backtest.run(
             spec,
@@ -770,16 +773,6 @@ def backtest_cmd(
         _print_json(backtest.as_json(result))
         return
     _print_backtest(result)
-
-
-def _spec_file(name: str) -> Path:
-    import os
-
-    from modelgate.config import project_dir
-
-    include = Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include")
-    found = [p for p in (include / "models" / f"{name}.yaml", include / "models" / f"{name}.yml") if p.is_file()]
-    return found[0]
 
 
 def _data_url(spec: Any, given: str | None) -> str | None:

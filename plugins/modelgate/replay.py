@@ -152,7 +152,8 @@ class ReplayCache:
         return value
 
 
-_CACHE: ContextVar[ReplayCache | None] = ContextVar("modelgate_replay_cache", default=None)
+# the cache of the replay running now, with its spec's training key (computed once per replay)
+_CACHE: ContextVar[tuple[ReplayCache, str] | None] = ContextVar("modelgate_replay_cache", default=None)
 _POLICY_KNOBS = ("retrain", "window_days", "max_window_days")  # what a fit or a measurement never depends on
 
 
@@ -168,10 +169,11 @@ def _span_key(spec: ModelSpec, rows: pd.DataFrame) -> tuple[Any, ...]:
 
 def _shared(kind: str, spec: ModelSpec, rows: pd.DataFrame, pinned: tuple[Any, ...], extra: tuple[Any, ...],
             make: Callable[[], Any]) -> Any:  # fmt: skip
-    cache = _CACHE.get()
-    if cache is None:
+    current = _CACHE.get()
+    if current is None:
         return make()
-    key = (kind, _training_key(spec), _span_key(spec, rows), tuple(id(p) for p in pinned), extra)
+    cache, training = current
+    key = (kind, training, _span_key(spec, rows), tuple(id(p) for p in pinned), extra)
     return cache.get(key, pinned, make)
 
 
@@ -225,7 +227,7 @@ def replay(
     """Run `steps` (consecutive intervals) of the time-sorted `frame` under one policy; `cache` shares fits
     and measurements with other replays of the same frame (the same results, sooner)."""
     run = {"modelgate": _modelgate, "never": _never, "every": _every, "label_rule": _label_rule}[policy]
-    token = _CACHE.set(cache)
+    token = _CACHE.set(None if cache is None else (cache, _training_key(spec)))
     try:
         return ReplayResult(spec.name, policy, list(run(spec, frame, steps)))
     finally:

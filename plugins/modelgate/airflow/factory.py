@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetab
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
-from modelgate.catalog import load_specs
+from modelgate.catalog import load_specs, spec_file
 from modelgate.spec import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -570,8 +570,8 @@ def build_backtest_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
             params = context["params"]
             names = [p.strip() for p in str(params.get("policies") or "").split(",") if p.strip()] or None
-            found = [include_dir / "models" / f"{spec.name}{suffix}" for suffix in (".yaml", ".yml")]
-            text = next((p.read_text(encoding="utf-8") for p in found if p.is_file()), "")
+            found = spec_file(include_dir / "models", spec.name)
+            text = found.read_text(encoding="utf-8") if found else ""
             with fail_fast():
                 result = backtest_model(
                     spec,
