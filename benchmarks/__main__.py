@@ -629,6 +629,18 @@ def _policy_row(name: str, spec: Any, frame: Any, steps: list[Any]) -> dict[str,
     return row
 
 
+def _weekly(times: Any, window_days: int) -> list[Any]:
+    """Weekly intervals ending on Sundays, from the first full window to the stream's last row."""
+    import datetime as dt
+
+    from modelgate.replay import intervals
+
+    first = times.iloc[0].to_pydatetime().replace(hour=0, minute=0, second=0, microsecond=0)
+    first += dt.timedelta(days=window_days)
+    first += dt.timedelta(days=(6 - first.weekday()) % 7)
+    return intervals(first, times.iloc[-1].to_pydatetime(), dt.timedelta(days=7))
+
+
 def bench_policy() -> dict[str, Any]:
     """The loop's defaults replayed over streams, against never retraining and retraining every interval.
 
@@ -638,7 +650,18 @@ def bench_policy() -> dict[str, Any]:
     import datetime as dt
 
     from modelgate.catalog import load_spec
-    from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec, weather
+    from modelgate.datasets.streams import (
+        ELECTRICITY_FEATURES,
+        FLIGHT_FEATURES,
+        START,
+        default_spec,
+        nyc_flights,
+        shuffled,
+        synthetic,
+        synthetic_spec,
+        vic_electricity,
+        weather,
+    )
     from modelgate.replay import intervals
 
     seeds = [int(s) for s in os.environ.get("MODELGATE_BENCH_POLICY_SEEDS", "0,1").split(",")]
@@ -659,13 +682,20 @@ def bench_policy() -> dict[str, Any]:
     if path.is_file():
         wspec = load_spec(project_dir() / "include" / "models" / "weather_rain.yaml")
         frame = weather(path)
-        first = frame["day"].iloc[0].to_pydatetime() + dt.timedelta(days=wspec.window_days)
-        first += dt.timedelta(days=(6 - first.weekday()) % 7)  # weekly intervals end on Sundays
-        wsteps = intervals(first, frame["day"].iloc[-1].to_pydatetime(), dt.timedelta(days=7))
+        wsteps = _weekly(frame["day"], wspec.window_days)
         out["weather"] = _policy_row("weather weekly", wspec, frame, wsteps)
         out["weather_shuffled"] = _policy_row("weather shuffled", wspec, shuffled(frame, "day"), wsteps)
     else:
         out["weather"] = f"skipped: {path} is absent"
+    for name, load, features, target in (
+        ("flights", nyc_flights, FLIGHT_FEATURES, "late"),
+        ("electricity", vic_electricity, ELECTRICITY_FEATURES, "up"),
+    ):
+        frame = load()
+        rspec = default_spec(name, features, time_column="t", target=target)
+        rsteps = _weekly(frame["t"], rspec.window_days)
+        out[name] = _policy_row(f"{name} weekly", rspec, frame, rsteps)
+        out[f"{name}_shuffled"] = _policy_row(f"{name} shuffled", rspec, shuffled(frame, "t"), rsteps)
     drifting = [v for k, v in out.items() if isinstance(v, dict) and not k.endswith("shuffled")]
     stationary = [v for k, v in out.items() if isinstance(v, dict) and k.endswith("shuffled")]
     out["targets"] = {

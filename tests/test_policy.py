@@ -34,6 +34,7 @@ def _held(
     since: int,
     *,
     full: bool = False,
+    lost: bool = False,
     age: float | None = None,
     drift: list[bool] | None = None,
 ) -> RetrainInputs:
@@ -43,7 +44,7 @@ def _held(
         has_champion=True,
         champion_age_days=age,
         drift_flags=drift or [],
-        growth=WindowGrowth(window_rows=window, trained_rows=trained, rows_since_trained=since, full=full),
+        growth=WindowGrowth(window_rows=window, trained_rows=trained, rows_since_trained=since, full=full, lost=lost),
     )
 
 
@@ -83,9 +84,19 @@ def _held(
         (_held(1999, 1000, 300, age=10), RetrainReason.SKIP),
         (  # at max_window_days the window slides: half of it newer than the newest model's retrains
             _held(900, 900, 450, full=True),
-            RetrainReason.GROWN,
+            RetrainReason.SLID,
         ),
         (_held(900, 900, 449, full=True), RetrainReason.SKIP),
+        (  # the last grown window lost to the champion: growth stops, doubling or sliding
+            _held(2000, 1000, 300, lost=True),
+            RetrainReason.SKIP,
+        ),
+        (_held(900, 900, 900, full=True, lost=True), RetrainReason.SKIP),
+        (  # a change still retrains after a lost growth
+            _held(900, 900, 900, full=True, lost=True, drift=[True, True]),
+            RetrainReason.DRIFT,
+        ),
+        (_held(2000, 100, 300, lost=True, age=31), RetrainReason.STALENESS),
         (  # not at the cap yet: only doubling counts
             _held(900, 900, 800),
             RetrainReason.SKIP,
@@ -326,6 +337,7 @@ def test_evidence_against_the_champion_asks_only_non_inferiority(
         (RetrainReason.DRIFT, True),
         (RetrainReason.SETTLED, True),
         (RetrainReason.GROWN, True),
+        (RetrainReason.SLID, False),  # as many rows as the champion's, only newer: it has to win outright
         (RetrainReason.STALENESS, False),
         (RetrainReason.NEW_DATA, False),
         (RetrainReason.FORCED, False),
@@ -421,3 +433,27 @@ def test_max_window_days_cannot_be_below_window_days() -> None:
         parse_spec(text + "\nmax_window_days: 7\n")
     assert parse_spec(text + "\nmax_window_days: 28\n").longest_window_days == 28
     assert parse_spec(text).longest_window_days == 112
+
+
+G, D, S = RetrainReason.GROWN, RetrainReason.DRIFT, RetrainReason.SKIP
+
+
+@pytest.mark.parametrize(
+    ("history", "rejected", "lost"),
+    [
+        ([(True, G)], True, True),
+        ([(True, G)], False, False),  # promoted, or waiting for approval
+        ([(True, G), (False, S)], True, True),  # skips don't count
+        ([(True, G), (True, D)], True, False),  # a change re-arms growth
+        ([(True, RetrainReason.SLID)], True, True),
+        ([(True, D)], True, False),
+        ([], True, False),
+    ],
+)
+def test_growth_is_lost_only_when_the_last_retrain_grew_and_was_rejected(
+    history: list[tuple[bool, RetrainReason]], rejected: bool, lost: bool
+) -> None:
+    from modelgate.loop import growth_lost
+
+    decisions = [_mark(len(history) - week, reason.value, retrain) for week, (retrain, reason) in enumerate(history)]
+    assert growth_lost(decisions, newest_rejected=rejected) is lost

@@ -436,8 +436,11 @@ def window_growth(
     *,
     trained_rows: int | None,
     trained_end: dt.datetime | None,
+    lost: bool = False,
 ) -> WindowGrowth | None:
     """The `window_grown` trigger's input: the rows of `span` (from `training_span`) against the newest model's.
+
+    `lost` comes from `growth_lost`: the newest model was a grown-window challenger that lost.
 
     None while the window is no longer than `window_days` (nothing has grown), when it holds no rows, or when
     the newest model trained has no row count or window end (registered from outside the loop).
@@ -451,4 +454,16 @@ def window_growth(
         trained_rows=trained_rows,
         rows_since_trained=int((frame[spec.time_column] >= trained_end).sum()),
         full=span.end - span.start >= dt.timedelta(days=spec.longest_window_days),
+        lost=lost,
     )
+
+
+def growth_lost(decisions: list[DecisionMark], *, newest_rejected: bool) -> bool:
+    """Whether the newest model trained was a challenger the window's growth (or slide) asked for, and it lost.
+
+    `decisions` are the earlier intervals' (newest last); the last one that retrained trained the newest model.
+    `newest_rejected`: that model is not the champion and its verdict rejected it (not one waiting for approval).
+    """
+    last = next((d for d in reversed(decisions) if d.retrain), None)
+    grew = {RetrainReason.GROWN.value, RetrainReason.SLID.value}
+    return newest_rejected and last is not None and last.reason in grew

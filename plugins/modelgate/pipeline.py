@@ -22,6 +22,7 @@ from modelgate.loop import (
     absolute_performance,
     decay_evidence,
     decay_metric,
+    growth_lost,
     last_drift_retrain,
     live_drift_flags,
     shorter_window,
@@ -262,7 +263,10 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             new_rows = int((frame[spec.time_column] >= champion.window_end).sum())
         newest = _newest_trained(services, spec, champion, run.interval.end)
         if params.window_days is None and newest is not None:  # the param fixes the window: it cannot grow
-            growth = window_growth(spec, window, frame, trained_rows=newest.row_count, trained_end=newest.window_end)
+            lost = growth_lost(decisions, newest_rejected=newest.status is VersionStatus.REJECTED)
+            growth = window_growth(
+                spec, window, frame, trained_rows=newest.row_count, trained_end=newest.window_end, lost=lost
+            )
         if (policy.performance_metric or reference is not None) and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
             performance = absolute_performance(spec, model, frame, fixed)

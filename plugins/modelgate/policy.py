@@ -27,6 +27,7 @@ class RetrainReason(enum.StrEnum):
     SETTLED = "change_settled"
     STALENESS = "champion_stale"
     GROWN = "window_grown"
+    SLID = "window_slid"  # at max_window_days: the window slid past half the newest model's rows
     NEW_DATA = "new_data"
     SKIP = "no_trigger"
     DEFERRED = "deferred"  # a drift-triggered run ahead of its interval's predecessor: the schedule decides it
@@ -62,26 +63,38 @@ class WindowGrowth:
     """The training window grown since the last change, against the newest model trained (`loop.window_growth`).
 
     That model is the champion, or a challenger trained after it (rejected or waiting): a rejected challenger
-    is not trained again until the window has outgrown it too.
+    is not trained again until the window has outgrown it too. A grown window has to keep winning: once a
+    challenger trained because the window grew or slid loses to the champion (`lost`), growth retrains no more until
+    a change (drift, decay, staleness) retrains for another reason. On stationary data the window stops there,
+    instead of sliding at `max_window_days` forever.
     """
 
     window_rows: int  # rows in the window a retrain would use now (`loop.training_span`)
     trained_rows: int  # rows the newest model was trained on
     rows_since_trained: int  # rows of the window newer than that model's
     full: bool  # the window spans `max_window_days`: it can only slide now
+    lost: bool = False  # the newest model was a `window_grown` challenger that the champion beat (`loop.growth_lost`)
 
-    def outgrown(self) -> str | None:
-        """Why a model trained on this window would see enough more rows to retrain, or None."""
+    def outgrown(self) -> tuple[RetrainReason, str] | None:
+        """Why a model trained on this window would see enough more rows to retrain, or None.
+
+        `window_grown` when it holds twice the newest model's rows; `window_slid` when, at `max_window_days`,
+        half of it is newer than that model's: as many rows as the champion's, only newer.
+        """
         grown, trained, newer = self.window_rows, self.trained_rows, self.rows_since_trained
         if not (trained and newer):  # nothing newer than the newest model: nothing to learn
             return None
+        if self.lost:  # the last grown window did not beat the champion: more of the same rows won't either
+            return None
         if grown >= WINDOW_GROWTH * trained:
-            return (
+            return RetrainReason.GROWN, (
                 f"the window since the last change holds {grown} rows, {grown / trained:.1f}x the {trained} the "
                 "newest model was trained on"
             )
         if self.full and newer * WINDOW_GROWTH >= grown:
-            return f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's"
+            return RetrainReason.SLID, (
+                f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's"
+            )
         return None
 
 
@@ -171,7 +184,7 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
             )
     outgrown = inputs.growth.outgrown() if inputs.growth is not None else None
     if outgrown is not None:
-        return RetrainDecision(True, RetrainReason.GROWN, outgrown)
+        return RetrainDecision(True, *outgrown)
     if policy.new_rows_threshold is not None and inputs.new_rows is not None:
         if inputs.new_rows >= policy.new_rows_threshold:
             return RetrainDecision(
@@ -269,7 +282,9 @@ def champion_doubt(reason: RetrainReason | str) -> str | None:
     only be non-inferior (see `decide_promotion`): the rows it was fitted on are closer to what it will serve.
     A grown window is the same kind of reason: the window holds at least twice the rows of the concept the
     champion serves, and the challenger was fitted on all of it or on the part that fits the newest rows
-    better (`loop.choose_window`), so a tie goes to the better-informed model.
+    better (`loop.choose_window`), so a tie goes to the better-informed model. A slid window (`window_slid`)
+    is not: it holds as many rows as the champion's, only newer, so its challenger has to win outright; on
+    stationary data it does not, and growth stops there (`WindowGrowth.lost`).
     """
     return {
         RetrainReason.DECAY.value: "the champion has measurably decayed",

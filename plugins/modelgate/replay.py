@@ -30,6 +30,7 @@ from modelgate.loop import (
     decay_evidence,
     decay_metric,
     fit_challenger,
+    growth_lost,
     judge,
     last_drift_retrain,
     live_drift_flags,
@@ -376,7 +377,8 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
             window=fixed.end - fixed.start,
         )
         trained_rows, trained_end = state.trained or (None, None)
-        growth = window_growth(spec, span, window, trained_rows=trained_rows, trained_end=trained_end)
+        lost = growth_lost(state.decisions, newest_rejected=trained_end != champion.window_end)  # no approval wait
+        growth = window_growth(spec, span, window, trained_rows=trained_rows, trained_end=trained_end, lost=lost)
     inputs = RetrainInputs(
         force=False,
         has_champion=champion is not None,
