@@ -107,3 +107,22 @@ def test_baseline_scores_are_the_class_prior() -> None:
     scores, label = baseline_scores(_spec(), [0, 0, 1, 1, 0, 0, 0, 1], 5)
     assert label == "class prior 0.3750" and list(scores) == [0.375] * 5
     assert metric("roc_auc", [0, 1, 0, 1, 1], scores) == 0.5
+
+
+@pytest.mark.parametrize("levels", [None, 7, 2])  # distinct scores, many ties, two values only
+def test_counted_resample_auc_equals_ranking_each_resample(levels: int | None) -> None:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from modelgate.evaluation import resampled_metric
+
+    rng = np.random.default_rng(5)
+    score = rng.random(300)
+    if levels is not None:
+        score = np.floor(score * levels) / levels
+    y = (rng.random(300) < 0.3 + 0.4 * score).astype(float)
+    idx = rng.integers(0, 300, size=(40, 300))
+    expected = [roc_auc_score(y[row], score[row]) for row in idx]
+    assert np.allclose(resampled_metric("roc_auc", y, score, idx), expected, rtol=0, atol=1e-12)
+    one_class = np.zeros((1, 300), dtype=np.int64)  # every draw the same row: one label, no AUC
+    assert np.isnan(resampled_metric("roc_auc", y, score, one_class)[0])

@@ -43,6 +43,7 @@ def test_the_electricity_stream_labels_demand_against_the_day_before() -> None:
     assert 0.4 < frame["up"].mean() < 0.7
 
 
+@pytest.mark.slow
 def test_on_stationary_rows_the_window_stops_growing_once_a_grown_window_loses() -> None:
     from modelgate.datasets.streams import ELECTRICITY_FEATURES, default_spec, shuffled, vic_electricity
     from modelgate.replay import intervals, replay

@@ -92,29 +92,36 @@ def metric_rows(name: str, y: Any, score: Any) -> np.ndarray:
 def resampled_metric(name: str, y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The metric of each bootstrap resample (rows of `idx`, indices into `y`/`score`).
 
-    ROC AUC is counted, not ranked: the scores are sorted once, and a resample is how many times it drew each
-    row, so each resample costs a pass over the rows instead of a sort (the same values as ranking the
-    resample: a duplicated row ties with itself at its midrank)."""
+    ROC AUC is counted, not ranked: the scores are sorted once into runs of tied scores, and a resample is
+    how many positives and negatives it drew in each run, one `bincount` over its draws; a run's positives
+    beat the negatives of every lower run and tie with its own (the same values as ranking the resample: a
+    duplicated row ties with itself at its midrank)."""
     import numpy as np
 
     if name != "roc_auc":
         return metric_rows(name, y[idx], score[idx])
     n, b = len(y), idx.shape[0]
     order = np.argsort(score, kind="mergesort")
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    flat = (np.arange(b, dtype=np.int64)[:, None] * n + position[idx]).ravel()
-    counts = np.bincount(flat, minlength=b * n).reshape(b, n)  # draws of each row, in score order
-    pos = counts * (y[order] >= 0.5)
-    neg = counts - pos
     ordered = score[order]
-    groups = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # runs of tied scores
-    if len(groups) < n:
-        pos, neg = np.add.reduceat(pos, groups, axis=1), np.add.reduceat(neg, groups, axis=1)
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]  # where each run of tied scores begins, in score order
+    runs = int(starts.sum())
+    run = np.empty(n, dtype=np.int64)
+    run[order] = np.cumsum(starts) - 1
+    positive = y >= 0.5
+    if runs == n:  # no ties: a run is a row, whose label is known
+        flat = (np.arange(b, dtype=np.int64)[:, None] * n + run[idx]).ravel()
+        counts = np.bincount(flat, minlength=b * n).reshape(b, n)
+        pos = counts * positive[order]
+        neg = counts - pos
+    else:  # each row's (run, label) cell
+        key = 2 * run + positive
+        flat = (np.arange(b, dtype=np.int64)[:, None] * (2 * runs) + key[idx]).ravel()
+        cells = np.bincount(flat, minlength=b * 2 * runs).reshape(b, runs, 2)
+        neg, pos = cells[:, :, 0], cells[:, :, 1]
     below = np.cumsum(neg, axis=1) - neg  # negatives scored strictly lower than each run
     p, q = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (pos * (2 * below + neg)).sum(axis=1) / (2.0 * p * q)  # integers until here: exact
+        auc = np.einsum("ij,ij->i", pos, 2 * below + neg) / (2.0 * p * q)  # integers until here: exact
     return np.where((p > 0) & (q > 0), auc, np.nan)
 
 
