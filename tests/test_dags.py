@@ -323,3 +323,66 @@ def test_the_evaluation_outcome_survives_the_xcom_round_trip() -> None:
     assert "settled" not in outcome.recorded("promote", None)
     with pytest.raises(ValueError, match="challenger_version"):
         EvaluationOutcome.from_xcom({**xcom, "challenger_version": "three"})
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "model"),
+    [
+        ("modelgate_retrain__churn", "churn"),
+        ("modelgate_batch_predict__weather_rain", "weather_rain"),
+        ("modelgate_monitor__a__b", "a__b"),  # a model name may hold a double underscore; a stage never does
+        ("modelgate_retrain__", None),
+        ("modelgate___churn", None),
+        ("other_dag__churn", None),
+        ("modelgate_retrain_churn", None),
+    ],
+)
+def test_a_dag_id_names_its_model(dag_id: str, model: str | None) -> None:
+    from modelgate.airflow.factory import model_of_dag
+
+    assert model_of_dag(dag_id) == model
+
+
+def test_a_task_runner_parses_only_its_own_model(tmp_path: Path) -> None:
+    """Airflow's parsing context names the DAG a task runner needs: only that model's spec is read."""
+    models = tmp_path / "include" / "models"
+    models.mkdir(parents=True)
+    churn = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    (models / "churn.yaml").write_text(yaml.safe_dump(churn))
+    (models / "other.yaml").write_text(yaml.safe_dump(dict(churn, name="other")))
+    (models / "broken.yaml").write_text("name: broken\nwindow_days: [")
+    probe = (
+        "import sys; sys.path.insert(0, {dags!r}); import modelgate_dags as m; "
+        "print(sorted(m._dags)); print([str(e) for e in m.SPEC_ERRORS])"
+    )
+    env = {
+        **os.environ,
+        "MODELGATE_INCLUDE_DIR": str(tmp_path / "include"),
+        "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        "MODELGATE_HOME": str(tmp_path / "home"),
+        "MODELGATE_PROJECT_DIR": str(tmp_path),
+    }
+
+    def parse(dag_id: str | None) -> tuple[str, str]:
+        context = {} if dag_id is None else {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id}
+        result = subprocess.run(
+            [sys.executable, "-c", probe.format(dags=str(DAGS_DIR))],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={k: v for k, v in env.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"} | context,
+        )
+        dags, errors = result.stdout.strip().splitlines()[-2:]
+        return dags, errors
+
+    dags, errors = parse("modelgate_retrain__other")
+    assert dags == str(
+        sorted(f"modelgate_{stage}__other" for stage in ("backtest", "batch_predict", "deploy", "monitor", "retrain"))
+    )
+    assert errors == "[]"  # the broken spec is not even read
+    dags, errors = parse(None)  # the DAG processor: every model, the broken one reported
+    assert "modelgate_retrain__churn" in dags and "modelgate_retrain__other" in dags and "broken.yaml" in errors
+    dags, errors = parse("some_other_teams_dag")  # not ours: the whole folder, as without a context
+    assert "modelgate_retrain__churn" in dags and "broken.yaml" in errors
+    dags, errors = parse("modelgate_retrain__broken")
+    assert dags == "[]" and "broken.yaml" in errors

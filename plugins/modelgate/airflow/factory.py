@@ -18,8 +18,8 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetab
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
-from modelgate.catalog import load_specs, spec_file
-from modelgate.spec import ModelSpec, SpecError
+from modelgate.catalog import load_spec, load_specs, spec_file
+from modelgate.spec import InvalidSpec, ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -633,9 +633,35 @@ def build_example_data_dag(spec: ModelSpec) -> DAG:
     return example_data()
 
 
-def build_all(specs_dir: Path, include_dir: Path) -> tuple[dict[str, DAG], list[SpecError]]:
-    """Every DAG of every valid spec; invalid specs are reported and skipped, the others still load."""
-    specs, errors = load_specs(specs_dir)
+def model_of_dag(dag_id: str) -> str | None:
+    """The model whose DAG `dag_id` is (`modelgate_<stage>__<model>`), or None for a DAG not of ours."""
+    stage, sep, model = dag_id.removeprefix("modelgate_").partition("__")
+    return model if dag_id.startswith("modelgate_") and sep and stage and model else None
+
+
+def _specs_for(specs_dir: Path, only_dag: str | None) -> tuple[list[ModelSpec], list[SpecError]]:
+    """The specs to build: every one, or only the model of `only_dag`, read from its own file alone."""
+    model = model_of_dag(only_dag) if only_dag else None
+    path = spec_file(specs_dir, model) if model else None
+    twins = [p for p in (specs_dir / f"{model}.yaml", specs_dir / f"{model}.yml") if p.is_file()]
+    if path is None or len(twins) > 1:  # not one of ours, or a name two files claim: as the full parse does
+        return load_specs(specs_dir)
+    try:
+        return [load_spec(path)], []
+    except InvalidSpec as exc:
+        return [], exc.errors
+
+
+def build_all(
+    specs_dir: Path, include_dir: Path, *, only_dag: str | None = None
+) -> tuple[dict[str, DAG], list[SpecError]]:
+    """Every DAG of every valid spec; invalid specs are reported and skipped, the others still load.
+
+    `only_dag` is Airflow's parsing context (`get_parsing_context().dag_id`): a task runner parses the DAG
+    file for one DAG, so only that DAG's model is read and built, from its own spec file. A task's start then
+    costs the same with a thousand specs as with one, and another model's broken spec cannot fail it.
+    """
+    specs, errors = _specs_for(specs_dir, only_dag)
     for error in errors:
         log.error("modelgate: invalid model spec, its DAGs are not generated: %s", error)
     dags: dict[str, DAG] = {}
