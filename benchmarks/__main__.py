@@ -274,6 +274,94 @@ def bench_parse(repeat: int = 5) -> dict[str, Any]:
     }
 
 
+def bench_scale(counts: tuple[int, ...] = (1, 100, 1000), shards: int = 16) -> dict[str, Any]:
+    """N copies of the churn spec: the DAG file's parse by the DAG processor (a fresh spec cache, then a warm
+    one) against `dagbag_import_timeout`, and a task runner's parse for one DAG against the 1-spec case; at
+    the largest N, the same models over `shards` DAG files (`modelgate dags shard`): the slowest file."""
+    import yaml
+
+    from modelgate.config import project_dir
+
+    root = project_dir()
+    timeout = float(os.environ.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "30"))
+    churn = yaml.safe_load((root / "include" / "models" / "churn.yaml").read_text())
+    probe = (
+        "import time; start = time.perf_counter(); import sys; sys.path.insert(0, {dags!r}); "
+        "import modelgate_dags as m; print(len(m._dags), len(m.SPEC_ERRORS), time.perf_counter() - start)"
+    ).format(dags=str(root / "dags"))
+    out: dict[str, Any] = {"dagbag_import_timeout_s": timeout}
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="modelgate-scale-bench-") as tmp:
+            models = Path(tmp) / "include" / "models"
+            models.mkdir(parents=True)
+            for i in range(count):
+                name = "churn" if i == 0 else f"churn{i:04d}"
+                (models / f"{name}.yaml").write_text(yaml.safe_dump(dict(churn, name=name)))
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(root / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "MODELGATE_INCLUDE_DIR": str(Path(tmp) / "include"),
+                "MODELGATE_HOME": str(Path(tmp) / "home"),
+            }
+
+            def parse(dag_id: str | None, env: dict[str, str] = env) -> tuple[int, int, float]:
+                context = {} if dag_id is None else {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id}
+                found = subprocess.run(
+                    [sys.executable, "-c", probe], env=env | context, check=True, capture_output=True, text=True
+                ).stdout.split()
+                return int(found[-3]), int(found[-2]), float(found[-1])
+
+            dags, errors, cold = parse(None)
+            _, _, warm = parse(None)
+            task = min(parse("modelgate_retrain__churn")[2] for _ in range(3))
+            if count == counts[-1]:
+                out.update(_sharded_parse(root, env, shards))
+        out[f"{count}_specs_dags"] = dags
+        out[f"{count}_specs_import_errors"] = errors
+        out[f"{count}_specs_parse_cold_s"] = round(cold, 2)
+        out[f"{count}_specs_parse_warm_s"] = round(warm, 2)
+        out[f"{count}_specs_parse_of_timeout"] = round(warm / timeout, 3)
+        out[f"{count}_specs_task_parse_s"] = round(task, 2)
+    one = out[f"{counts[0]}_specs_task_parse_s"]
+    for count in counts[1:]:
+        out[f"{count}_specs_task_start_vs_{counts[0]}"] = round(out[f"{count}_specs_task_parse_s"] / one, 2)
+    out["goals"] = "largest file's parse_of_timeout <= 0.1 at 1000 specs; task_start_vs_1 <= 1.1"
+    return out
+
+
+def _sharded_parse(root: Path, env: dict[str, str], shards: int) -> dict[str, Any]:
+    """Each of `shards` DAG files parsed in a fresh interpreter (the spec cache warm): DAGs found, the slowest."""
+    from modelgate.catalog import DAG_FILE, lay_out_shards
+
+    timeout = float(os.environ.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "30"))
+    probe = (
+        "import time; start = time.perf_counter(); import importlib.util; "
+        "s = importlib.util.spec_from_file_location('shard', {file!r}); m = importlib.util.module_from_spec(s); "
+        "s.loader.exec_module(m); print(len(m._dags), time.perf_counter() - start)"
+    )
+    with tempfile.TemporaryDirectory(prefix="modelgate-shards-") as tmp:
+        dags = Path(tmp)
+        (dags / f"{DAG_FILE}.py").write_bytes((root / "dags" / f"{DAG_FILE}.py").read_bytes())
+        lay_out_shards(dags, shards)
+        found, slowest = 0, 0.0
+        for file in sorted(dags.glob(f"{DAG_FILE}*.py")):
+            count, seconds = subprocess.run(
+                [sys.executable, "-c", probe.format(file=str(file))],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[-2:]
+            found += int(count)
+            slowest = max(slowest, float(seconds))
+    return {
+        f"{shards}_shards_dags": found,
+        f"{shards}_shards_slowest_parse_s": round(slowest, 2),
+        f"{shards}_shards_slowest_of_timeout": round(slowest / timeout, 3),
+    }
+
+
 def bench_demo() -> dict[str, Any]:
     """Wall time of the full demo loop (12 weekly intervals, monitor + retrain each)."""
     start = time.perf_counter()
@@ -776,6 +864,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "drift": bench_drift,
     "drift_weather": bench_drift_weather,
     "parse": bench_parse,
+    "scale": bench_scale,
     "demo": bench_demo,
     "batch": bench_batch,
     "serve": bench_serve,

@@ -386,3 +386,51 @@ def test_a_task_runner_parses_only_its_own_model(tmp_path: Path) -> None:
     assert "modelgate_retrain__churn" in dags and "broken.yaml" in errors
     dags, errors = parse("modelgate_retrain__broken")
     assert dags == "[]" and "broken.yaml" in errors
+
+
+def test_shard_files_split_the_models_and_a_task_parses_only_its_own_shard(tmp_path: Path) -> None:
+    from modelgate.catalog import lay_out_shards, shard_of
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "modelgate_dags.py").write_bytes((DAGS_DIR / "modelgate_dags.py").read_bytes())
+    lay_out_shards(dags, 3)
+    models = tmp_path / "include" / "models"
+    models.mkdir(parents=True)
+    churn = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    names = [f"m{i}" for i in range(9)]
+    for name in names:
+        (models / f"{name}.yaml").write_text(yaml.safe_dump(dict(churn, name=name)))
+    env = {
+        **os.environ,
+        "MODELGATE_INCLUDE_DIR": str(tmp_path / "include"),
+        "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        "MODELGATE_HOME": str(tmp_path / "home"),
+        "MODELGATE_PROJECT_DIR": str(tmp_path),
+    }
+    probe = (
+        "import importlib.util, sys; s = importlib.util.spec_from_file_location('shard', {file!r}); "
+        "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(sorted(m._dags))"
+    )
+
+    def parse(shard: str, dag_id: str | None = None) -> set[str]:
+        context = {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id} if dag_id else {}
+        result = subprocess.run(
+            [sys.executable, "-c", probe.format(file=str(dags / shard))],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={k: v for k, v in env.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"} | context,
+        )
+        return set(eval(result.stdout.strip().splitlines()[-1]))  # a printed list of names
+
+    files = ["modelgate_dags.py", "modelgate_dags_1.py", "modelgate_dags_2.py"]
+    built = [parse(file) for file in files]
+    for k, dag_ids in enumerate(built):
+        assert {d.split("__", 1)[1] for d in dag_ids} == {n for n in names if shard_of(n, 3) == k}
+    assert sum(map(len, built)) == len(set().union(*built)) == 5 * len(names)  # each DAG in one file only
+    model = names[0]
+    own = files[shard_of(model, 3)]
+    assert {d.split("__", 1)[1] for d in parse(own, f"modelgate_retrain__{model}")} == {model}
+    other = next(f for f in files if f != own)
+    assert parse(other, f"modelgate_retrain__{model}") == set()

@@ -173,3 +173,76 @@ def test_hostile_specs_are_one_error_for_their_file_and_the_others_load(
     assert [s.name for s in specs] == ["churn"]
     assert len(errors) == 1 and errors[0].file.endswith("hostile.yaml"), errors
     assert re.search(expected, f"{errors[0].field}: {errors[0].reason}"), errors[0]
+
+
+def test_a_valid_spec_is_read_from_the_content_cache_the_second_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelgate.catalog as catalog
+
+    monkeypatch.setenv("MODELGATE_HOME", str(tmp_path / "home"))
+    models = tmp_path / "models"
+    models.mkdir()
+    for shipped in sorted((REPO_ROOT / "include" / "models").glob("*.yaml")):
+        (models / shipped.name).write_text(shipped.read_text())
+    fresh = {p.name: load_spec(p) for p in sorted(models.glob("*.yaml"))}
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(catalog, "parse_spec", refuse)
+    monkeypatch.setattr(catalog, "estimator_params_problem", refuse)
+    cached = {p.name: load_spec(p) for p in sorted(models.glob("*.yaml"))}
+    assert cached == fresh  # the same specs, field by field, without YAML, validators or scikit-learn
+    monkeypatch.undo()
+    monkeypatch.setenv("MODELGATE_HOME", str(tmp_path / "home"))
+
+    churn = models / "churn.yaml"
+    churn.write_text(churn.read_text().replace("window_days: 28", "window_days: -1"))  # new content: parsed
+    with pytest.raises(InvalidSpec, match="window_days"):
+        load_spec(churn)
+    churn.write_text((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    entry = next((tmp_path / "home" / "cache" / "specs").glob("*.json"))
+    entry.write_text("{torn")  # a torn entry is parsed as if absent
+    assert {p.name: load_spec(p) for p in sorted(models.glob("*.yaml"))} == fresh
+
+
+def test_the_data_roots_are_checked_even_when_the_spec_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELGATE_DATA_ROOTS", "*")
+    raw = yaml.safe_load((REPO_ROOT / "include" / "models" / "weather_rain.yaml").read_text())
+    raw["source"]["path"] = "/etc/weather.csv"
+    path = tmp_path / "weather_rain.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_spec(path).source.path == "/etc/weather.csv"  # allowed anywhere, and cached
+    monkeypatch.setenv("MODELGATE_DATA_ROOTS", "../shared/data")
+    with pytest.raises(InvalidSpec, match="source.path: '/etc/weather.csv' is outside the data roots"):
+        load_spec(path)
+
+
+def test_models_spread_over_the_shard_files_beside_the_dag_file(tmp_path: Path) -> None:
+    from modelgate.catalog import dag_shard, lay_out_shards, shard_of
+
+    (tmp_path / "modelgate_dags.py").write_text("# the DAG file\n")
+    assert dag_shard(tmp_path / "modelgate_dags.py") == (0, 1)
+    assert lay_out_shards(tmp_path, 4) == [f"wrote modelgate_dags_{k}.py" for k in (1, 2, 3)]
+    assert lay_out_shards(tmp_path, 4) == []  # laid out already
+    assert dag_shard(tmp_path / "modelgate_dags_2.py") == (2, 4)
+    names = [f"model{i}" for i in range(400)]
+    counts = [sum(shard_of(n, 4) == k for n in names) for k in range(4)]
+    assert min(counts) > 70 and [shard_of(n, 4) for n in names] == [shard_of(n, 4) for n in names]
+    (tmp_path / "modelgate_dags_1.py").unlink()
+    with pytest.raises(ValueError, match=r"without gaps; missing modelgate_dags_1\.py"):
+        dag_shard(tmp_path / "modelgate_dags.py")
+    assert lay_out_shards(tmp_path, 2) == [
+        "wrote modelgate_dags_1.py",
+        "removed modelgate_dags_2.py",
+        "removed modelgate_dags_3.py",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["modelgate_dags.py", "modelgate_dags_1.py"]
+    with pytest.raises(ValueError, match="shards must be between 1 and 256, got 0"):
+        lay_out_shards(tmp_path, 0)
+    with pytest.raises(ValueError, match="a modelgate DAG file is named"):
+        dag_shard(tmp_path / "my_dags.py")

@@ -29,6 +29,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Registry schema management (Alembic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dags_app = typer.Typer(help="The DAG files in dags/.", no_args_is_help=True)
+app.add_typer(dags_app, name="dags")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -876,6 +878,29 @@ def example_data_cmd(
         f"{TABLE}: {result.inserted} new rows from {result.first_day} until {result.until:%Y-%m-%d %H:%M} UTC "
         f"({result.total_rows} in all; {drift}; {target.origin} database)"
     )
+
+
+@dags_app.command("shard")
+def dags_shard_cmd(
+    count: Annotated[int, typer.Argument(help="How many DAG files share the models (1: modelgate_dags.py alone).")],
+    dags_dir: Annotated[
+        Path | None, typer.Option("--dags-dir", help="The DAG folder (default: this checkout's dags/).")
+    ] = None,
+) -> None:
+    """Spread the models over COUNT DAG files, each parsed on its own: copies of modelgate_dags.py."""
+    from modelgate.catalog import MAX_SHARDS, lay_out_shards
+    from modelgate.config import project_dir
+
+    if not 1 <= count <= MAX_SHARDS:
+        raise InvalidInput(f"COUNT must be between 1 and {MAX_SHARDS}, got {count}")
+    folder = dags_dir if dags_dir is not None else project_dir() / "dags"
+    try:
+        changed = lay_out_shards(folder, count)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    for line in changed:
+        out.print(line)
+    out.print(f"{folder}: {count} DAG file{'s' if count != 1 else ''} share the models ({len(changed)} changed)")
 
 
 @app.command("airflow")

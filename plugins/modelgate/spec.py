@@ -568,12 +568,14 @@ def _bounded_yaml(text: str, file: str) -> Any:
     """`yaml.safe_load`, refusing documents too large, too deep or too wide once aliases are expanded.
 
     The document is composed first (its size is linear in the text), then walked without recursion counting
-    every value as many times as aliases repeat it, stopping at the first bound; only then is it built.
+    every value as many times as aliases repeat it, stopping at the first bound; only then is it built, from
+    the same composed nodes.
     """
     if len(text) > MAX_SPEC_BYTES:
         raise InvalidSpec([SpecError(file, "<file>", f"is over {MAX_SPEC_BYTES} bytes; a spec is a page of YAML")])
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
     except yaml.YAMLError as exc:
         raise InvalidSpec([SpecError(file, "<yaml>", f"not valid YAML: {exc}".replace("\n", " "))]) from exc
     except RecursionError:
@@ -595,7 +597,7 @@ def _bounded_yaml(text: str, file: str) -> Any:
         elif isinstance(current, yaml.MappingNode):
             stack.extend((part, depth + 1) for pair in current.value for part in pair)
     try:
-        return yaml.safe_load(text)  # bounded now: aliases share what they repeat
+        return loader.construct_document(node)  # bounded now: aliases share what they repeat; parsed once
     except yaml.YAMLError as exc:
         raise InvalidSpec([SpecError(file, "<yaml>", f"not valid YAML: {exc}".replace("\n", " "))]) from exc
 

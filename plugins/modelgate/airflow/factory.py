@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetab
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
-from modelgate.catalog import load_spec, load_specs, spec_file
+from modelgate.catalog import load_spec, load_specs, shard_of, spec_file
 from modelgate.spec import InvalidSpec, ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -639,13 +639,18 @@ def model_of_dag(dag_id: str) -> str | None:
     return model if dag_id.startswith("modelgate_") and sep and stage and model else None
 
 
-def _specs_for(specs_dir: Path, only_dag: str | None) -> tuple[list[ModelSpec], list[SpecError]]:
-    """The specs to build: every one, or only the model of `only_dag`, read from its own file alone."""
+def _specs_for(
+    specs_dir: Path, only_dag: str | None, shard: tuple[int, int]
+) -> tuple[list[ModelSpec], list[SpecError]]:
+    """The specs to build: this shard's, or only the model of `only_dag`, read from its own file alone."""
+    index, count = shard
     model = model_of_dag(only_dag) if only_dag else None
+    if model is not None and shard_of(model, count) != index:
+        return [], []  # another shard's DAG: that file builds it
     path = spec_file(specs_dir, model) if model else None
     twins = [p for p in (specs_dir / f"{model}.yaml", specs_dir / f"{model}.yml") if p.is_file()]
     if path is None or len(twins) > 1:  # not one of ours, or a name two files claim: as the full parse does
-        return load_specs(specs_dir)
+        return load_specs(specs_dir, keep=None if count == 1 else lambda stem: shard_of(stem, count) == index)
     try:
         return [load_spec(path)], []
     except InvalidSpec as exc:
@@ -653,15 +658,18 @@ def _specs_for(specs_dir: Path, only_dag: str | None) -> tuple[list[ModelSpec], 
 
 
 def build_all(
-    specs_dir: Path, include_dir: Path, *, only_dag: str | None = None
+    specs_dir: Path, include_dir: Path, *, only_dag: str | None = None, shard: tuple[int, int] = (0, 1)
 ) -> tuple[dict[str, DAG], list[SpecError]]:
     """Every DAG of every valid spec; invalid specs are reported and skipped, the others still load.
 
     `only_dag` is Airflow's parsing context (`get_parsing_context().dag_id`): a task runner parses the DAG
     file for one DAG, so only that DAG's model is read and built, from its own spec file. A task's start then
     costs the same with a thousand specs as with one, and another model's broken spec cannot fail it.
+    `shard` (from `dag_shard`): this DAG file builds only the models that hash to it, so the DAG processor
+    parses a thousand specs as n files, each well inside `dagbag_import_timeout`, and a slow or failing file
+    costs its own models only.
     """
-    specs, errors = _specs_for(specs_dir, only_dag)
+    specs, errors = _specs_for(specs_dir, only_dag, shard)
     for error in errors:
         log.error("modelgate: invalid model spec, its DAGs are not generated: %s", error)
     dags: dict[str, DAG] = {}
