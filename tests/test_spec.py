@@ -193,7 +193,7 @@ def test_a_valid_spec_is_read_from_the_content_cache_the_second_time(
     monkeypatch.setattr(catalog, "parse_spec", refuse)
     monkeypatch.setattr(catalog, "estimator_params_problem", refuse)
     cached = {p.name: load_spec(p) for p in sorted(models.glob("*.yaml"))}
-    assert cached == fresh  # the same specs, field by field, without YAML, validators or scikit-learn
+    assert cached == fresh  # the same specs, field by field, without YAML or scikit-learn
     monkeypatch.undo()
     monkeypatch.setenv("MODELGATE_HOME", str(tmp_path / "home"))
 
