@@ -40,6 +40,7 @@ def test_console_script_is_installed() -> None:
     assert SCRIPT.is_file(), "the project must install the `modelgate` console script"
 
 
+@pytest.mark.slow
 def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tuple[Path, Path]) -> None:
     first, second = model_files
     v1 = run_json("register", "churn", "--artifact", str(first), "--metrics", '{"roc_auc": 0.81}', env=cli_env)
@@ -145,6 +146,7 @@ def test_usage_errors_exit_2(cli_env: dict[str, str]) -> None:
     assert result.returncode == 2 and "invalid value for '--limit'" in result.stderr.lower()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", ["2147483648", "9223372036854775807", "0"])
 def test_out_of_range_versions_are_not_found(
     cli_env: dict[str, str], model_files: tuple[Path, Path], number: str
@@ -165,6 +167,7 @@ def test_out_of_range_versions_are_not_found(
     assert negative.returncode == 1 and "--expect-champion must be a version number (1 or more)" in negative.stderr
 
 
+@pytest.mark.slow
 def test_registering_a_file_again_with_other_metadata_is_refused(
     cli_env: dict[str, str], model_files: tuple[Path, Path]
 ) -> None:
@@ -188,6 +191,7 @@ def _with_two_versions(cli_env: dict[str, str], model_files: tuple[Path, Path], 
     return env
 
 
+@pytest.mark.slow
 def test_a_rejected_or_unpromoted_version_is_never_deployed(
     cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -224,6 +228,7 @@ def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: registry database unavailable during schema check")
 
 
+@pytest.mark.slow
 def test_deploy_and_rollback_move_local_traffic(
     cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -278,6 +283,7 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.name.startswith("."))
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     cli_env: dict[str, str], model_files: tuple[Path, Path], tmp_path: Path, full_disk: Path
 ) -> None:

@@ -469,6 +469,7 @@ def test_serve_answers_422_for_huge_integers_and_non_finite_predictions(tmp_path
         assert fine.status_code == 200 and fine.json()["predictions"] == [pytest.approx(5e299)]
 
 
+@pytest.mark.slow
 def test_idle_sockets_cannot_lock_health_out(tmp_path: Path) -> None:
     """The server may open 256 files; 600 idle connections must neither exhaust them nor starve /health."""
     import os

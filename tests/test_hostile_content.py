@@ -119,6 +119,7 @@ def _dialogs(browser: Any, url: str) -> list[str]:
 _names = (f"hostile{i}" for i in itertools.count())
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(f=st.fixed_dictionaries({k: hostile for k in (
     "description", "tag_key", "tag", "param", "param_value", "run_id", "dag_id", "version_description",
@@ -250,6 +251,7 @@ def _write_reports(feature: str, category: str, description: str, folder: Path) 
 _reports = (f"reports{i}" for i in itertools.count())
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(feature=hostile, category=hostile, description=hostile)
 def test_no_hostile_feature_name_or_category_runs_as_script_in_the_reports(
