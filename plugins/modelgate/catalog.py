@@ -11,7 +11,6 @@ import functools
 import hashlib
 import importlib.metadata
 import logging
-import os
 import re
 import zlib
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from modelgate.config import contained_data_path, modelgate_home
 from modelgate.estimator_check import estimator_params_problem
-from modelgate.fileio import write_atomically
+from modelgate.fileio import WriteFailed, write_atomically
 from modelgate.spec import FileSource, InvalidSpec, ModelSpec, SpecError, parse_spec
 
 
@@ -103,14 +102,11 @@ def _cached_spec(key: str) -> ModelSpec | None:
 def _remember_spec(key: str, spec: ModelSpec) -> None:
     """Written atomically (a rename), so a concurrent parse reads a whole entry or none; a read-only home
     only costs the speed-up."""
-    folder = _cache_dir()
+    payload = spec.model_dump_json(by_alias=True, round_trip=True).encode()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{key}.{os.getpid()}.tmp"
-        partial.write_text(spec.model_dump_json(by_alias=True, round_trip=True))
-        partial.replace(folder / f"{key}.json")
-    except OSError as exc:
-        log.debug("spec cache not written in %s: %s", folder, exc)
+        write_atomically(_cache_dir() / f"{key}.json", payload, what="spec cache entry")
+    except WriteFailed as exc:
+        log.debug("%s", exc)
 
 
 def load_specs(
@@ -159,12 +155,11 @@ class ShardError(ValueError):
 def dag_shard(dag_file: Path) -> tuple[int, int]:
     """(this file's shard, how many shards): the shard files beside it are counted, so adding or removing one
     (`modelgate dags shard N`) reshards every model with no setting to keep in step."""
-    pattern = _SHARD_FILE
-    own = pattern.fullmatch(dag_file.name)
+    own = _SHARD_FILE.fullmatch(dag_file.name)
     if own is None:
         raise ShardError(f"{dag_file.name}: a modelgate DAG file is named {DAG_FILE}.py or {DAG_FILE}_<k>.py")
     indices = sorted(
-        int(m.group(1) or 0) for p in dag_file.parent.glob(f"{DAG_FILE}*.py") if (m := pattern.fullmatch(p.name))
+        int(m.group(1) or 0) for p in dag_file.parent.glob(f"{DAG_FILE}*.py") if (m := _SHARD_FILE.fullmatch(p.name))
     )
     if indices != list(range(len(indices))):
         missing = sorted(set(range(max(indices) + 1)) - set(indices))
