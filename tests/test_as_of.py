@@ -157,14 +157,15 @@ def test_the_card_says_what_became_of_the_last_verdict(registry: Registry) -> No
     verdict = {"champion_version": 1, "challenger_version": 2, "run_type": "backfill"}
     registry.record_event("churn", "evaluate", actor="dag", to_version=2, reason=long_reason, verdict=verdict)
     registry.record_event("churn", "hold", actor="dag", to_version=2, verdict={"held": "backfill run"})
-    [card] = ui.overview(registry)
+    index = ui.overview(registry)
+    [card] = index.models
     assert card.champion == 1 and card.last_verdict is not None and card.last_verdict.to_version == 2
     assert card.verdict_state == "held: backfill run (backfill)"
-    html = ui.render("models.html", models=[card], prefix="/modelgate")
+    html = ui.render("models.html", index=index, prefix="/modelgate")
     assert str(escape(long_reason.strip())) in html  # never cut mid-sentence
     registry.record_event("churn", "evaluate", actor="dag", to_version=3, reason="won", verdict={"x": 1})
     registry.promote("churn", 3, expected_champion=ANY_CHAMPION, actor="dag")
-    assert ui.overview(registry)[0].verdict_state == "promoted"
+    assert ui.overview(registry).models[0].verdict_state == "promoted"
 
 
 @pytest.mark.integration

@@ -301,3 +301,42 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     assert deployed.returncode == 1 and len(deployed.stderr.strip().splitlines()) == 1, deployed.stderr
     assert "deployment failed, traffic restored" in deployed.stderr and "No space left on device" in deployed.stderr
     assert _leftovers(full_disk) == [] and not (full_disk / "serving" / "churn" / "state.json").exists()
+
+
+def test_dags_shard_lays_out_copies_and_names_a_bad_count(tmp_path: Path) -> None:
+    from tests.conftest import REPO_ROOT
+
+    (tmp_path / "modelgate_dags.py").write_bytes((REPO_ROOT / "dags" / "modelgate_dags.py").read_bytes())
+    done = run_cli("dags", "shard", "3", "--dags-dir", str(tmp_path), env={})
+    assert "wrote modelgate_dags_1.py" in done.stdout and "3 DAG files share the models (2 changed)" in done.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == [f"modelgate_dags{s}.py" for s in ("", "_1", "_2")]
+    bad = run_cli("dags", "shard", "0", "--dags-dir", str(tmp_path), env={}, check=False)
+    assert bad.returncode == 1 and "shards must be between 1 and 256, got 0" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert run_cli("dags", "shard", "1", "--dags-dir", str(tmp_path), env={}).stdout.count("removed") == 2
+
+
+@pytest.mark.slow
+def test_airflow_cli_runs_airflow_with_the_stack_settings(tmp_path: Path) -> None:
+    from modelgate.stack import StackConfig, write_cli_env
+    from tests.conftest import REPO_ROOT
+
+    shell = {"AIRFLOW_HOME": str(tmp_path / "airflow")}
+    missing = run_cli("airflow-cli", "dags", "list", env=shell, check=False)
+    assert missing.returncode == 1 and "no modelgate stack was prepared in" in missing.stderr
+    assert "run `make airflow` first" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    config = StackConfig(
+        airflow_home=tmp_path / "airflow",
+        metadata_url="postgresql://postgres@127.0.0.1:5432/nowhere",
+        registry_url="postgresql://postgres@127.0.0.1:5432/nowhere_registry",
+        modelgate_home=tmp_path / "home",
+        repo_root=REPO_ROOT,
+        dags_dir=tmp_path / "dags",
+    )
+    written = write_cli_env(config)
+    assert written.stat().st_mode & 0o777 == 0o600  # it holds the stack's secrets
+    found = run_cli("airflow-cli", "config", "get-value", "core", "dags_folder", env=shell)
+    assert found.stdout.strip() == str(tmp_path / "dags")
+    pool = run_cli("airflow-cli", "config", "get-value", "database", "sql_alchemy_conn", env=shell).stdout
+    assert "127.0.0.1:5432/nowhere" in pool and "sqlite" not in pool
+    assert run_cli("airflow-cli", env=shell, check=False).returncode == 1

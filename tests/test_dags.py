@@ -84,6 +84,25 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
     assert waiting.mode == "reschedule" and waiting.downstream_task_ids == {"training_data_quality"}
 
 
+def test_every_task_takes_its_share_from_one_pool_by_stage(monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:
+    """1,000 models' weekly runs: all in `$MODELGATE_POOL`, deploys and monitors first, backtests last, and
+    the weight absolute, so a model with more tasks does not outrank another (older intervals go first)."""
+    from modelgate.airflow.factory import STAGE_PRIORITY
+
+    monkeypatch.setenv("MODELGATE_POOL", "modelgate")
+    bag = _dagbag(monkeypatch)
+    for dag_id, dag in bag.dags.items():
+        stage = dag_id.removeprefix("modelgate_").split("__")[0]
+        for task in dag.tasks:
+            assert task.pool == "modelgate", f"{dag_id}.{task.task_id}"
+            assert task.priority_weight == STAGE_PRIORITY[stage], f"{dag_id}.{task.task_id}"
+            assert str(task.weight_rule).lower().endswith("absolute"), f"{dag_id}.{task.task_id}"
+    assert STAGE_PRIORITY["deploy"] > STAGE_PRIORITY["monitor"] > STAGE_PRIORITY["retrain"] > STAGE_PRIORITY["backtest"]
+    monkeypatch.delenv("MODELGATE_POOL")
+    unpooled = _dagbag(monkeypatch).dags["modelgate_retrain__churn"]
+    assert {t.pool for t in unpooled.tasks} == {"default_pool"}  # no pool asked for: Airflow's default
+
+
 def test_the_trigger_form_shows_the_interval_a_run_triggered_now_judges(
     monkeypatch: pytest.MonkeyPatch, airflow_db: Path
 ) -> None:
@@ -343,6 +362,31 @@ def test_a_dag_id_names_its_model(dag_id: str, model: str | None) -> None:
     assert model_of_dag(dag_id) == model
 
 
+_PARSE_PROBE = (
+    "import importlib.util, json; s = importlib.util.spec_from_file_location('dags', {file!r}); "
+    "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+    "print(json.dumps([sorted(m._dags), [str(e) for e in m.SPEC_ERRORS]]))"
+)
+
+
+def _parse_dag_file(file: Path, root: Path, dag_id: str | None = None) -> tuple[list[str], str]:
+    """One DAG file parsed in a fresh interpreter against `root`/include, as the DAG processor (no `dag_id`)
+    or a task runner (Airflow's parsing context names `dag_id`) does: the DAG ids built, the spec errors."""
+    env = {k: v for k, v in os.environ.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"}
+    env |= {
+        "MODELGATE_INCLUDE_DIR": str(root / "include"),
+        "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        "MODELGATE_HOME": str(root / "home"),
+        "MODELGATE_PROJECT_DIR": str(root),
+        **({"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id} if dag_id else {}),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSE_PROBE.format(file=str(file))], capture_output=True, text=True, check=True, env=env
+    )
+    dags, errors = json.loads(result.stdout.strip().splitlines()[-1])
+    return dags, " ".join(errors)
+
+
 def test_a_task_runner_parses_only_its_own_model(tmp_path: Path) -> None:
     """Airflow's parsing context names the DAG a task runner needs: only that model's spec is read."""
     models = tmp_path / "include" / "models"
@@ -351,41 +395,21 @@ def test_a_task_runner_parses_only_its_own_model(tmp_path: Path) -> None:
     (models / "churn.yaml").write_text(yaml.safe_dump(churn))
     (models / "other.yaml").write_text(yaml.safe_dump(dict(churn, name="other")))
     (models / "broken.yaml").write_text("name: broken\nwindow_days: [")
-    probe = (
-        "import sys; sys.path.insert(0, {dags!r}); import modelgate_dags as m; "
-        "print(sorted(m._dags)); print([str(e) for e in m.SPEC_ERRORS])"
-    )
-    env = {
-        **os.environ,
-        "MODELGATE_INCLUDE_DIR": str(tmp_path / "include"),
-        "PYTHONPATH": str(REPO_ROOT / "plugins"),
-        "MODELGATE_HOME": str(tmp_path / "home"),
-        "MODELGATE_PROJECT_DIR": str(tmp_path),
-    }
 
-    def parse(dag_id: str | None) -> tuple[str, str]:
-        context = {} if dag_id is None else {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id}
-        result = subprocess.run(
-            [sys.executable, "-c", probe.format(dags=str(DAGS_DIR))],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={k: v for k, v in env.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"} | context,
-        )
-        dags, errors = result.stdout.strip().splitlines()[-2:]
-        return dags, errors
+    def parse(dag_id: str | None) -> tuple[list[str], str]:
+        return _parse_dag_file(DAGS_DIR / "modelgate_dags.py", tmp_path, dag_id)
 
     dags, errors = parse("modelgate_retrain__other")
-    assert dags == str(
-        sorted(f"modelgate_{stage}__other" for stage in ("backtest", "batch_predict", "deploy", "monitor", "retrain"))
+    assert dags == sorted(
+        f"modelgate_{stage}__other" for stage in ("backtest", "batch_predict", "deploy", "monitor", "retrain")
     )
-    assert errors == "[]"  # the broken spec is not even read
+    assert errors == ""  # the broken spec is not even read
     dags, errors = parse(None)  # the DAG processor: every model, the broken one reported
     assert "modelgate_retrain__churn" in dags and "modelgate_retrain__other" in dags and "broken.yaml" in errors
     dags, errors = parse("some_other_teams_dag")  # not ours: the whole folder, as without a context
     assert "modelgate_retrain__churn" in dags and "broken.yaml" in errors
     dags, errors = parse("modelgate_retrain__broken")
-    assert dags == "[]" and "broken.yaml" in errors
+    assert dags == [] and "broken.yaml" in errors
 
 
 def test_shard_files_split_the_models_and_a_task_parses_only_its_own_shard(tmp_path: Path) -> None:
@@ -401,28 +425,9 @@ def test_shard_files_split_the_models_and_a_task_parses_only_its_own_shard(tmp_p
     names = [f"m{i}" for i in range(9)]
     for name in names:
         (models / f"{name}.yaml").write_text(yaml.safe_dump(dict(churn, name=name)))
-    env = {
-        **os.environ,
-        "MODELGATE_INCLUDE_DIR": str(tmp_path / "include"),
-        "PYTHONPATH": str(REPO_ROOT / "plugins"),
-        "MODELGATE_HOME": str(tmp_path / "home"),
-        "MODELGATE_PROJECT_DIR": str(tmp_path),
-    }
-    probe = (
-        "import importlib.util, sys; s = importlib.util.spec_from_file_location('shard', {file!r}); "
-        "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(sorted(m._dags))"
-    )
 
     def parse(shard: str, dag_id: str | None = None) -> set[str]:
-        context = {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id} if dag_id else {}
-        result = subprocess.run(
-            [sys.executable, "-c", probe.format(file=str(dags / shard))],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={k: v for k, v in env.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"} | context,
-        )
-        return set(eval(result.stdout.strip().splitlines()[-1]))  # a printed list of names
+        return set(_parse_dag_file(dags / shard, tmp_path, dag_id)[0])
 
     files = ["modelgate_dags.py", "modelgate_dags_1.py", "modelgate_dags_2.py"]
     built = [parse(file) for file in files]

@@ -73,6 +73,14 @@ def test_cli_works_with_no_configuration(project_data_dir: Path, tmp_path: Path)
     assert list((project_data_dir / "artifacts" / "sha256").glob("*/*.joblib"))
     # A second invocation reuses the running server and the migrated schema.
     assert run_json("models", env=env)[0]["champion_version"] == 1
+    # `modelgate stop` stops it (the data stays); the next command starts it again
+    pid = int((project_data_dir / "pg" / "data" / "postmaster.pid").read_text().splitlines()[0])
+    stopped = run_cli("stop", env=env).stdout
+    assert "no stack running" in stopped and "stopped the embedded PostgreSQL" in stopped
+    assert not (project_data_dir / "pg" / "data" / "postmaster.pid").exists()
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    assert "is not running" in run_cli("stop", env=env).stdout
+    assert run_json("champion", "churn", env=env)["version"] == 1
 
 
 def _ordinary_user_python() -> list[str] | None:

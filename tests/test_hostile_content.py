@@ -174,7 +174,7 @@ def test_no_hostile_field_runs_as_script_in_the_models_view(
     pending = [ui.PendingApproval(name, f"modelgate_retrain__{name}", f["pending_run"], None)]
 
     pages = {
-        "index.html": ui.render("models.html", models=ui.overview(registry, pending), prefix="/modelgate"),
+        "index.html": ui.render("models.html", index=ui.overview(registry, pending), prefix="/modelgate"),
         "model.html": ui.render_model_page(ui.model_page(registry, name, pending), "/modelgate"),
         "version.html": ui.render(
             "version.html",

@@ -94,6 +94,8 @@ def test_the_tested_stack_is_the_shipped_stack(tmp_path) -> None:
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",  # a second stack on one host needs other ports
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
         "MODELGATE_RETRY_DELAY_SECONDS",
         "MODELGATE_CODE_VERSION",
         "MODELGATE_TEST_PG_URL",

@@ -57,11 +57,12 @@ def _fill(registry: Registry, weeks: int = 6) -> None:
 def test_overview_shows_champion_last_verdict_and_drift(registry: Registry) -> None:
     _fill(registry)
     pending = [ui.PendingApproval("churn", "modelgate_retrain__churn", "manual__1", None)]
-    [summary] = ui.overview(registry, pending)
+    index = ui.overview(registry, pending)
+    [summary] = index.models
     assert summary.champion == 5 and summary.versions == 6
     assert summary.last_verdict is not None and summary.last_verdict.kind.value == "reject"
     assert summary.last_drift is not None and summary.last_drift.drifted
-    html = ui.render("models.html", models=[summary], prefix="/modelgate")
+    html = ui.render("models.html", index=index, prefix="/modelgate")
     assert 'href="/modelgate/models/churn"' in html and "v5" in html
     assert 'href="/dags/modelgate_retrain__churn/runs/manual__1/tasks/approve/required_actions"' in html
 
@@ -119,3 +120,40 @@ def test_version_page_links_reports_inside_the_store_only(registry: Registry, tm
     html = ui.render("version.html", version=entry, reports=links, prefix="/modelgate")
     assert '<span class="muted">v2.html</span>' in html  # not in the store: named, never linked
     assert html.count('class="report"') == 1
+
+
+def test_the_models_index_pages_and_searches(registry: Registry) -> None:
+    _fill(registry, weeks=2)
+    for k in range(119):
+        registry.create_model(f"m{k:03d}", description="fraud team" if k % 10 == 0 else f"model {k}_x")
+    index = ui.overview(registry, per_page=50)
+    assert (index.total, index.pages, len(index.models)) == (120, 3, 50)
+    assert [m.name for m in index.models][:2] == ["churn", "m000"]
+    churn = index.models[0]
+    assert churn.champion == 1 and churn.versions == 2 and churn.last_verdict is not None
+    assert churn.last_drift is not None and churn.verdict_state == "rejected"
+    last = ui.overview(registry, page=3, per_page=50)
+    assert [m.name for m in last.models] == [f"m{k:03d}" for k in range(99, 119)]
+    assert ui.overview(registry, page=99, per_page=50).page == 3  # past the end: the last page
+    assert ui.overview(registry, page=-4, per_page=50).page == 1
+    fraud = ui.overview(registry, search="  FRAUD ")
+    assert fraud.total == 12 and fraud.search == "FRAUD" and len(fraud.models) == 12
+    assert ui.overview(registry, search="m11").total == 9  # m110 … m118
+    assert ui.overview(registry, search="_x").total == 119 - 12  # "_" matches itself, not any character
+    assert ui.overview(registry, search="%").total == 0
+    html = ui.render("models.html", index=last, prefix="/modelgate")
+    assert "page 3 of 3" in html and 'rel="prev" href="/modelgate/?q=&amp;page=2"' in html and 'rel="next"' not in html
+    html = ui.render("models.html", index=ui.overview(registry, search="<i>nothing"), prefix="/modelgate")
+    assert "No model matches “&lt;i&gt;nothing”" in html
+
+
+def test_the_model_page_shows_the_newest_of_a_long_history(registry: Registry, monkeypatch) -> None:
+    monkeypatch.setattr(ui, "EVENTS_SHOWN", 5)
+    _fill(registry, weeks=8)
+    page = ui.model_page(registry, "churn")
+    assert [v.version for v in page.versions] == [4, 5, 6, 7, 8] and page.summary.versions == 8
+    assert len(page.events) == 5 and page.event_count > 5 and page.events[-1].id > page.events[0].id
+    assert len(page.decisions) == 5 and page.decisions[-1].interval_end == START + dt.timedelta(weeks=8)
+    assert page.summary.champion == 7 and [p.champion_version for p in page.metric_series][-1] == 7
+    html = ui.render_model_page(page, "/modelgate")
+    assert "The newest 5 of 8 versions" in html

@@ -22,9 +22,14 @@ from modelgate.fileio import WriteFailed, write_atomically
 from modelgate.spec import FileSource, InvalidSpec, ModelSpec, SpecError, parse_spec
 
 
+def spec_files(models_dir: Path, name: str) -> list[Path]:
+    """The files that may hold model `name` in `models_dir`: `<name>.yaml` and `<name>.yml`, those there."""
+    return [p for p in (models_dir / f"{name}.yaml", models_dir / f"{name}.yml") if p.is_file()]
+
+
 def spec_file(models_dir: Path, name: str) -> Path | None:
     """The file of model `name` in `models_dir` (`<name>.yaml`, else `<name>.yml`), when there is one."""
-    found = [p for p in (models_dir / f"{name}.yaml", models_dir / f"{name}.yml") if p.is_file()]
+    found = spec_files(models_dir, name)
     return found[0] if found else None
 
 

@@ -888,11 +888,9 @@ def dags_shard_cmd(
     ] = None,
 ) -> None:
     """Spread the models over COUNT DAG files, each parsed on its own: copies of modelgate_dags.py."""
-    from modelgate.catalog import MAX_SHARDS, lay_out_shards
+    from modelgate.catalog import lay_out_shards
     from modelgate.config import project_dir
 
-    if not 1 <= count <= MAX_SHARDS:
-        raise InvalidInput(f"COUNT must be between 1 and {MAX_SHARDS}, got {count}")
     folder = dags_dir if dags_dir is not None else project_dir() / "dags"
     try:
         changed = lay_out_shards(folder, count)
@@ -903,6 +901,30 @@ def dags_shard_cmd(
     out.print(f"{folder}: {count} DAG file{'s' if count != 1 else ''} share the models ({len(changed)} changed)")
 
 
+@app.command(
+    "airflow-cli",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+def airflow_cli_cmd(ctx: typer.Context) -> None:
+    """Run the Airflow CLI on the stack `modelgate airflow` prepared here (its metadata database, DAG folder,
+    secrets): `modelgate airflow-cli backfill create --dag-id … --from-date … --to-date …`."""
+    import os
+    import subprocess
+
+    from modelgate.config import modelgate_home
+    from modelgate.stack import airflow_bin, cli_env
+
+    home = Path(os.environ.get("AIRFLOW_HOME") or modelgate_home() / "airflow")
+    try:
+        env = cli_env(home)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if not ctx.args:
+        raise InvalidInput("name the Airflow command to run, e.g. `modelgate airflow-cli dags list`")
+    code = subprocess.run([airflow_bin(), *ctx.args], env=env, check=False).returncode
+    raise typer.Exit(code)
+
+
 @app.command("airflow")
 def airflow_cmd(
     executor: Annotated[str, typer.Option("--executor", help="local or celery (needs Redis).")] = "local",
@@ -910,15 +932,19 @@ def airflow_cmd(
     workers: Annotated[int, typer.Option("--workers", min=1, max=16, help="Celery workers.")] = 2,
     broker_url: Annotated[str, typer.Option("--broker-url", help="Celery broker.")] = "redis://127.0.0.1:6379/0",
     example: Annotated[bool, typer.Option("--example/--no-example", help="Seed, keep the churn example live.")] = True,
+    log_port: Annotated[
+        int, typer.Option("--log-port", min=1, max=65534, help="The task log server's port (the triggerer's: +1).")
+    ] = 8793,
 ) -> None:
-    """Run Airflow with modelgate's DAGs on PostgreSQL (the embedded server unless configured) until Ctrl-C."""
+    """Run Airflow with modelgate's DAGs on PostgreSQL (the embedded server unless configured) until Ctrl-C,
+    which stops every component and the embedded server."""
     import os
     import signal
     import time
 
     from modelgate.config import modelgate_home, project_root
     from modelgate.registry.connection import resolve_target
-    from modelgate.stack import Stack, StackConfig, prepare, redis_answers
+    from modelgate.stack import PortInUse, Stack, StackConfig, prepare, redis_answers
 
     if executor not in ("local", "celery"):
         raise InvalidInput(f"--executor must be local or celery, got {executor!r}")
@@ -950,6 +976,8 @@ def airflow_cmd(
         celery_workers=workers,
         broker_url=broker_url,
         port=port,
+        log_server_port=log_port,
+        trigger_log_server_port=log_port + 1,
         extra_env=extra,
     )
     started = time.monotonic()
@@ -961,6 +989,10 @@ def airflow_cmd(
         seeded = seed_until(target.url, dt.datetime.now(dt.UTC))
         out.print(f"example: churn_events has {seeded.total_rows} rows up to now (drift from {seeded.drift_start})")
     stack = Stack(config)
+    try:
+        stack.check_ports()  # before anything is seeded or started
+    except PortInUse as exc:
+        raise InvalidInput(str(exc)) from None
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -990,6 +1022,26 @@ def airflow_cmd(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave components running
         out.print("stopping Airflow …")
         stack.stop()
+        if target.embedded:
+            from modelgate.registry.embedded import stop_embedded
+
+            stop_embedded()
+            out.print("stopped the embedded PostgreSQL (its data stays: `make airflow` starts it again)")
+
+
+@app.command("stop")
+def stop_cmd() -> None:
+    """Stop what modelgate runs from this home: a stack `modelgate airflow` left running, and the embedded
+    PostgreSQL (`make demo` and the CLI start it and leave it running). Data stays."""
+    import os
+
+    from modelgate.config import modelgate_home
+    from modelgate.registry.embedded import stop_embedded
+    from modelgate.stack import stop_recorded
+
+    pids = stop_recorded(Path(os.environ.get("AIRFLOW_HOME") or modelgate_home() / "airflow"))
+    out.print(f"stopped {len(pids)} Airflow component{'s' if len(pids) != 1 else ''}" if pids else "no stack running")
+    out.print("stopped the embedded PostgreSQL" if stop_embedded() else "the embedded PostgreSQL is not running")
 
 
 def main() -> None:

@@ -278,6 +278,34 @@ class DecisionMark:
     shortened_to: dt.datetime | None = None  # where its window started, when `choose_window` shortened it
 
 
+@dataclass(frozen=True)
+class DecisionReach:
+    """The recorded decisions a retrain decision ending at `end` reads, however long the model's history.
+
+    - every decision ending after `since` (`end` less the longest window): the only ones whose anchors can
+      start a window (`training_span`, `shorter_window`);
+    - every decision ending within the champion's training window, and the one before it: the chain of
+      change-triggered retrains that led to its promotion (`unsettled_change`);
+    - the newest decision, the newest retrain and the newest drift-triggered retrain before `end`
+      (`decide`'s ordering check, `growth_lost` and "a retrain since settled it", `last_drift_retrain`).
+
+    The loop's functions give the same answers on these as on the whole history (a tested property), so a
+    decision's reads do not grow with the model's age.
+    """
+
+    end: dt.datetime
+    since: dt.datetime
+    champion_window: tuple[dt.datetime, dt.datetime] | None
+
+
+def decision_reach(
+    spec: ModelSpec, end: dt.datetime, champion_window: tuple[dt.datetime | None, dt.datetime | None] | None
+) -> DecisionReach:
+    start, stop = champion_window or (None, None)
+    since = end - dt.timedelta(days=spec.longest_window_days)
+    return DecisionReach(end, since, (start, stop) if start is not None and stop is not None else None)
+
+
 _CHANGE = frozenset({RetrainReason.DECAY.value, RetrainReason.DRIFT.value})
 
 

@@ -22,6 +22,7 @@ from modelgate.loop import (
     absolute_performance,
     decay_evidence,
     decay_metric,
+    decision_reach,
     growth_lost,
     last_drift_retrain,
     live_drift_flags,
@@ -215,7 +216,8 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     of earlier intervals. A drift run of the last `drift_runs_n` intervals that the monitor has not recorded
     yet is measured here (the same engine, upserted), so the decision never depends on which DAG ran first.
     """
-    marks = _decision_marks(services, spec, through=run.interval.end)
+    champion = _champion(services, spec, run.interval.end)
+    marks = _decision_marks(services, spec, through=run.interval.end, champion=champion)
     prior = _before(marks, run.interval.end)
     if run.run_type == ASSET_TRIGGERED and prior and prior[-1].interval_end < run.interval.start:
         detail = (
@@ -225,7 +227,6 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         log.info("%s: drift-triggered run deferred: %s", spec.name, detail)
         return RetrainDecision(False, RetrainReason.DEFERRED, detail)
     window = _windows(spec, marks, run.interval.end, params).quality
-    champion = _champion(services, spec, run.interval.end)
     policy = spec.retrain
     inputs_extra: dict[str, Any] = {}
     drift_flags: list[bool] = []
@@ -246,9 +247,9 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             window_start=fixed.start,
             window=fixed.end - fixed.start,
         )
-        timeline = services.monitoring.drift_timeline(spec.name, until=run.interval.end)
+        timeline = _drift_marks(services, spec, champion, rearmed, run.interval.end)
         drift_flags = live_drift_flags(
-            [DriftMark(row.interval_end, row.drifted, row.champion_version) for row in timeline],
+            timeline,
             champion_version=champion.version,
             champion_window_end=champion.window_end,
             last_drift_retrain=rearmed,
@@ -353,18 +354,23 @@ def _measure_missing_drift(spec: ModelSpec, run: RunInfo, services: Services) ->
         log.info("%s: measured the drift of %s for this decision (no monitor run yet)", spec.name, interval)
 
 
-def _decision_marks(services: Services, spec: ModelSpec, *, through: dt.datetime) -> list[DecisionMark]:
-    """The recorded retrain decisions of intervals ending at or before `through`, with the windows that
-    `choose_window` shortened (as the versions trained for them record)."""
-    try:
-        versions = services.registry.list_versions(spec.name)
+def _decision_marks(
+    services: Services, spec: ModelSpec, *, through: dt.datetime, champion: ModelVersion | None = None
+) -> list[DecisionMark]:
+    """The recorded retrain decisions the decision ending at `through` reads (`loop.DecisionReach`: those of
+    the longest window before it, those `champion`'s window holds, the newest retrains), with the windows
+    that `choose_window` shortened (as the versions trained for them record). Bounded however old the model."""
+    reach = decision_reach(spec, through, None if champion is None else (champion.window_start, champion.window_end))
+    try:  # only a shortened window inside the longest window can start one
+        versions = services.registry.list_versions(spec.name, tags={SHORTENED_TAG: "true"}, window_from=reach.since)
     except ModelNotFound:  # nothing trained yet
         versions = []
-    shortened = {v.window_end: v.window_start for v in versions if v.tags.get(SHORTENED_TAG) == "true" and v.window_end}
+    shortened = {v.window_end: v.window_start for v in versions if v.window_end}
+    rows = services.monitoring.decisions_within(
+        spec.name, end=reach.end, since=reach.since, champion_window=reach.champion_window
+    )
     return [
-        DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason, shortened.get(d.interval_end))
-        for d in services.monitoring.decisions(spec.name)
-        if d.interval_end <= through
+        DecisionMark(d.interval_start, d.interval_end, d.retrain, d.reason, shortened.get(d.interval_end)) for d in rows
     ]
 
 
@@ -403,12 +409,22 @@ def _newest_trained(
 ) -> ModelVersion | None:
     """The newest model trained up to `end`: the champion, or a challenger registered after it (rejected or
     waiting). A grown window is measured against it, so a rejected challenger is not trained again at once."""
-    newer = [
-        v
-        for v in services.registry.list_versions(spec.name)
-        if v.version >= champion.version and v.window_end is not None and v.window_end <= end and v.row_count
-    ]
-    return max(newer, key=lambda v: v.version, default=None)
+    return services.registry.newest_trained(spec.name, from_version=champion.version, until=end)
+
+
+def _drift_marks(
+    services: Services, spec: ModelSpec, champion: ModelVersion, rearmed: dt.datetime | None, end: dt.datetime
+) -> list[DriftMark]:
+    """The drift runs `live_drift_flags` reads, oldest first: the last `drift_runs_n` through `end`, and when a
+    drift-triggered retrain left this champion in place, its first run without drift since (the episode's end)."""
+    rows = services.monitoring.drift_timeline(spec.name, until=end, limit=spec.retrain.drift_runs_n)
+    if rearmed is not None and champion.window_end is not None and champion.window_end < rearmed:
+        clean = services.monitoring.first_clean_drift(
+            spec.name, champion_version=champion.version, after=rearmed, until=end
+        )
+        if clean is not None and all(r.interval_end != clean.interval_end for r in rows):
+            rows = sorted([clean, *rows], key=lambda r: r.interval_end)
+    return [DriftMark(row.interval_end, row.drifted, row.champion_version) for row in rows]
 
 
 def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
@@ -421,16 +437,10 @@ def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | N
 
 def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion, end: dt.datetime) -> dt.datetime | None:
     """When the champion was last measured on fresh rows before `end`: trained, or re-scored by a verdict."""
-    latest = champion.window_end
-    for event in services.registry.history(spec.name, kinds=["evaluate", "reject", "hold"]):
-        verdict = event.verdict or {}
-        window = verdict.get("window") or []
-        if verdict.get("champion_version") != champion.version or len(window) != 2 or event.as_of >= end:
-            continue
-        measured = dt.datetime.fromisoformat(window[1])
-        if latest is None or measured > latest:
-            latest = measured
-    return latest
+    rescored = services.registry.last_rescored(spec.name, champion.version, before=end)
+    if champion.window_end is None or (rescored is not None and rescored > champion.window_end):
+        return rescored
+    return champion.window_end
 
 
 # --------------------------------------------------------------------------------------------- training

@@ -30,6 +30,11 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
+
+class PortInUse(ValueError):
+    """A port the stack must listen on is taken: its message names the port, what needs it, the way out."""
+
+
 Executor = Literal["local", "celery"]
 EXECUTOR_CLASS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 TASK_SLOT_MEMORY_BYTES = 1_000_000_000  # a modelgate task process (pandas, sklearn, GX or Evidently) peaks near 0.6 GB
@@ -59,8 +64,13 @@ class StackConfig:
     broker_url: str = "redis://127.0.0.1:6379/0"
     host: str = "127.0.0.1"
     port: int = 8080
+    log_server_port: int = 8793  # where the scheduler (LocalExecutor) serves task logs to the api-server
+    trigger_log_server_port: int = 8794  # the triggerer's
     parallelism: int = field(default_factory=default_parallelism)
     include_dir: Path | None = None
+    dags_dir: Path | None = None  # the DAG files (default: the repository's dags/); shard files go beside them
+    pool: str = "modelgate"  # every modelgate task runs in it ($MODELGATE_POOL); made by `prepare`
+    pool_slots: int | None = None  # default: `parallelism`, so modelgate alone can fill the executor
     username: str = "admin"
     password: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -72,6 +82,10 @@ class StackConfig:
     @property
     def include(self) -> Path:
         return self.include_dir or self.repo_root / "include"
+
+    @property
+    def dags(self) -> Path:
+        return self.dags_dir or self.repo_root / "dags"
 
     @property
     def password_file(self) -> Path:
@@ -127,7 +141,7 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
     env.update(
         {
             "AIRFLOW_HOME": str(config.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(config.repo_root / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.repo_root / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": EXECUTOR_CLASS[config.executor],
@@ -146,9 +160,12 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(config.airflow_home / "logs"),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(config.log_server_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(config.trigger_log_server_port),
             "AIRFLOW_CONN_MODELGATE_REGISTRY": _registry_connection(config.registry_url),
             "MODELGATE_HOME": str(config.modelgate_home),
             "MODELGATE_INCLUDE_DIR": str(config.include),
+            "MODELGATE_POOL": config.pool,
             "MODELGATE_RETRY_DELAY_SECONDS": env.get("MODELGATE_RETRY_DELAY_SECONDS", "30"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(config.repo_root / "plugins"), env.get("PYTHONPATH")])),
         }
@@ -186,6 +203,42 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
+CLI_ENV_FILE = "stack-env.json"  # beside airflow.cfg: what `modelgate airflow-cli` runs the Airflow CLI with
+_CLI_KEYS = ("AIRFLOW", "MODELGATE_", "PYTHONPATH")
+
+
+def write_cli_env(config: StackConfig) -> Path:
+    """Keep the stack's Airflow settings (0600: they hold its secrets) for `modelgate airflow-cli`."""
+    from modelgate.fileio import write_atomically
+
+    path = config.airflow_home / CLI_ENV_FILE
+    kept = {k: v for k, v in airflow_env(config).items() if k.startswith(_CLI_KEYS)}
+    write_atomically(
+        path, (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode(), what="the stack's CLI settings"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def cli_env(airflow_home: Path) -> dict[str, str]:
+    """The environment the Airflow CLI needs to act on the stack prepared in `airflow_home`: the caller's,
+    less its own Airflow settings, plus the stack's. ValueError (one line) when no stack was prepared there."""
+    path = airflow_home / CLI_ENV_FILE
+    try:
+        kept = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"no modelgate stack was prepared in {airflow_home} (no {CLI_ENV_FILE}): run `make airflow` first, "
+            "or set AIRFLOW_HOME to the stack's Airflow home"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc}): start the stack again to rewrite it") from None
+    if not isinstance(kept, dict) or not all(isinstance(v, str) for v in kept.values()):
+        raise ValueError(f"{path} is not the stack's settings: start the stack again to rewrite it")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))}
+    return {**env, **kept}
+
+
 def prepare(config: StackConfig) -> str:
     """Databases, registry schema, Airflow metadata and login, before anything starts; returns the password."""
     from modelgate.registry.connection import create_registry_engine
@@ -212,6 +265,20 @@ def prepare(config: StackConfig) -> str:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"airflow db migrate failed:\n{tail}")
+    slots = config.pool_slots or config.parallelism
+    description = "modelgate's tasks (every model's): their share of the executor"
+    result = subprocess.run(
+        [airflow_bin(), "pools", "set", config.pool, str(slots), description],
+        env=airflow_env(config),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"airflow pools set {config.pool} failed:\n{tail}")
+    write_cli_env(config)
     return password
 
 
@@ -249,45 +316,82 @@ class Stack:
 
     @property
     def pid_file(self) -> Path:
-        return self.config.airflow_home / "stack.pids"
+        return self.config.airflow_home / PID_FILE
 
     def _reap_leftovers(self) -> None:
         """Stop components an earlier launcher left running (it was killed before it could stop them)."""
-        if not self.pid_file.exists():
-            return
-        for line in self.pid_file.read_text().split():
-            pid = int(line)
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"airflow" in cmdline:
-                log.warning("stopping a component left by an earlier start (pid %s)", pid)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink()
+        for pid in stop_recorded(self.config.airflow_home, timeout=10):
+            log.warning("stopped a component left by an earlier start (pid %s)", pid)
 
     def _write_pids(self) -> None:
-        self.pid_file.write_text("\n".join(str(p.pid) for p in self.processes.values()) + "\n")
+        """Each component's pid and start time (`stop_recorded` checks both: a pid may be reused)."""
+        lines = [f"{p.pid} {_start_time(p.pid) or 0}" for p in self.processes.values()]
+        self.pid_file.write_text("\n".join(lines) + "\n")
+
+    def check_ports(self) -> None:
+        """Every port the stack listens on is free, else one line naming it and the way out (PortInUse)."""
+        import socket
+
+        for port, what, option in (
+            (self.config.port, "the api-server", "--port"),
+            (self.config.log_server_port, "the task log server", "--log-port"),
+            (self.config.trigger_log_server_port, "the triggerer's log server", "--log-port (and the next one)"),
+        ):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((self.config.host, port))
+                except OSError:
+                    raise PortInUse(
+                        f"port {port} ({what}) is already in use on {self.config.host}: another Airflow? "
+                        f"Stop it (`modelgate stop`) or pass {option}"
+                    ) from None
 
     def start(self, names: list[str] | None = None) -> None:
+        """Start the components (all of them by default, the api-server first: the scheduler sends its first
+        tasks to the execution API only once it answers)."""
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.processes:
             self._reap_leftovers()
+        if names is None:
+            if not self.processes:
+                self.check_ports()
+            self._spawn("api-server")
+            self.wait_api()
         for name in names or self.config.components():
-            if name in self.processes and self.processes[name].poll() is None:
-                continue
-            with (self.config.log_dir / f"{name}.log").open("ab") as out:
-                self.processes[name] = subprocess.Popen(
-                    _command(self.config, name),
-                    env=self.env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    cwd=self.config.airflow_home,
-                )
-            log.info("started %s (pid %s)", name, self.processes[name].pid)
+            self._spawn(name)
+        self._write_pids()
+
+    def wait_api(self, timeout: float = 120) -> None:
+        """Until the api-server answers its health endpoint (whatever the other components' state)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "api-server" in self.dead():
+                raise RuntimeError(f"the api-server exited at start:\n{self.tail('api-server')}")
+            try:
+                if httpx.get(f"{self.config.base_url}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"the api-server did not answer within {timeout:.0f} s; see {self.config.log_dir}")
+
+    def _spawn(self, name: str) -> None:
+        if name in self.processes and self.processes[name].poll() is None:
+            return
+        with (self.config.log_dir / f"{name}.log").open("ab") as out:
+            self.processes[name] = subprocess.Popen(
+                _command(self.config, name),
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.config.airflow_home,
+            )
+        log.info("started %s (pid %s)", name, self.processes[name].pid)
         self._write_pids()
 
     def dead(self) -> list[str]:
@@ -355,6 +459,61 @@ class Stack:
         self.stop()
 
 
+PID_FILE = "stack.pids"  # in the Airflow home: the components' process groups, while they run
+
+
+def stop_recorded(airflow_home: Path, *, timeout: float = 30) -> list[int]:
+    """Stop the components a stack started from `airflow_home` left running (say `make airflow` in another
+    terminal), as its pid file has them: SIGTERM each process group, wait, SIGKILL what lingers. Returns the
+    pids stopped; a pid that now names another process (reused) is never touched."""
+    pid_file = airflow_home / PID_FILE
+    if not pid_file.exists():
+        return []
+    pids = []
+    for line in pid_file.read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            continue
+        pid, started = int(fields[0]), int(fields[1])
+        if _start_time(pid) != started:
+            continue  # gone, or the pid now names another process (Celery renames its own: the start time holds)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            pids.append(pid)
+    deadline = time.monotonic() + timeout
+    while _live_groups(pids):  # a group's last process, not its leader: a Celery worker's pool outlives it
+        if time.monotonic() > deadline:
+            for pid in _live_groups(pids):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    pid_file.unlink(missing_ok=True)
+    return pids
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22): with the pid, its identity."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _live_groups(groups: list[int]) -> set[int]:
+    """Which of these process groups still hold a running process (exited ones awaiting their parent's
+    wait do not count: nothing is left to stop)."""
+    live = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) in groups and state != "Z":
+            live.add(int(group))
+    return live
+
+
 @contextlib.contextmanager
 def running(config: StackConfig, *, ready_timeout: float = 240) -> Iterator[Stack]:
     stack = Stack(config)
@@ -416,7 +575,15 @@ class AirflowClient:
         return self._json("PATCH", path, json=body)
 
     def dag_ids(self) -> set[str]:
-        return {d["dag_id"] for d in self.get("/dags", limit=1000)["dags"]}
+        """Every DAG the api-server lists, page by page (a thousand models hold more than one page)."""
+        found: set[str] = set()
+        offset = 0
+        while True:  # the server may cap the page size ([api] maximum_page_limit): step by what came back
+            page = self.get("/dags", limit=1000, offset=offset, order_by="dag_id")
+            found |= {d["dag_id"] for d in page["dags"]}
+            offset += len(page["dags"])
+            if not page["dags"] or offset >= int(page["total_entries"]):
+                return found
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.patch(f"/dags/{dag_id}", {"is_paused": paused})

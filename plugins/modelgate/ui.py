@@ -1,9 +1,9 @@
 """The registry as pages: what the Models view in the Airflow UI shows, gathered and rendered without Airflow.
 
-`overview()` and `model_page()` read the registry (one read each of versions, events, drift rows, decisions
-and deployments) into frozen dataclasses; `render()` turns them into HTML with the templates beside this
-module (autoescaped Jinja). `modelgate.airflow.web` serves them behind Airflow's auth; tests and the bench
-call them directly.
+`overview()` (one page of the Models index) and `model_page()` read the registry, each read bounded (the
+newest of each kind, counts of the rest), into frozen dataclasses; `render()` turns them into HTML with the
+templates beside this module (autoescaped Jinja). `modelgate.airflow.web` serves them behind Airflow's auth;
+tests and the bench call them directly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelgate.registry.entities import EventKind, ModelVersion, RegistryEvent, VersionStatus
+from modelgate.registry.entities import EventKind, ModelVersion, RegistryEvent
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -139,28 +139,60 @@ def verdict_state(events: list[RegistryEvent]) -> str:
     return "passed, not promoted yet (awaiting approval or promotion)" + backfill
 
 
-def overview(registry: Registry, pending: list[PendingApproval] | None = None) -> list[ModelSummary]:
-    """Every model: champion, version count, last verdict, last drift result and pending approvals."""
+MODELS_PER_PAGE = 50  # cards on one page of the Models index
+VERDICT_EVENTS = 50  # a model's newest verdict events, enough to tell what became of the last verdict
+
+
+@dataclass(frozen=True)
+class ModelsIndex:
+    """One page of the Models index: the models matching `search` by name, `per_page` at a time."""
+
+    models: tuple[ModelSummary, ...]
+    total: int  # models matching the search
+    page: int  # 1-based
+    per_page: int
+    search: str
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def overview(
+    registry: Registry,
+    pending: list[PendingApproval] | None = None,
+    *,
+    search: str = "",
+    page: int = 1,
+    per_page: int = MODELS_PER_PAGE,
+) -> ModelsIndex:
+    """A page of models: champion, version count, last verdict, last drift result and pending approvals.
+
+    Four reads whatever the number of models: the page, the count, the page's verdict events, its drift."""
     from modelgate.registry.monitoring import MonitoringStore
 
-    monitoring = MonitoringStore(registry)
-    out = []
-    for model in registry.list_models():
-        events = registry.history(model.name, kinds=VERDICT_KINDS, limit=50)
-        drift = monitoring.drift_timeline(model.name, limit=1)
-        out.append(
-            ModelSummary(
-                model.name,
-                model.description,
-                model.champion_version,
-                model.version_count,
-                _last_verdict(events),
-                drift[-1] if drift else None,
-                tuple(p for p in pending or [] if p.model == model.name),
-                verdict_state(events),
-            )
+    search = search.strip()
+    total = registry.count_models(search=search or None)
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    models = registry.list_models(search=search or None, limit=per_page, offset=(page - 1) * per_page)
+    names = [m.name for m in models]
+    events = registry.recent_events(names, kinds=VERDICT_KINDS, limit=VERDICT_EVENTS) if names else {}
+    drift = MonitoringStore(registry).latest_drift(names) if names else {}
+    summaries = tuple(
+        ModelSummary(
+            model.name,
+            model.description,
+            model.champion_version,
+            model.version_count,
+            _last_verdict(events[model.name]),
+            drift.get(model.name),
+            tuple(p for p in pending or [] if p.model == model.name),
+            verdict_state(events[model.name]),
         )
-    return out
+        for model in models
+    )
+    return ModelsIndex(summaries, total, page, per_page, search)
 
 
 def _primary(verdict: dict[str, Any]) -> dict[str, Any]:
@@ -210,38 +242,44 @@ def heatmap(rows: list[DriftCells]) -> Heatmap:
     return Heatmap(tuple(features), tuple(r.interval_end for r in rows), tuple(cells))
 
 
+SERIES_POINTS = 260  # the newest verdicts in the metric chart: five years of weekly runs
+
+
 def model_page(registry: Registry, name: str, pending: list[PendingApproval] | None = None) -> ModelPage:
-    """Everything the model page shows, in a handful of reads (long histories are cut to their newest part)."""
+    """Everything the model page shows, each read bounded: the newest of each kind, and counts of the rest.
+    Its cost does not grow with the model's age."""
     from modelgate.deploy.store import DeploymentStore
     from modelgate.registry.monitoring import MonitoringStore
 
     monitoring = MonitoringStore(registry)
     model = registry.get_model(name)
-    versions = registry.list_versions(name)
-    events = registry.history(name)
+    versions = registry.list_versions(name, newest=EVENTS_SHOWN)
+    events = registry.history(name, limit=EVENTS_SHOWN)
+    verdicts = registry.history(name, kinds=VERDICT_KINDS, limit=SERIES_POINTS)
+    changes = registry.history(name, kinds=[EventKind.PROMOTE.value, EventKind.ROLLBACK.value], limit=EVENTS_SHOWN)
     drift = monitoring.drift_timeline(name, limit=1)
-    metric, series = metric_series(events)
+    metric, series = metric_series(verdicts)
     summary = ModelSummary(
         model.name,
         model.description,
-        next((v.version for v in versions if v.status is VersionStatus.CHAMPION), None),
-        len(versions),
-        _last_verdict(events),
+        model.champion_version,
+        model.version_count,
+        _last_verdict(verdicts),
         drift[-1] if drift else None,
         tuple(p for p in pending or [] if p.model == name),
-        verdict_state(events),
+        verdict_state(verdicts[-VERDICT_EVENTS:]),
     )
     return ModelPage(
         summary,
         metric,
         tuple(versions),
-        tuple(e for e in events if e.kind in (EventKind.PROMOTE, EventKind.ROLLBACK)),
+        tuple(changes),
         series,
         heatmap(monitoring.drift_cells(name, limit=HEATMAP_INTERVALS)),
-        tuple(monitoring.decisions(name)[-EVENTS_SHOWN:]),
-        tuple(DeploymentStore(registry).history(name)[-EVENTS_SHOWN:]),
-        tuple(events[-EVENTS_SHOWN:]),
-        len(events),
+        tuple(monitoring.decisions(name, limit=EVENTS_SHOWN)),
+        tuple(DeploymentStore(registry).history(name, limit=EVENTS_SHOWN)),
+        tuple(events),
+        registry.count_events(name),
         monitoring.drift_count(name),
         monitoring.latest_backtest(name),
     )
@@ -274,7 +312,8 @@ def version_reports(
     registry: Registry, version: ModelVersion, url_of: Any, store: ReportStore | None = None
 ) -> list[ReportLink]:
     """The reports about this version: the Data Docs of its training window, the comparison reports of its
-    verdicts, and the drift reports and Data Docs of the intervals it was champion for (newest first)."""
+    verdicts, and the drift reports and Data Docs of the intervals it was champion for (newest first; the
+    newest year of daily runs at most)."""
     from modelgate.data import Interval
     from modelgate.registry.monitoring import MonitoringStore
 
@@ -285,13 +324,17 @@ def version_reports(
         docs = _data_docs(store, version.model, "training", label)
         if docs is not None:
             out.append(ReportLink("training data quality (Data Docs)", version.window_end, *docs))
-    for event in registry.history(version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value]):
-        if event.to_version == version.version and event.verdict and event.verdict.get("report"):
+    judged = registry.history(
+        version.model, kinds=[EventKind.EVALUATE.value, EventKind.REJECT.value], to_version=version.version
+    )
+    for event in judged:
+        if event.verdict and event.verdict.get("report"):
             path = str(event.verdict["report"])
             out.append(ReportLink("champion vs challenger", event.at, Path(path).name, url_of(path)))
-    for row in reversed(MonitoringStore(registry).drift_timeline(version.model)):
-        if row.champion_version != version.version:
-            continue
+    served = MonitoringStore(registry).drift_timeline(
+        version.model, champion_version=version.version, limit=HEATMAP_INTERVALS
+    )
+    for row in reversed(served):
         if row.report_uri:
             out.append(ReportLink("drift", row.interval_end, Path(row.report_uri).name, url_of(row.report_uri)))
         if store is not None:

@@ -44,6 +44,13 @@ SYSTEM_MODELS = (
     "churn_rebuild",
 )
 
+# A platform's worth of models beside them, never scheduled: 200 specs over SHARDS DAG files, and one broken
+# spec, whose error must name its own file only and cost no other model its DAGs.
+BULK_MODELS = tuple(f"bulk_{k:03d}" for k in range(200))
+BULK_STAGES = ("monitor", "retrain", "batch_predict", "backtest")
+BROKEN_SPEC = "broken_window.yaml"
+SHARDS = 4
+
 
 @dataclass(frozen=True)
 class RunningAirflow:
@@ -56,11 +63,19 @@ class RunningAirflow:
     password: str  # the admin's, for logging in through the UI
 
     def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """The `airflow` command as an operator runs it against this deployment."""
-        from modelgate.stack import airflow_bin
+        """The Airflow CLI as the README has an operator run it: `modelgate airflow-cli …`, from a shell that
+        knows only where the stack's Airflow home is (none of its settings)."""
+        import sys
 
+        shell = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MODELGATE_"))}
+        shell["AIRFLOW_HOME"] = str(self.stack.config.airflow_home)
         return subprocess.run(
-            [airflow_bin(), *args], env=self.stack.env, capture_output=True, text=True, timeout=timeout, check=False
+            [str(Path(sys.executable).with_name("modelgate")), "airflow-cli", *args],
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
@@ -97,8 +112,23 @@ def _write_specs(include: Path) -> None:
         specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
     for name in ("churn_backfill", "churn_ordered", "churn_restart", "churn_rebuild"):
         specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile
+    for name in BULK_MODELS:  # run on demand only; a day's rows when they do
+        specs[name] = _spec(name, schedule=None, tags=["system-test", "bulk"])
+        specs[name]["quality"] = {**specs[name]["quality"], "min_rows": 50}
     for name, spec in specs.items():
         (include / "models" / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    broken = _spec("broken_window", window_days=0)
+    (include / "models" / BROKEN_SPEC).write_text(yaml.safe_dump(broken, sort_keys=False))
+
+
+def _lay_out_dags(dags: Path) -> None:
+    """The repository's DAG files, the models split over SHARDS copies (`modelgate dags shard`)."""
+    from modelgate.catalog import lay_out_shards
+
+    dags.mkdir()
+    for source in (REPO_ROOT / "dags").glob("*.py"):
+        shutil.copyfile(source, dags / source.name)
+    lay_out_shards(dags, SHARDS)
 
 
 def _require_services() -> None:
@@ -120,6 +150,7 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
     root = Path(tempfile.mkdtemp(prefix="modelgate-system-"))
     include = root / "include"
     _write_specs(include)
+    _lay_out_dags(root / "dags")
     registry_url = _db_url(registry_db).replace("postgresql://", "postgresql+psycopg://", 1)
     config = StackConfig(
         airflow_home=root / "airflow",
@@ -128,10 +159,13 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         modelgate_home=root / "modelgate",
         repo_root=REPO_ROOT,
         include_dir=include,
+        dags_dir=root / "dags",
         executor="celery",
         celery_workers=2,
         broker_url=REDIS_URL,
         port=_free_port(),
+        log_server_port=_free_port(),  # beside any other Airflow on this host
+        trigger_log_server_port=_free_port(),
         parallelism=2,
         extra_env={
             "MODELGATE_RETRY_DELAY_SECONDS": "2",
@@ -141,6 +175,9 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "60",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # the spec files never change during the suite: parse each DAG file once, not every 30 s (211
+            # specs over 5 files would take a core's fifth from the tests' own runs)
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "900",
         },
     )
     password = prepare(config)
@@ -152,7 +189,8 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         stack.start()
         stack.wait_ready(timeout=240)
         api = AirflowClient(config.base_url, config.username, password)
-        _wait_for_dags(api, {f"modelgate_{s}__{m}" for m in SYSTEM_MODELS for s in ("monitor", "retrain")})
+        expected = {f"modelgate_{s}__{m}" for m in SYSTEM_MODELS for s in ("monitor", "retrain")}
+        _wait_for_dags(api, expected | {f"modelgate_{s}__{m}" for m in BULK_MODELS for s in BULK_STAGES}, timeout=300)
         yield RunningAirflow(stack, api, registry, registry_url, now, last_weekly_boundary(now), password)
     finally:
         for name in stack.processes:

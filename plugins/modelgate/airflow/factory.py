@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetab
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
-from modelgate.catalog import load_spec, load_specs, shard_of, spec_file
+from modelgate.catalog import load_spec, load_specs, shard_of, spec_file, spec_files
 from modelgate.spec import InvalidSpec, ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,24 @@ def champion_asset(model: str) -> Asset:
     return Asset(f"x-modelgate://{model}/champion", group="modelgate")
 
 
-def _default_args(spec: ModelSpec) -> dict[str, Any]:
+POOL_ENV = "MODELGATE_POOL"  # the Airflow pool every modelgate task runs in (create it first: see the README)
+# Which work goes first when slots are short (the scheduler then takes older data intervals first): a deploy
+# after a promotion, then the monitors that raise alarms, scoring, retraining, and manual backtests last.
+STAGE_PRIORITY = {"deploy": 5, "monitor": 4, "batch_predict": 3, "retrain": 2, "backtest": 1, "example_data": 4}
+
+
+def _default_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
+    """Retries, the failure notifier, and the scheduling share: `$MODELGATE_POOL` and the stage's priority,
+    absolute (not summed over downstream tasks), so a model with more tasks does not outrank the others."""
+    pool = os.environ.get(POOL_ENV, "").strip()
     return {
         "owner": "modelgate",
         "retries": DEFAULT_RETRIES,
         "retry_delay": _retry_delay(),
         "on_failure_callback": FailureCallback(spec),
+        "priority_weight": STAGE_PRIORITY[stage],
+        "weight_rule": "absolute",
+        **({"pool": pool} if pool else {}),
     }
 
 
@@ -69,7 +81,7 @@ def _dag_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
         "is_paused_upon_creation": spec.paused_upon_creation,
         "max_active_runs": 1,
         "tags": _tags(spec, stage),
-        "default_args": _default_args(spec),
+        "default_args": _default_args(spec, stage),
     }
 
 
@@ -609,7 +621,7 @@ def build_example_data_dag(spec: ModelSpec) -> DAG:
         max_active_runs=1,
         is_paused_upon_creation=spec.paused_upon_creation,
         tags=_tags(spec, "example"),
-        default_args={"owner": "modelgate", "retries": DEFAULT_RETRIES, "retry_delay": _retry_delay()},
+        default_args={**_default_args(spec, "example_data"), "on_failure_callback": None},
         doc_md=f"Writes the `{spec.name}` example's generated rows up to the end of the run's interval "
         "(idempotent: rows already there are kept). The same as `modelgate example-data --until`.",
     )
@@ -647,12 +659,11 @@ def _specs_for(
     model = model_of_dag(only_dag) if only_dag else None
     if model is not None and shard_of(model, count) != index:
         return [], []  # another shard's DAG: that file builds it
-    path = spec_file(specs_dir, model) if model else None
-    twins = [p for p in (specs_dir / f"{model}.yaml", specs_dir / f"{model}.yml") if p.is_file()]
-    if path is None or len(twins) > 1:  # not one of ours, or a name two files claim: as the full parse does
+    files = spec_files(specs_dir, model) if model else []
+    if len(files) != 1:  # not one of ours, or a name two files claim: as the full parse does
         return load_specs(specs_dir, keep=None if count == 1 else lambda stem: shard_of(stem, count) == index)
     try:
-        return [load_spec(path)], []
+        return [load_spec(files[0])], []
     except InvalidSpec as exc:
         return [], exc.errors
 

@@ -172,9 +172,9 @@ def create_app() -> Any:
         return HTMLResponse(render(nonce), headers=headers)
 
     @app.get("/", response_class=HTMLResponse, dependencies=signed_in)
-    def models() -> HTMLResponse:
-        summaries = ui.overview(reader(), pending_approvals())
-        return html(lambda nonce: ui.render("models.html", models=summaries, prefix=URL_PREFIX, nonce=nonce))
+    def models(q: str = "", page: int = 1) -> HTMLResponse:
+        index = ui.overview(reader(), pending_approvals(), search=q[:200], page=page)
+        return html(lambda nonce: ui.render("models.html", index=index, prefix=URL_PREFIX, nonce=nonce))
 
     @app.get("/models/{name}", response_class=HTMLResponse, dependencies=signed_in)
     def model(name: str) -> HTMLResponse:

