@@ -57,19 +57,28 @@ def _scratch_database() -> tuple[str, Callable[[], None]]:
     return url, drop
 
 
-def bench_registry(repeat: int = 200) -> dict[str, Any]:
-    """Promotion and registration cost against one-statement transactions on the same server."""
+@contextmanager
+def _scratch_registry() -> Iterator[Registry]:
+    """A migrated registry in a throwaway database (`_scratch_database`), dropped afterwards."""
     url, drop = _scratch_database()
     engine = create_registry_engine(url)
     try:
         upgrade(engine)
-        registry = Registry(engine)
+        yield Registry(engine)
+    finally:
+        engine.dispose()
+        drop()
+
+
+def bench_registry(repeat: int = 200) -> dict[str, Any]:
+    """Promotion and registration cost against one-statement transactions on the same server."""
+    with _scratch_registry() as registry:
         for i in range(2):
             registry.register("bench", _draft(f"seed-{i}"))
         registry.promote("bench", 1, expected_champion=None, actor="bench")
 
         def baseline() -> None:
-            with engine.begin() as conn:
+            with registry.engine.begin() as conn:
                 conn.execute(sa.text("UPDATE registered_model SET description = 'x' WHERE name = 'bench'"))
 
         state = {"champion": 1}
@@ -90,9 +99,6 @@ def bench_registry(repeat: int = 200) -> dict[str, Any]:
             "promote_vs_baseline": round(promote_s / base, 2),
             "register_vs_baseline": round(register_s / base, 2),
         }
-    finally:
-        engine.dispose()
-        drop()
 
 
 def _draft(run_id: str) -> VersionDraft:
@@ -112,11 +118,7 @@ def bench_ui(versions: int = 500, drift_rows: int = 5000, features: int = 12, re
     from modelgate import ui
     from modelgate.registry.monitoring import DecisionRow, MonitoringStore
 
-    url, drop = _scratch_database()
-    engine = create_registry_engine(url)
-    try:
-        upgrade(engine)
-        registry = Registry(engine)
+    with _scratch_registry() as registry:
         monitoring = MonitoringStore(registry)
         for i in range(versions):
             version = registry.register("bench", _draft(f"v-{i}")).version
@@ -131,7 +133,7 @@ def bench_ui(versions: int = 500, drift_rows: int = 5000, features: int = 12, re
                 registry.reject("bench", version, actor="bench", reason="lost", verdict=verdict)
         start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
         names = [f"feature_{j}" for j in range(features)]
-        with engine.begin() as conn:  # bulk: one statement, as 5,000 monitor runs would have left them
+        with registry.engine.begin() as conn:  # bulk: one statement, as 5,000 monitor runs would have left them
             rows = []
             for i in range(drift_rows):
                 end = start + dt.timedelta(hours=i + 1)
@@ -172,9 +174,6 @@ def bench_ui(versions: int = 500, drift_rows: int = 5000, features: int = 12, re
             "html_kb": round(len(html) / 1024),
             "vs_limit_300ms": round(seconds / 0.3, 2),
         }
-    finally:
-        engine.dispose()
-        drop()
 
 
 def _child_json(*args: str, timeout: int = 1800) -> dict[str, Any]:
@@ -433,11 +432,7 @@ def _models_index(models: int, repeat: int = 7) -> dict[str, Any]:
     from modelgate import ui
     from modelgate.registry.monitoring import DriftRow, MonitoringStore
 
-    url, drop = _scratch_database()
-    engine = create_registry_engine(url)
-    try:
-        upgrade(engine)
-        registry = Registry(engine)
+    with _scratch_registry() as registry:
         monitoring = MonitoringStore(registry)
         end = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
         for i in range(models):
@@ -464,9 +459,6 @@ def _models_index(models: int, repeat: int = 7) -> dict[str, Any]:
             "models_index_search_ms": round(found * 1e3, 1),
             "models_index_vs_300ms": round(max(page, found) / 0.3, 2),
         }
-    finally:
-        engine.dispose()
-        drop()
 
 
 def _sharded_parse(root: Path, env: dict[str, str], shards: int) -> dict[str, Any]:

@@ -908,15 +908,13 @@ def dags_shard_cmd(
 def airflow_cli_cmd(ctx: typer.Context) -> None:
     """Run the Airflow CLI on the stack `modelgate airflow` prepared here (its metadata database, DAG folder,
     secrets): `modelgate airflow-cli backfill create --dag-id … --from-date … --to-date …`."""
-    import os
     import subprocess
 
-    from modelgate.config import modelgate_home
+    from modelgate.config import stack_airflow_home
     from modelgate.stack import airflow_bin, cli_env
 
-    home = Path(os.environ.get("AIRFLOW_HOME") or modelgate_home() / "airflow")
     try:
-        env = cli_env(home)
+        env = cli_env(stack_airflow_home())
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     if not ctx.args:
@@ -942,7 +940,7 @@ def airflow_cmd(
     import signal
     import time
 
-    from modelgate.config import modelgate_home, project_root
+    from modelgate.config import modelgate_home, project_root, stack_airflow_home
     from modelgate.registry.connection import resolve_target
     from modelgate.stack import PortInUse, Stack, StackConfig, prepare, redis_answers
 
@@ -967,7 +965,7 @@ def airflow_cmd(
     home = modelgate_home()
     extra = {"MODELGATE_EXAMPLE_DATA": "churn"} if example else {}
     config = StackConfig(
-        airflow_home=Path(os.environ.get("AIRFLOW_HOME") or home / "airflow"),
+        airflow_home=stack_airflow_home(),
         metadata_url=metadata,
         registry_url=target.url,
         modelgate_home=home,
@@ -1033,13 +1031,11 @@ def airflow_cmd(
 def stop_cmd() -> None:
     """Stop what modelgate runs from this home: a stack `modelgate airflow` left running, and the embedded
     PostgreSQL (`make demo` and the CLI start it and leave it running). Data stays."""
-    import os
-
-    from modelgate.config import modelgate_home
+    from modelgate.config import stack_airflow_home
     from modelgate.registry.embedded import stop_embedded
     from modelgate.stack import stop_recorded
 
-    pids = stop_recorded(Path(os.environ.get("AIRFLOW_HOME") or modelgate_home() / "airflow"))
+    pids = stop_recorded(stack_airflow_home())
     out.print(f"stopped {len(pids)} Airflow component{'s' if len(pids) != 1 else ''}" if pids else "no stack running")
     out.print("stopped the embedded PostgreSQL" if stop_embedded() else "the embedded PostgreSQL is not running")
 

@@ -30,6 +30,11 @@ def modelgate_home() -> Path:
     return Path.home() / ".local" / "share" / "modelgate"
 
 
+def stack_airflow_home() -> Path:
+    """The Airflow home of the stack `modelgate airflow` runs from here: $AIRFLOW_HOME, else under the home."""
+    return Path(os.environ.get("AIRFLOW_HOME") or modelgate_home() / "airflow")
+
+
 def artifact_root() -> str:
     """Artifact store root: $MODELGATE_ARTIFACT_ROOT (a path or gs://bucket/prefix), else <home>/artifacts."""
     configured = os.environ.get(ARTIFACT_ROOT_ENV)

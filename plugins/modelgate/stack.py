@@ -254,32 +254,23 @@ def prepare(config: StackConfig) -> str:
     finally:
         engine.dispose()
     password = _login(config)
-    result = subprocess.run(
-        [airflow_bin(), "db", "migrate"],
-        env=airflow_env(config),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"airflow db migrate failed:\n{tail}")
+    env = airflow_env(config)
+    _airflow(env, "db", "migrate", timeout=600)
     slots = config.pool_slots or config.parallelism
     description = "modelgate's tasks (every model's): their share of the executor"
+    _airflow(env, "pools", "set", config.pool, str(slots), description, timeout=300)
+    write_cli_env(config)
+    return password
+
+
+def _airflow(env: Mapping[str, str], *args: str, timeout: float) -> None:
+    """One Airflow CLI command of the stack's preparation; RuntimeError with the end of its stderr on failure."""
     result = subprocess.run(
-        [airflow_bin(), "pools", "set", config.pool, str(slots), description],
-        env=airflow_env(config),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+        [airflow_bin(), *args], env=env, capture_output=True, text=True, check=False, timeout=timeout
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"airflow pools set {config.pool} failed:\n{tail}")
-    write_cli_env(config)
-    return password
+        raise RuntimeError(f"airflow {' '.join(args[:3])} failed:\n{tail}")
 
 
 def _login(config: StackConfig) -> str:
@@ -481,11 +472,14 @@ def stop_recorded(airflow_home: Path, *, timeout: float = 30) -> list[int]:
             os.killpg(pid, signal.SIGTERM)
             pids.append(pid)
     deadline = time.monotonic() + timeout
-    while _live_groups(pids):  # a group's last process, not its leader: a Celery worker's pool outlives it
-        if time.monotonic() > deadline:
-            for pid in _live_groups(pids):
+    killed = False
+    while live := _live_groups(pids):  # a group's last process, not its leader: a Celery worker's pool outlives it
+        if time.monotonic() > deadline and not killed:
+            for pid in live:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+            killed, deadline = True, time.monotonic() + 10  # returns once SIGKILL has taken them too
+        elif time.monotonic() > deadline:
             break
         time.sleep(0.2)
     pid_file.unlink(missing_ok=True)

@@ -118,8 +118,7 @@ class MonitoringStore:
             query = query.limit(limit)
         with self._registry.db.read("drift timeline") as conn:
             rows = conn.execute(query).mappings().all()
-        fields = DriftRow.__dataclass_fields__
-        return [DriftRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
+        return [_drift_row(r) for r in reversed(rows)]
 
     def drift_cells(self, model: str, *, limit: int = 365) -> list[DriftCells]:
         """The newest `limit` drift runs' per-feature cells, oldest first, flattened in the database."""
@@ -163,8 +162,7 @@ class MonitoringStore:
             query = query.limit(limit)
         with self._registry.db.read("retrain decisions") as conn:
             rows = conn.execute(query).mappings().all()
-        fields = DecisionRow.__dataclass_fields__
-        return [DecisionRow(**{k: r[k] for k in fields}) for r in reversed(rows)]
+        return [_decision_row(r) for r in reversed(rows)]
 
     def latest_drift(self, models: list[str]) -> dict[str, DriftRow]:
         """Each model's newest drift run, in one query (a page of the Models index)."""
@@ -177,8 +175,7 @@ class MonitoringStore:
         )
         with self._registry.db.read("drift timeline") as conn:
             rows = conn.execute(query).mappings().all()
-        fields = DriftRow.__dataclass_fields__
-        return {row["model"]: DriftRow(**{k: row[k] for k in fields}) for row in rows}
+        return {row["model"]: _drift_row(row) for row in rows}
 
     def decisions_within(
         self,
@@ -214,8 +211,7 @@ class MonitoringStore:
         )
         with self._registry.db.read("retrain decisions") as conn:
             rows = conn.execute(query).mappings().all()
-        fields = DecisionRow.__dataclass_fields__
-        return [DecisionRow(**{k: r[k] for k in fields}) for r in rows]
+        return [_decision_row(r) for r in rows]
 
     def first_clean_drift(
         self, model: str, *, champion_version: int, after: dt.datetime, until: dt.datetime
@@ -236,7 +232,7 @@ class MonitoringStore:
         )
         with self._registry.db.read("drift timeline") as conn:
             found = conn.execute(query).mappings().first()
-        return None if found is None else DriftRow(**{k: found[k] for k in DriftRow.__dataclass_fields__})
+        return None if found is None else _drift_row(found)
 
     def record_backtest(self, row: BacktestRow) -> None:
         """Keep a backtest against its model; the same run again overwrites its row."""
@@ -261,3 +257,11 @@ class MonitoringStore:
         with self._registry.db.read("latest backtest") as conn:
             found = conn.execute(query).mappings().first()
         return None if found is None else BacktestRow(**{k: found[k] for k in BacktestRow.__dataclass_fields__})
+
+
+def _drift_row(row: Any) -> DriftRow:
+    return DriftRow(**{k: row[k] for k in DriftRow.__dataclass_fields__})
+
+
+def _decision_row(row: Any) -> DecisionRow:
+    return DecisionRow(**{k: row[k] for k in DecisionRow.__dataclass_fields__})
