@@ -7,6 +7,9 @@ import datetime as dt
 import pytest
 
 from modelgate.policy import (
+    CalibrationEvidence,
+    CalibrationLook,
+    DecayEvidence,
     EvaluationResult,
     MetricComparison,
     RetrainInputs,
@@ -335,6 +338,7 @@ def test_evidence_against_the_champion_asks_only_non_inferiority(
     [
         (RetrainReason.DECAY, True),
         (RetrainReason.DRIFT, True),
+        (RetrainReason.MISCALIBRATED, True),
         (RetrainReason.SETTLED, True),
         (RetrainReason.GROWN, True),
         (RetrainReason.SLID, False),  # as many rows as the champion's, only newer: it has to win outright
@@ -457,3 +461,49 @@ def test_growth_is_lost_only_when_the_last_retrain_grew_and_was_rejected(
 
     decisions = [_mark(len(history) - week, reason.value, retrain) for week, (retrain, reason) in enumerate(history)]
     assert growth_lost(decisions, newest_rejected=rejected) is lost
+
+
+# ------------------------------------------------------------------ calibration: the predicted rate against the labels
+
+_T0 = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)
+
+
+def _calibration(*zs: float, critical: float = 1.645) -> CalibrationEvidence:
+    looks = tuple(
+        CalibrationLook(_T0 + dt.timedelta(weeks=i), 300, 0.6 if z > 0 else 0.4, 0.5, z) for i, z in enumerate(zs)
+    )
+    return CalibrationEvidence(looks, tolerance=0.025, critical=critical, alpha=0.05)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "shifted"),
+    [
+        (_calibration(3.0, 2.0), True),  # both looks past the tolerance, labels above the predictions
+        (_calibration(-2.0, -5.0), True),  # both below
+        (_calibration(3.0, -3.0), False),  # the rate swung back: no shift a retrain could follow
+        (_calibration(3.0, 1.0), False),  # the newest look alone is not significant
+        (_calibration(0.0, 4.0), False),  # the longer look is within the tolerance
+        (_calibration(4.0), False),  # one look cannot confirm itself
+        (_calibration(1.7, 1.7, critical=1.96), False),  # the level sets the bar
+    ],
+)
+def test_calibration_shift_needs_both_looks_past_the_tolerance_in_one_direction(
+    evidence: CalibrationEvidence, shifted: bool
+) -> None:
+    assert evidence.shifted() is shifted
+
+
+def test_miscalibration_retrains_after_measured_decay_and_before_drift() -> None:
+    shifted = _calibration(3.0, 2.5)
+    decision = decide_retrain(Retrain(), RetrainInputs(force=False, has_champion=True, calibration=shifted))
+    assert decision.retrain and decision.reason is RetrainReason.MISCALIBRATED
+    assert "predicts 0.500 positives on the newest 300 labelled rows, which have 0.600" in decision.detail
+    drifting = RetrainInputs(force=False, has_champion=True, calibration=shifted, drift_flags=[True])
+    assert decide_retrain(Retrain(), drifting).reason is RetrainReason.MISCALIBRATED
+    decay = DecayEvidence("roc_auc", 0.9, 0.7, 0.75, 300, True, since=_T0, alpha=0.025)
+    decayed = RetrainInputs(force=False, has_champion=True, calibration=shifted, decay=decay)
+    assert decide_retrain(Retrain(), decayed).reason is RetrainReason.DECAY
+    off = Retrain(calibration_check=False)
+    assert decide_retrain(off, RetrainInputs(force=False, has_champion=True, calibration=shifted)).retrain is False
+    calm = RetrainInputs(force=False, has_champion=True, calibration=_calibration(3.0, -3.0))
+    assert decide_retrain(Retrain(), calm).reason is RetrainReason.SKIP

@@ -208,6 +208,56 @@ def test_decay_is_tested_on_the_newest_interval_alone_as_well_at_half_the_level(
     assert alone is not None and (alone.since, alone.alpha) == (week(32), level)
 
 
+class _Constant:
+    """A fitted model that predicts `p` for every row (the calibration test reads only its probabilities)."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def predict_proba(self, x: Any) -> Any:
+        import numpy as np
+
+        return np.column_stack([np.full(len(x), 1 - self.p), np.full(len(x), self.p)])
+
+
+def test_calibration_evidence_sees_a_moved_base_rate_that_persists_and_not_one_that_swings_back() -> None:
+    """The champion's predicted rate against the labels, since its window end and in the newest week: a rate
+    that moved and stayed is a shift; one week's swing, or a rate within the tolerance, is not."""
+    import numpy as np
+    import pandas as pd
+
+    from modelgate.loop import calibration_evidence
+
+    spec = synthetic_spec()
+    rng = np.random.default_rng(0)
+
+    def weeks(*rates: float) -> Any:
+        parts = []
+        for i, rate in enumerate(rates):
+            part = synthetic("abrupt", seed=0, weeks=1).assign(t=lambda f, i=i: f["t"] + dt.timedelta(weeks=i))
+            labels = (np.arange(len(part)) < round(rate * len(part))).astype(int)  # the rate exactly
+            parts.append(part.assign(y=rng.permutation(labels)))
+        return pd.concat(parts, ignore_index=True)
+
+    def evidence(p: float, *rates: float) -> Any:
+        frame = weeks(*rates)
+        return calibration_evidence(spec, _Constant(p), frame, START, START + dt.timedelta(weeks=len(rates) - 1))
+
+    moved = evidence(0.4, 0.55, 0.55, 0.56)
+    assert moved is not None and moved.shifted()
+    assert [look.rows for look in moved.looks] == [3 * 336, 336]
+    assert moved.tolerance == pytest.approx(spec.retrain.decay_tolerance * 0.4)  # of the rarer class's rate
+    assert all(look.z > moved.critical for look in moved.looks)
+    assert not evidence(0.4, 0.40, 0.41, 0.40).shifted()  # calibrated
+    assert not evidence(0.4, 0.30, 0.30, 0.55).shifted()  # the newest week swung the other way from the ones before
+    assert not evidence(0.4, 0.45, 0.45, 0.20).shifted()  # the newest week alone: the longer look is within it
+    assert not evidence(0.4, 0.41, 0.41, 0.41).shifted()  # within the tolerance
+    off = spec.model_copy(update={"retrain": spec.retrain.model_copy(update={"calibration_check": False})})
+    assert calibration_evidence(off, _Constant(0.4), weeks(0.6, 0.6), START, START + dt.timedelta(weeks=1)) is None
+    # nothing before the newest interval since the champion's window: no second look to confirm it with
+    assert calibration_evidence(spec, _Constant(0.4), weeks(0.6), START, START) is None
+
+
 def _week(n: int) -> dt.datetime:
     return START + dt.timedelta(weeks=n)
 

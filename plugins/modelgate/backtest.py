@@ -143,6 +143,10 @@ def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | Non
     out.append(Candidate(f"drift_runs={k}/{n}", changes=(("retrain.drift_runs_k", k), ("retrain.drift_runs_n", n))))
     stale = None if retrain.max_age_days is not None else round(4 * interval_days, 2)
     out.append(Candidate(f"max_age_days={stale or 'off'}", changes=(("retrain.max_age_days", stale),)))
+    if tolerance and spec.task is Task.BINARY:  # the calibration check reads the decay tolerance
+        calibrated = not retrain.calibration_check
+        label = "on" if calibrated else "off"
+        out.append(Candidate(f"calibration_check={label}", changes=(("retrain.calibration_check", calibrated),)))
     out = [dataclasses.replace(c, changes=_effective(spec, c.changes)) for c in out]
     if only is not None:
         wanted = set(only)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, split_holdout, training_window
-from modelgate.policy import DecayEvidence, RetrainReason, Verdict, WindowGrowth, decide_promotion
+from modelgate.policy import (
+    CalibrationEvidence,
+    CalibrationLook,
+    DecayEvidence,
+    RetrainReason,
+    Verdict,
+    WindowGrowth,
+    decide_promotion,
+)
 from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
 from modelgate.training import TrainedModel, predict_scores, reference_sample, train
 
@@ -195,6 +203,47 @@ def _decay_look(
     if not (math.isfinite(observed) and math.isfinite(bound)):
         return None
     return DecayEvidence(name, reference.value, observed, bound, len(rows), higher, since=since, alpha=alpha)
+
+
+def calibration_evidence(
+    spec: ModelSpec, model: Any, frame: pd.DataFrame, since: dt.datetime, newest_start: dt.datetime
+) -> CalibrationEvidence | None:
+    """The champion's predicted rate of positives against the labels: rows since `since` (its window end) and
+    the newest interval's (from `newest_start`) alone, for `CalibrationEvidence`'s two-look test.
+
+    None unless the spec checks calibration (a binary classifier, `calibration_check`, a decay tolerance) and
+    both looks have `decay_min_rows` labelled rows the champion was not fitted on. The tolerance is
+    `decay_tolerance` of the rarer class's predicted rate on the longer look.
+    """
+    import statistics
+
+    import numpy as np
+
+    policy = spec.retrain
+    if spec.task is not Task.BINARY or not policy.calibration_check or policy.decay_tolerance is None:
+        return None
+    if frame.empty or since >= newest_start:  # no rows before the newest interval to confirm it with
+        return None
+    rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
+    if len(rows) < policy.decay_min_rows:
+        return None
+    p = np.clip(predict_scores(spec, model, rows), 0.0, 1.0)
+    y = rows[spec.target].to_numpy(dtype=float)
+    newest = (rows[spec.time_column] >= newest_start).to_numpy()
+    if newest.sum() < policy.decay_min_rows:
+        return None
+    mean = float(p.mean())
+    tolerance = policy.decay_tolerance * min(mean, 1 - mean)
+    looks = []
+    for start, chosen in ((since, np.ones(len(rows), dtype=bool)), (newest_start, newest)):
+        predicted, observed = float(p[chosen].mean()), float(y[chosen].mean())
+        spread = math.sqrt(float((p[chosen] * (1 - p[chosen])).sum())) / int(chosen.sum())
+        gap = observed - predicted
+        beyond = max(abs(gap) - tolerance, 0.0)
+        z = math.copysign(beyond / spread, gap) if spread > 0 and beyond else 0.0
+        looks.append(CalibrationLook(start, int(chosen.sum()), observed, predicted, z))
+    critical = statistics.NormalDist().inv_cdf(1 - policy.decay_significance)
+    return CalibrationEvidence(tuple(looks), tolerance, critical, policy.decay_significance)
 
 
 def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame, fixed: Interval) -> float | None:

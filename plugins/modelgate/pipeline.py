@@ -20,6 +20,7 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
+    calibration_evidence,
     decay_evidence,
     decay_metric,
     decision_reach,
@@ -234,6 +235,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
     new_rows = None
     age_days = None
     decay = None
+    calibration = None
     change = None
     growth = None
     if champion is not None and not params.force:
@@ -268,10 +270,13 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             growth = window_growth(
                 spec, window, frame, trained_rows=newest.row_count, trained_end=newest.window_end, lost=lost
             )
-        if (policy.performance_metric or reference is not None) and not frame.empty:
+        calibrates = policy.calibration_check and champion.window_end is not None
+        if (policy.performance_metric or reference is not None or calibrates) and not frame.empty:
             model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
             performance = absolute_performance(spec, model, frame, fixed)
             decay = decay_evidence(spec, model, reference, frame, run.interval.start)
+            if calibrates and champion.window_end is not None:  # (mypy: the window end is known here)
+                calibration = calibration_evidence(spec, model, frame, champion.window_end, run.interval.start)
         inputs_extra = {
             "champion_version": champion.version,
             "drift_rearmed_after": rearmed,
@@ -286,6 +291,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
         champion_performance=performance,
         new_rows=new_rows,
         decay=decay,
+        calibration=calibration,
         unsettled_change=change,
         growth=growth,
     )
@@ -307,6 +313,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
                 "new_rows": new_rows,
                 "growth": None if growth is None else dataclasses.asdict(growth),
                 "decay": None if decay is None else dataclasses.asdict(decay),
+                "calibration": None if calibration is None else dataclasses.asdict(calibration),
             },
         ),
         run_id=run.run_id,

@@ -24,6 +24,7 @@ class RetrainReason(enum.StrEnum):
     NO_CHAMPION = "no_champion"
     DRIFT = "drift"
     DECAY = "performance_decay"
+    MISCALIBRATED = "champion_miscalibrated"  # its predicted rate of positives no longer matches the labels
     SETTLED = "change_settled"
     STALENESS = "champion_stale"
     GROWN = "window_grown"
@@ -56,6 +57,56 @@ class DecayEvidence:
     def decayed(self, tolerance: float) -> bool:
         limit = self.limit(tolerance)
         return self.bound < limit if self.higher_is_better else self.bound > limit
+
+
+@dataclass(frozen=True)
+class CalibrationLook:
+    """The champion's mean predicted probability against the observed rate on the labelled rows from `since`.
+
+    `z` is how far the gap is past the tolerance, in standard errors of the observed rate under a calibrated
+    champion (the square root of the sum of p(1 - p), over the rows): positive when the labels run above the
+    predictions by more than the tolerance, negative when below by more than it, 0 within it.
+    """
+
+    since: dt.datetime
+    rows: int
+    observed: float
+    predicted: float
+    z: float
+
+
+@dataclass(frozen=True)
+class CalibrationEvidence:
+    """Whether the champion's predicted rate of positives has moved off the labels (`loop.calibration_evidence`).
+
+    A ranking metric (ROC AUC) cannot see this: the order of the scores may hold while the base rate moves,
+    and every prediction near the threshold is then on the wrong side. A fresher model fixes it. Two looks,
+    the rows since the champion's window end and the newest interval's alone, must both put the gap past
+    `tolerance` (a fraction of the rarer class's predicted rate) in the same direction, each at one-sided
+    level `alpha`: an intersection-union test, so its level is `alpha` without a correction, and a rate that
+    swings back and forth from one interval to the next (weather delaying flights one week, not the next) is
+    not a shift a retrain could follow.
+    """
+
+    looks: tuple[CalibrationLook, ...]
+    tolerance: float
+    critical: float  # the one-sided normal quantile at 1 - alpha
+    alpha: float
+
+    def shifted(self) -> bool:
+        if len(self.looks) < 2:
+            return False
+        signs = {math.copysign(1, look.z) for look in self.looks if look.z}
+        return len(signs) == 1 and all(abs(look.z) > self.critical for look in self.looks)
+
+    def describe(self) -> str:
+        newest, since = self.looks[-1], self.looks[0]
+        return (
+            f"champion predicts {newest.predicted:.3f} positives on the newest {newest.rows} labelled rows, which "
+            f"have {newest.observed:.3f} ({since.predicted:.3f} against {since.observed:.3f} on the {since.rows} "
+            f"since {since.since:%Y-%m-%d %H:%M}): both past the tolerance {self.tolerance:.3f}, one-sided level "
+            f"{self.alpha:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +160,9 @@ class RetrainInputs:
     champion_performance: float | None = None  # the champion re-scored on labelled recent rows
     new_rows: int | None = None  # rows since the champion's training window ended
     decay: DecayEvidence | None = None  # the champion on labelled rows it has not seen (`loop.decay_evidence`)
+    calibration: CalibrationEvidence | None = (
+        None  # its predicted rate against the labels (`loop.calibration_evidence`)
+    )
     unsettled_change: dt.datetime | None = None  # see `loop.unsettled_change`
     growth: WindowGrowth | None = None  # None while the window is fixed (not longer than `window_days`)
 
@@ -144,6 +198,9 @@ def decide_retrain(policy: Retrain, inputs: RetrainInputs) -> RetrainDecision:
                 f"{decay.limit(policy.decay_tolerance):.4f}, {policy.decay_tolerance:g} below its holdout "
                 f"score {decay.reference:.4f}",
             )
+    calibration = inputs.calibration
+    if policy.calibration_check and calibration is not None and calibration.shifted():
+        return RetrainDecision(True, RetrainReason.MISCALIBRATED, calibration.describe())
     recent = list(inputs.drift_flags)[-policy.drift_runs_n :]
     drifted = sum(1 for flag in recent if flag)
     if drifted >= policy.drift_runs_k:
@@ -288,6 +345,7 @@ def champion_doubt(reason: RetrainReason | str) -> str | None:
     """
     return {
         RetrainReason.DECAY.value: "the champion has measurably decayed",
+        RetrainReason.MISCALIBRATED.value: "the champion's predicted rate has moved off the labels",
         RetrainReason.DRIFT.value: "the inputs drifted from the champion's training rows",
         RetrainReason.SETTLED.value: "the champion was trained across a change",
         RetrainReason.GROWN.value: "the window outgrew the champion's, with no change in it",

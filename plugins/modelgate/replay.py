@@ -26,6 +26,7 @@ from modelgate.loop import (
     DecisionMark,
     DriftMark,
     absolute_performance,
+    calibration_evidence,
     choose_window,
     decay_evidence,
     decay_metric,
@@ -343,7 +344,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     champion = state.champion
     policy = spec.retrain
     drift_flags: list[bool] = []
-    decay = None
+    decay = calibration = None
     age = new_rows = None
     performance = None
     change = None
@@ -370,6 +371,11 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
                 "decay", spec, window, (champion.model,), (champion.score, interval.start, _decay_knobs(spec)),
                 lambda: decay_evidence(spec, champion.model, champion.score, window, interval.start),
             )  # fmt: skip
+            calibration = _shared(
+                "calibration", spec, window, (champion.model,),
+                (champion.window_end, interval.start, _calibration_knobs(spec)),
+                lambda: calibration_evidence(spec, champion.model, window, champion.window_end, interval.start),
+            )  # fmt: skip
         change = unsettled_change(
             state.decisions,
             champion_window=(champion.window_start, champion.window_end),
@@ -387,6 +393,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         champion_performance=performance,
         new_rows=new_rows,
         decay=decay,
+        calibration=calibration,
         unsettled_change=change,
         growth=growth,
     )
@@ -447,6 +454,12 @@ def _decay_knobs(spec: ModelSpec) -> tuple[Any, ...]:
     """The policy fields decay evidence depends on (its tolerance only decides what the evidence means)."""
     policy = spec.retrain
     return (policy.decay_tolerance is None, policy.decay_significance, policy.decay_min_rows)
+
+
+def _calibration_knobs(spec: ModelSpec) -> tuple[Any, ...]:
+    """The policy fields calibration evidence depends on (its tolerance sets the gap it measures past)."""
+    policy = spec.retrain
+    return (policy.decay_tolerance, policy.decay_significance, policy.decay_min_rows, policy.calibration_check)
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:

@@ -226,6 +226,12 @@ class Retrain(_Strict):
         0.05, gt=0, lt=0.5, description="one-sided level of the decay test, split between its two looks"
     )
     decay_min_rows: int = Field(50, ge=1, description="fewer labelled rows in a look: no decay test on it")
+    calibration_check: bool = Field(
+        True,
+        description="binary classifiers: retrain when the champion's predicted rate of positives is significantly "
+        "more than decay_tolerance (of the rarer class's rate) off the labels, since its window and in the newest "
+        "interval alike, in the same direction (decay_significance; off with decay_tolerance: null)",
+    )
     settle_after_change: bool = Field(
         True,
         description="a champion promoted in answer to decay or drift, but trained partly on rows from before the "
