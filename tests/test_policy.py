@@ -85,12 +85,12 @@ def _held(
             RetrainReason.SKIP,
         ),
         (_held(1999, 1000, 300, age=10), RetrainReason.SKIP),
-        (  # at max_window_days the window slides: half of it newer than the newest model's retrains
-            _held(900, 900, 450, full=True),
-            RetrainReason.SLID,
+        (  # at max_window_days the window only slides: however much of it is newer, that alone retrains nothing
+            _held(900, 900, 900, full=True),
+            RetrainReason.SKIP,
         ),
-        (_held(900, 900, 449, full=True), RetrainReason.SKIP),
-        (  # the last grown window lost to the champion: growth stops, doubling or sliding
+        (_held(900, 900, 450, full=True, age=10), RetrainReason.SKIP),
+        (  # the last grown window lost to the champion: growth stops
             _held(2000, 1000, 300, lost=True),
             RetrainReason.SKIP,
         ),
@@ -341,7 +341,7 @@ def test_evidence_against_the_champion_asks_only_non_inferiority(
         (RetrainReason.MISCALIBRATED, True),
         (RetrainReason.SETTLED, True),
         (RetrainReason.GROWN, True),
-        (RetrainReason.SLID, False),  # as many rows as the champion's, only newer: it has to win outright
+        (RetrainReason.SLID, False),  # recorded by earlier versions: as many rows as the champion's, only newer
         (RetrainReason.STALENESS, False),
         (RetrainReason.NEW_DATA, False),
         (RetrainReason.FORCED, False),
@@ -449,7 +449,7 @@ G, D, S = RetrainReason.GROWN, RetrainReason.DRIFT, RetrainReason.SKIP
         ([(True, G)], False, False),  # promoted, or waiting for approval
         ([(True, G), (False, S)], True, True),  # skips don't count
         ([(True, G), (True, D)], True, False),  # a change re-arms growth
-        ([(True, RetrainReason.SLID)], True, True),
+        ([(True, RetrainReason.SLID)], True, True),  # as earlier versions recorded a slid window
         ([(True, D)], True, False),
         ([], True, False),
     ],

@@ -44,7 +44,7 @@ def test_the_electricity_stream_labels_demand_against_the_day_before() -> None:
 
 
 @pytest.mark.slow
-def test_on_stationary_rows_the_window_stops_growing_once_a_grown_window_loses() -> None:
+def test_on_stationary_rows_the_window_grows_to_its_cap_and_then_retrains_nothing() -> None:
     from modelgate.datasets.streams import ELECTRICITY_FEATURES, default_spec, shuffled, vic_electricity
     from modelgate.replay import intervals, replay
 
@@ -52,8 +52,9 @@ def test_on_stationary_rows_the_window_stops_growing_once_a_grown_window_loses()
     spec = default_spec("electricity", ELECTRICITY_FEATURES, time_column="t", target="up")
     first = dt.datetime(2014, 2, 2, tzinfo=dt.UTC)  # a Sunday, four weeks after the first row
     result = replay(spec, frame, intervals(first, first + dt.timedelta(weeks=44), dt.timedelta(days=7)), "modelgate")
-    growth = {"window_grown", "window_slid"}
     trained = [o for o in result.outcomes if o.trained]
-    lost = next(i for i, o in enumerate(trained) if o.reason in growth and not o.promoted)
-    assert [o.reason for o in trained[lost + 1 :] if o.reason in growth] == []
-    assert result.retrains <= 4  # the first model, two doublings to max_window_days, one slide that lost
+    # the first model, then doublings up to max_window_days (four windows); sliding there retrains nothing
+    assert [o.reason for o in trained] == ["no_champion", "window_grown", "window_grown"]
+    last = trained[-1]
+    assert last.trained_from is not None and last.end - last.trained_from == dt.timedelta(days=4 * spec.window_days)
+    assert sum(o.alarm for o in result.outcomes) == 0

@@ -536,11 +536,11 @@ def window_growth(
 
 
 def growth_lost(decisions: list[DecisionMark], *, newest_rejected: bool) -> bool:
-    """Whether the newest model trained was a challenger the window's growth (or slide) asked for, and it lost.
+    """Whether the newest model trained was a challenger the window's growth asked for, and it lost.
 
     `decisions` are the earlier intervals' (newest last); the last one that retrained trained the newest model.
     `newest_rejected`: that model is not the champion and its verdict rejected it (not one waiting for approval).
     """
     last = next((d for d in reversed(decisions) if d.retrain), None)
-    grew = {RetrainReason.GROWN.value, RetrainReason.SLID.value}
+    grew = {RetrainReason.GROWN.value, RetrainReason.SLID.value}  # `window_slid`: recorded by earlier versions
     return newest_rejected and last is not None and last.reason in grew

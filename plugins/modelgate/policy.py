@@ -28,7 +28,7 @@ class RetrainReason(enum.StrEnum):
     SETTLED = "change_settled"
     STALENESS = "champion_stale"
     GROWN = "window_grown"
-    SLID = "window_slid"  # at max_window_days: the window slid past half the newest model's rows
+    SLID = "window_slid"  # recorded by earlier versions (a window at max_window_days slid); no longer decided
     NEW_DATA = "new_data"
     SKIP = "no_trigger"
     DEFERRED = "deferred"  # a drift-triggered run ahead of its interval's predecessor: the schedule decides it
@@ -115,22 +115,23 @@ class WindowGrowth:
 
     That model is the champion, or a challenger trained after it (rejected or waiting): a rejected challenger
     is not trained again until the window has outgrown it too. A grown window has to keep winning: once a
-    challenger trained because the window grew or slid loses to the champion (`lost`), growth retrains no more until
-    a change (drift, decay, staleness) retrains for another reason. On stationary data the window stops there,
-    instead of sliding at `max_window_days` forever.
+    challenger trained because the window grew loses to the champion (`lost`), growth retrains no more until
+    a change (drift, decay, miscalibration, staleness) retrains for another reason. At `max_window_days` the
+    window only slides, and sliding alone retrains nothing: a slid window holds as many rows as the champion's,
+    only newer, and what newer rows fix the label triggers see (on every stream of the policy bench, no
+    challenger trained because the capped window slid ever beat its champion, so those retrains were pure cost).
     """
 
     window_rows: int  # rows in the window a retrain would use now (`loop.training_span`)
     trained_rows: int  # rows the newest model was trained on
     rows_since_trained: int  # rows of the window newer than that model's
-    full: bool  # the window spans `max_window_days`: it can only slide now
+    full: bool  # the window spans `max_window_days`: it can only slide now, and sliding retrains nothing
     lost: bool = False  # the newest model was a `window_grown` challenger that the champion beat (`loop.growth_lost`)
 
     def outgrown(self) -> tuple[RetrainReason, str] | None:
         """Why a model trained on this window would see enough more rows to retrain, or None.
 
-        `window_grown` when it holds twice the newest model's rows; `window_slid` when, at `max_window_days`,
-        half of it is newer than that model's: as many rows as the champion's, only newer.
+        `window_grown` when it holds twice the newest model's rows (never past `max_window_days`).
         """
         grown, trained, newer = self.window_rows, self.trained_rows, self.rows_since_trained
         if not (trained and newer):  # nothing newer than the newest model: nothing to learn
@@ -141,10 +142,6 @@ class WindowGrowth:
             return RetrainReason.GROWN, (
                 f"the window since the last change holds {grown} rows, {grown / trained:.1f}x the {trained} the "
                 "newest model was trained on"
-            )
-        if self.full and newer * WINDOW_GROWTH >= grown:
-            return RetrainReason.SLID, (
-                f"the window is at max_window_days and {newer} of its {grown} rows are newer than the newest model's"
             )
         return None
 
@@ -333,15 +330,14 @@ class Verdict:
 def champion_doubt(reason: RetrainReason | str) -> str | None:
     """Why the retrain's own trigger already counts against the champion, or None when it does not.
 
-    Measured decay (labels), calibrated drift of the inputs away from the champion's training rows, and a
-    change the champion's window straddles are evidence against the champion itself; staleness and new data
+    Measured decay (labels), a predicted rate the labels have moved off, calibrated drift of the inputs away
+    from the champion's training rows, and a change the champion's window straddles are evidence against the
+    champion itself; staleness and new data
     only suggest looking. With such evidence a challenger fitted on newer rows need not win significantly,
     only be non-inferior (see `decide_promotion`): the rows it was fitted on are closer to what it will serve.
     A grown window is the same kind of reason: the window holds at least twice the rows of the concept the
     champion serves, and the challenger was fitted on all of it or on the part that fits the newest rows
-    better (`loop.choose_window`), so a tie goes to the better-informed model. A slid window (`window_slid`)
-    is not: it holds as many rows as the champion's, only newer, so its challenger has to win outright; on
-    stationary data it does not, and growth stops there (`WindowGrowth.lost`).
+    better (`loop.choose_window`), so a tie goes to the better-informed model.
     """
     return {
         RetrainReason.DECAY.value: "the champion has measurably decayed",
