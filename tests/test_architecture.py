@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "modelgate.policy",
         "modelgate.report_store",
         "modelgate.stack",
+        "modelgate.factories",
     },
     {
         "modelgate.evaluation",

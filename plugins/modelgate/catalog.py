@@ -56,9 +56,11 @@ def load_spec(path: Path) -> ModelSpec:
             contained_data_path(spec.source.path)
         except ValueError as exc:
             errors.append(SpecError(file, "source.path", str(exc)))
-    problem = estimator_params_problem(spec) if cached is None else None
+    # your factory's code may change while the spec does not: checked again (its own cache keys the source)
+    problem = estimator_params_problem(spec) if cached is None or spec.estimator.factory is not None else None
     if problem is not None:
-        errors.append(SpecError(file, "estimator.params", problem))
+        field = "estimator.factory" if problem.startswith("estimator.factory") else "estimator.params"
+        errors.append(SpecError(file, field, problem))
     if errors:
         raise InvalidSpec(errors)
     if cached is None:
@@ -67,7 +69,8 @@ def load_spec(path: Path) -> ModelSpec:
 
 
 log = logging.getLogger(__name__)
-_CHECKED_BY = ("spec.py", "estimator_check.py", "training.py", "catalog.py")  # what decides a spec is valid
+# what decides a spec is valid
+_CHECKED_BY = ("spec.py", "estimator_check.py", "training.py", "catalog.py", "factories.py")
 
 
 @functools.cache

@@ -570,12 +570,10 @@ def _where(spec: Any) -> str:
 
 def _spec_file(name: str) -> Path | None:
     """<include>/models/<name>.yaml (or .yml), when there is one."""
-    import os
-
     from modelgate.catalog import spec_file
-    from modelgate.config import project_dir
+    from modelgate.config import include_dir
 
-    return spec_file(Path(os.environ.get("MODELGATE_INCLUDE_DIR") or project_dir() / "include") / "models", name)
+    return spec_file(include_dir() / "models", name)
 
 
 def _find_spec(name: str, path: Path | None) -> Any:

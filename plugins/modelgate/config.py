@@ -51,6 +51,26 @@ def project_dir() -> Path:
     return project_root() or Path.cwd()
 
 
+INCLUDE_DIR_ENV = "MODELGATE_INCLUDE_DIR"
+
+
+def include_dir() -> Path:
+    """The include folder (specs under models/, your estimator factories' modules): $MODELGATE_INCLUDE_DIR, else
+    the project's include/."""
+    configured = os.environ.get(INCLUDE_DIR_ENV)
+    return Path(configured) if configured else project_dir() / "include"
+
+
+def importable_include() -> None:
+    """The include folder on the import path, after what is installed (a module there never shadows a package):
+    where your estimator factories live, and the classes a model made by one may need to be unpickled."""
+    import sys
+
+    folder = str(include_dir())
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
 def serving_root() -> Path:
     """Where the local deployment target keeps serving/<model>/: $MODELGATE_SERVING_DIR or <home>/serving."""
     configured = os.environ.get("MODELGATE_SERVING_DIR")

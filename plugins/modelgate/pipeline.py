@@ -456,7 +456,7 @@ def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion, 
 def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainParams) -> int:
     """Train on the window's earlier rows and register the challenger; the same window twice trains once."""
     from modelgate.loop import choose_window, fit_challenger
-    from modelgate.training import code_version
+    from modelgate.training import code_provenance, code_version
 
     windows = run_windows(spec, run, services, params)
     source = Source(run.dag_id, window_key(windows.training), "train_challenger", run.try_number)
@@ -479,6 +479,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
     if challenger.holdout_model is not None:  # evaluation scores the fit that never saw the holdout
         holdout_artifact = services.artifacts.save(challenger.holdout_model)
     model_artifact = services.artifacts.save(served.pipeline)
+    made_by = code_provenance(spec, served.pipeline)
     reference = services.artifacts.save(challenger.reference, suffix=".reference.joblib")
     version = services.registry.register(
         spec.name,
@@ -488,8 +489,8 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             artifact_size=model_artifact.size,
             source=source,
             framework="scikit-learn",
-            library_versions=library_versions(),
-            params={"estimator": spec.estimator.name, "seed": spec.seed, **served.params},
+            library_versions={**library_versions(), **made_by.packages},
+            params={"estimator": spec.estimator.label, "seed": spec.seed, **served.params},
             metrics={
                 k: round(v, 6) for k, v in {**served.metrics, **challenger.holdout_metrics}.items() if math.isfinite(v)
             },
@@ -502,6 +503,7 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
                 "quality_window": windows.quality.label,  # where its Data Docs are
                 **({"window_choice": choice.detail} if choice.detail else {}),
                 **({SHORTENED_TAG: "true"} if window != windows.training else {}),
+                **made_by.tags,
             },
             window_start=window.start,
             window_end=window.end,

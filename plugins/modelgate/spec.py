@@ -130,9 +130,25 @@ class Feature(_Strict):
         return self
 
 
+FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
 class Estimator(_Strict):
-    name: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+    """One of modelgate's estimators by `name`, or your own by `factory`: a function you write that returns an
+    unfitted scikit-learn-compatible estimator or `Pipeline`, called with `params`."""
+
+    name: Literal["logistic_regression", "hist_gradient_boosting", "random_forest"] | None = None
+    factory: str | None = Field(
+        None,
+        description="`package.module:function`, imported from the include folder ($MODELGATE_INCLUDE_DIR) or the "
+        "environment; it returns an unfitted estimator or Pipeline",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
+    preprocessing: Literal["modelgate", "none"] = Field(
+        "modelgate",
+        description="`modelgate`: impute, scale and encode by feature type in front of the estimator; `none`: the "
+        "estimator (your Pipeline) gets the raw feature columns as a DataFrame",
+    )
     numeric_preprocessing: Literal["standard", "passthrough"] = "standard"
     categorical_preprocessing: Literal["onehot", "ordinal"] = "onehot"
     threads: int | None = Field(
@@ -142,6 +158,27 @@ class Estimator(_Strict):
         description="threads one fit may use (OpenMP, n_jobs); default $MODELGATE_TRAINING_THREADS, else 1: a "
         "worker runs several task slots at once, and OpenMP's default (every core) makes them fight",
     )
+
+    @model_validator(mode="after")
+    def _one_estimator(self) -> Estimator:
+        if (self.name is None) == (self.factory is None):
+            raise ValueError(
+                "give either name (logistic_regression, hist_gradient_boosting, random_forest) or factory "
+                "(package.module:function), not both"
+                if self.name is not None
+                else "give name (logistic_regression, hist_gradient_boosting, random_forest) or factory "
+                "(package.module:function)"
+            )
+        if self.factory is not None and not FACTORY_PATH.fullmatch(self.factory):
+            raise ValueError(f"factory {self.factory[:80]!r} is not a path like my_models.churn:build")
+        if self.preprocessing == "none" and self.factory is None:
+            raise ValueError("preprocessing: none hands the raw columns to your own factory; name one")
+        return self
+
+    @property
+    def label(self) -> str:
+        """What made the model: the estimator's name or the factory's path."""
+        return self.name or self.factory or ""
 
 
 class Guardrail(_Strict):

@@ -65,6 +65,8 @@ def build_pipeline(spec: ModelSpec) -> Any:
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     est = spec.estimator
+    if est.preprocessing == "none":  # your own Pipeline takes the raw feature columns
+        return build_estimator(spec)
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if est.numeric_preprocessing == "standard":
         numeric_steps.append(("scale", StandardScaler()))
@@ -87,6 +89,13 @@ def build_pipeline(spec: ModelSpec) -> Any:
 def build_estimator(spec: ModelSpec) -> Any:
     """The spec's unfitted estimator (TrainingError when its params are not the estimator's)."""
     params = dict(spec.estimator.params)
+    if spec.estimator.factory is not None:
+        from modelgate.factories import FactoryError, build
+
+        try:
+            return _seeded(spec, build(spec.estimator.factory, params))
+        except FactoryError as exc:
+            raise TrainingError(f"{spec.name}: {exc}") from exc
     seeded = {"random_state": spec.seed}
     classification = spec.task is Task.BINARY
     name = spec.estimator.name
@@ -106,6 +115,44 @@ def build_estimator(spec: ModelSpec) -> Any:
         return cls(**{"n_estimators": 200, "n_jobs": training_threads(spec), **seeded, **params})
     except TypeError as exc:
         raise TrainingError(f"{spec.name}: bad estimator params for {name}: {exc}") from exc
+
+
+def _seeded(spec: ModelSpec, estimator: Any) -> Any:
+    """Your estimator with the spec's seed wherever a `random_state` was left unset, so a fit is reproducible.
+    (Threads need nothing here: `train` limits OpenMP and BLAS around every fit, and scikit-learn's `n_jobs`
+    left unset is one job.)"""
+    fills = {
+        k: spec.seed
+        for k, v in estimator.get_params(deep=True).items()
+        if v is None and k.rsplit("__", 1)[-1] == "random_state"
+    }
+    if fills:
+        estimator.set_params(**fills)
+    return estimator
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What code made a version, besides modelgate's own: for `estimator.factory`, the factory's path and its
+    module's sha256 (tags) and the installed versions of the packages its estimator's classes come from."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+def code_provenance(spec: ModelSpec, pipeline: Any) -> Provenance:
+    if spec.estimator.factory is None:
+        return Provenance()
+    from modelgate.factories import package_versions, source_sha256
+
+    factory = spec.estimator.factory
+    tags = {"factory": factory, "factory_sha256": source_sha256(factory) or "unknown"}
+    return Provenance(tags, package_versions(pipeline))
+
+
+def model_step(spec: ModelSpec, pipeline: Any) -> Any:
+    """The estimator inside what `build_pipeline` made (the whole of it when the spec brings its own)."""
+    return pipeline if spec.estimator.preprocessing == "none" else pipeline.named_steps["model"]
 
 
 THREADS_ENV = "MODELGATE_TRAINING_THREADS"
@@ -168,7 +215,8 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     warnings = check_trainable(spec, train_frame)
     pipeline = build_pipeline(spec)
     if params:
-        pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
+        prefix = "" if spec.estimator.preprocessing == "none" else "model__"
+        pipeline.set_params(**{f"{prefix}{k}": v for k, v in params.items()})
     x = train_frame[spec.feature_names]
     y = train_frame[spec.target].astype(int if spec.task is Task.BINARY else float)
     np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
@@ -177,7 +225,9 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     try:
         with threadpool_limits(limits=training_threads(spec)):  # OpenMP (HistGradientBoosting) and BLAS
             pipeline.fit(x, y)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # what the estimator says of the rows, in one line (your own one may raise anything)
+        if spec.estimator.factory is None and not isinstance(exc, ValueError | TypeError):
+            raise
         raise TrainingError(f"{spec.name}: fitting failed: {' '.join(str(exc).split())[:300]}") from exc
     train_scores = predict_scores(spec, pipeline, train_frame)
     from modelgate.evaluation import DEFAULT_METRICS, metric
@@ -185,7 +235,7 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     metrics = {f"train_{m}": metric(m, y.to_numpy(dtype=float), train_scores) for m in DEFAULT_METRICS[spec.task]}
     model_params = {
         k: v
-        for k, v in pipeline.named_steps["model"].get_params().items()
+        for k, v in model_step(spec, pipeline).get_params(deep=spec.estimator.preprocessing == "none").items()
         if isinstance(v, str | int | float | bool) or v is None
     }
     schema: dict[str, str] = {f.name: str(f.type) for f in spec.features}

@@ -131,9 +131,13 @@ class ArtifactStore:
         return data
 
     def load(self, uri: str, expected_sha256: str) -> Any:
-        """Unpickle an artifact only after its checksum matched the registry's record."""
+        """Unpickle an artifact only after its checksum matched the registry's record (a model made by your own
+        factory may hold classes of its module: the include folder is importable)."""
         import joblib
 
+        from modelgate.config import importable_include
+
+        importable_include()
         return joblib.load(io.BytesIO(self.fetch(uri, expected_sha256)))
 
     def _read_bytes(self, uri: str) -> bytes:

@@ -1,0 +1,1 @@
+"""Your own estimators, imported by `estimator.factory` in a spec (this folder is on the import path)."""
