@@ -172,6 +172,17 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     (include / "models" / "escape.yaml").write_text(yaml.safe_dump(dict(churn, name="escape", source=escape)))
     (include / "models" / "twin.yaml").write_text(yaml.safe_dump(dict(churn, name="twin")))
     (include / "models" / "twin.yml").write_text(yaml.safe_dump(dict(churn, name="twin")))
+    (include / "team_models").mkdir()  # your own estimator, imported from the include folder at parse
+    (include / "team_models" / "__init__.py").write_text("")
+    (include / "team_models" / "churn.py").write_text(
+        "def build(c=1.0):\n"
+        "    from sklearn.linear_model import LogisticRegression\n"
+        "    return LogisticRegression(C=c)\n"
+    )
+    mine = {"factory": "team_models.churn:build", "params": {"c": 0.5}}
+    (include / "models" / "mine.yaml").write_text(yaml.safe_dump(dict(churn, name="mine", estimator=mine)))
+    lost = {"factory": "gone.models:build"}
+    (include / "models" / "lost.yaml").write_text(yaml.safe_dump(dict(churn, name="lost", estimator=lost)))
     probe = (
         "import sys; sys.path.insert(0, {dags!r}); import modelgate_dags as m; "
         "print(sorted(m._dags)); print([str(e) for e in m.SPEC_ERRORS])"
@@ -188,8 +199,9 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     )
     dags_line, errors_line = result.stdout.strip().splitlines()[-2:]
     assert dags_line == (
-        "['modelgate_backtest__churn', 'modelgate_batch_predict__churn', 'modelgate_deploy__churn', "
-        "'modelgate_monitor__churn', 'modelgate_retrain__churn']"
+        "['modelgate_backtest__churn', 'modelgate_backtest__mine', 'modelgate_batch_predict__churn', "
+        "'modelgate_batch_predict__mine', 'modelgate_deploy__churn', 'modelgate_deploy__mine', "
+        "'modelgate_monitor__churn', 'modelgate_monitor__mine', 'modelgate_retrain__churn', 'modelgate_retrain__mine']"
     )
     models = include / "models"
     for expected in (
@@ -200,6 +212,7 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
         "params.yaml: estimator.params: The 'max_iter' parameter of HistGradientBoostingClassifier must be an int",
         "bogus.yaml: estimator.params: bad estimator params for hist_gradient_boosting",
         "escape.yaml: source.path: '../../../../etc/passwd' is outside the data roots",
+        f"lost.yaml: estimator.factory: estimator.factory gone.models:build: no module 'gone' in {include}",
         f"{models / 'twin.yaml'}: name: 'twin' is also defined in {models / 'twin.yml'}",
     ):
         assert expected in errors_line, expected
@@ -214,7 +227,7 @@ def test_invalid_spec_is_reported_and_the_others_still_load(tmp_path: Path) -> N
     )
     assert check.returncode == 1 and "InvalidSpec" in check.stderr and "cron.yaml: schedule" in check.stderr
     (models / "twin.yml").unlink()
-    for name in ("broken", "latin", "cron", "params", "bogus", "escape"):
+    for name in ("broken", "latin", "cron", "params", "bogus", "escape", "lost"):
         (models / f"{name}.yaml").unlink()
     models.joinpath("folder.yaml").rmdir()
     checked = subprocess.run([sys.executable, str(DAGS_DIR / "modelgate_spec_check.py")], env=env, check=False)
