@@ -215,8 +215,7 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     warnings = check_trainable(spec, train_frame)
     pipeline = build_pipeline(spec)
     if params:
-        prefix = "" if spec.estimator.preprocessing == "none" else "model__"
-        pipeline.set_params(**{f"{prefix}{k}": v for k, v in params.items()})
+        model_step(spec, pipeline).set_params(**params)
     x = train_frame[spec.feature_names]
     y = train_frame[spec.target].astype(int if spec.task is Task.BINARY else float)
     np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
