@@ -570,7 +570,7 @@ def bench_batch() -> dict[str, Any]:
     with _churn_scratch(days=20, rows_per_day=rows_per_day) as (spec, interval, registry, artifacts, _, url):
         champion = registry.get_champion(spec.name)
         assert champion is not None
-        model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+        model = artifacts.load_version(champion)
         uri = libpq_uri(registry.engine.url)
         columns = ", ".join(f'"{c}"' for c in [spec.id_column, *spec.feature_names])
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
@@ -644,7 +644,7 @@ def bench_serve(requests: int = 500) -> dict[str, Any]:
             task=spec.task.value,
             steps=[100],
         )
-        model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+        model = artifacts.load_version(champion)
         rows = load_window(spec, interval, url=url)[spec.feature_names].head(100).to_dict("records")
         port = _free_port()
         env = {**os.environ, "MODELGATE_SERVING_DIR": str(target.root)}

@@ -65,8 +65,15 @@ def _champion(registry_url: str, tmp_path) -> tuple:  # type: ignore[no-untyped-
 
     registry = Registry(create_registry_engine(registry_url))
     artifacts = ArtifactStore(str(tmp_path / "artifacts"))
-    stored = artifacts.save(train(SPEC, load_window(SPEC, WINDOW, url=registry_url)).pipeline)
-    draft = VersionDraft(stored.uri, stored.sha256, stored.size, Source("tests", "r", "train"))
+    (stored,) = artifacts.save_models(train(SPEC, load_window(SPEC, WINDOW, url=registry_url)).pipeline)
+    draft = VersionDraft(
+        stored.uri,
+        stored.sha256,
+        stored.size,
+        Source("tests", "r", "train"),
+        artifact_format=stored.format,
+        trusted_types=stored.trusted,
+    )
     version = registry.register(SPEC.name, draft).version
     registry.promote(SPEC.name, version, expected_champion=None, actor="tests")
     return registry, artifacts
@@ -92,7 +99,9 @@ def test_streamed_batch_scoring_matches_scoring_the_loaded_window(registry_url: 
     registry, artifacts = _champion(registry_url, tmp_path)
     frame = load_window(SPEC, WINDOW, url=registry_url)
     champion = registry.get_champion(SPEC.name)
-    model = artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+    assert champion.artifact_format == "skops"  # the registry keeps the format and the types it may build
+    assert champion.trusted_types == tuple(sorted(champion.trusted_types)) and champion.trusted_types
+    model = artifacts.load_version(champion)
     expected = pd.Series(score_frame(SPEC, model, frame), index=frame[SPEC.id_column].astype(str))
     for chunk_rows in (37, 1_000_000):  # many batches through the read-ahead thread, and one
         result = batch_predict(

@@ -506,3 +506,40 @@ def test_idle_sockets_cannot_lock_health_out(tmp_path: Path) -> None:
             sock.close()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_skops_version_is_staged_and_served_with_its_listed_types(setup: dict[str, Any]) -> None:
+    """The staged copy keeps the version's format and trusted types through state.json; a state written before
+    skops (no format) still loads its joblib slot; a slot that trusts less than its file holds is refused."""
+    import json
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from modelgate.registry.errors import UntrustedArtifact
+
+    registry, artifacts, target = setup["registry"], setup["artifacts"], setup["target"]
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 5, "b": [1.0, 0.0, 1.0, 0.0, 1.0, 0.0] * 5})
+    (stored,) = artifacts.save_models(HistGradientBoostingClassifier(max_iter=3).fit(x, [0, 0, 0, 1, 1, 1] * 5))
+    draft = VersionDraft(
+        artifact_uri=stored.uri,
+        artifact_sha256=stored.sha256,
+        artifact_size=stored.size,
+        source=Source("tests", "skops", "train"),
+        artifact_format=stored.format,
+        trusted_types=stored.trusted,
+    )
+    version = registry.register("demo", draft)
+    slot = target.stage(version, artifacts)
+    assert slot.path.endswith(".skops") and (slot.format, slot.trusted) == ("skops", stored.trusted)
+    state = ServingState("demo", FEATURES, TASK, slot, target.stage(registry.get_version("demo", 1), artifacts), 10)
+    again = ServingState.from_json(state.to_json())
+    assert again.stable == slot and again.canary is not None
+    assert load_slot(again.stable).predict_proba(x).shape == (30, 2)
+    raw = json.loads(state.to_json())
+    for kept in ("stable", "canary"):
+        del raw[kept]["format"], raw[kept]["trusted"]
+    older = ServingState.from_json(json.dumps(raw))
+    assert older.canary is not None and older.canary.format == "joblib"
+    assert load_slot(older.canary).predict(x).shape == (30,)
+    with pytest.raises(UntrustedArtifact, match="TreePredictor, which its version did not list"):
+        load_slot(dataclasses.replace(slot, trusted=()))

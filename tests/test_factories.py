@@ -275,10 +275,12 @@ def test_a_model_holding_your_own_class_loads_in_a_fresh_process(include: Path, 
     _module(include, CUSTOM_STEP)
     spec = load_spec(_spec_file(include))
     frame = __import__("pandas").concat([generate_day(dt.date(2026, 1, d)) for d in range(1, 8)], ignore_index=True)
-    saved = ArtifactStore(str(tmp_path / "artifacts")).save(train(spec, frame).pipeline)
+    (saved,) = ArtifactStore(str(tmp_path / "artifacts")).save_models(train(spec, frame).pipeline)
+    assert saved.format == "skops" and "team_models.churn.Clip" in saved.trusted  # your class, listed by name
     code = (
         "import sys; from modelgate.registry.artifacts import ArtifactStore; "
-        f"model = ArtifactStore({str(tmp_path / 'artifacts')!r}).load({saved.uri!r}, {saved.sha256!r}); "
+        f"model = ArtifactStore({str(tmp_path / 'artifacts')!r}).load({saved.uri!r}, {saved.sha256!r}, "
+        f"format='skops', trusted={list(saved.trusted)!r}); "
         "print(type(model.steps[0][1].transformers_[0][1]).__module__)"
     )
     env = {**os.environ, "MODELGATE_INCLUDE_DIR": str(include), "PYTHONPATH": str(REPO_ROOT / "plugins")}

@@ -50,3 +50,24 @@ def test_revision_files_are_named_rev_slug() -> None:
         text = (Path(MIGRATIONS_DIR) / "versions" / name).read_text()
         assert f'revision = "{name[:4]}"' in text
         assert "def downgrade() -> None:\n    pass" not in text  # real downgrades only
+
+
+def test_versions_registered_before_skops_keep_loading_as_joblib(empty_db_url: str) -> None:
+    """0011 adds the artifact format: a row that existed before it reads as joblib, trusting nothing more."""
+    from dataclasses import replace
+
+    from modelgate.registry import InvalidInput
+
+    engine = create_registry_engine(empty_db_url)
+    upgrade(engine)
+    Registry(engine).register("churn", replace(draft(), artifact_format="skops", trusted_types=("a.B", "a.A", "a.B")))
+    assert Registry(engine).get_version("churn", 1).trusted_types == ("a.A", "a.B")  # sorted, once each
+    downgrade(engine, "0010")  # the row stays, its new columns go
+    with engine.begin() as conn:
+        assert "artifact_format" not in {c["name"] for c in sa.inspect(conn).get_columns("model_version")}
+    upgrade(engine)
+    old = Registry(engine).get_version("churn", 1)
+    assert (old.artifact_format, old.trusted_types) == ("joblib", ())
+    with pytest.raises(InvalidInput, match="artifact_format must be joblib or skops, got 'pickle'"):
+        Registry(engine).register("churn", replace(draft(), artifact_format="pickle"))  # type: ignore[arg-type]
+    engine.dispose()

@@ -275,7 +275,7 @@ def versions_cmd(
                 [
                     ("metrics", _fmt(v.metrics)),
                     ("run", " ".join(x for x in (v.source.dag_id, v.source.run_id) if x)),
-                    ("sha256", v.artifact_sha256[:16]),
+                    ("sha256", f"{v.artifact_sha256[:16]} ({v.artifact_format})"),
                 ],
             )
     else:

@@ -272,7 +272,7 @@ def decide(spec: ModelSpec, run: RunInfo, services: Services, params: RetrainPar
             )
         calibrates = policy.calibration_check and champion.window_end is not None
         if (policy.performance_metric or reference is not None or calibrates) and not frame.empty:
-            model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+            model = services.artifacts.load_version(champion)
             performance = absolute_performance(spec, model, frame, fixed)
             decay = decay_evidence(spec, model, reference, frame, run.interval.start)
             if calibrates and champion.window_end is not None:  # (mypy: the window end is known here)
@@ -477,8 +477,9 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
         log.warning("training warning for %s: %s", spec.name, warning)
     holdout_artifact = None
     if challenger.holdout_model is not None:  # evaluation scores the fit that never saw the holdout
-        holdout_artifact = services.artifacts.save(challenger.holdout_model)
-    model_artifact = services.artifacts.save(served.pipeline)
+        model_artifact, holdout_artifact = services.artifacts.save_models(served.pipeline, challenger.holdout_model)
+    else:
+        (model_artifact,) = services.artifacts.save_models(served.pipeline)
     made_by = code_provenance(spec, served.pipeline)
     reference = services.artifacts.save(challenger.reference, suffix=".reference.joblib")
     version = services.registry.register(
@@ -515,6 +516,8 @@ def train_challenger(spec: ModelSpec, run: RunInfo, services: Services, params: 
             reference_sha256=reference.sha256,
             holdout_artifact_uri=holdout_artifact.uri if holdout_artifact else None,
             holdout_artifact_sha256=holdout_artifact.sha256 if holdout_artifact else None,
+            artifact_format=model_artifact.format,
+            trusted_types=model_artifact.trusted,
             created_by=f"airflow:{run.dag_id}",
         ),
         description=spec.description,
@@ -549,10 +552,10 @@ def evaluate_challenger(
         return _settled(spec, challenger, "already rejected", promote=False)
     window = _trained_on(challenger) or run_windows(spec, run, services, params).training
     frame = load_window(spec, window, url=services.data_url)
-    challenger_model = services.artifacts.load(*challenger.evaluation_artifact)  # never the one refit on it
+    challenger_model = services.artifacts.load_version(challenger, evaluation=True)  # never the one refit on it
     champion_model = None
     if champion is not None:
-        champion_model = services.artifacts.load(champion.artifact_uri, champion.artifact_sha256)
+        champion_model = services.artifacts.load_version(champion)
     decided = services.monitoring.decisions(spec.name, interval_end=run.interval.end)
     judged = judge(
         spec,

@@ -106,7 +106,7 @@ def batch_predict(
     champion = scoring_champion(registry, spec.name, interval)
     # reading starts while the model loads
     with _ReadAhead(_frames(spec, interval, data_url, chunk_rows), name="read") as ahead:
-        estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
+        estimator = artifacts.load_version(champion)  # refuses a tampered file or an unlisted type
 
         def scored() -> Iterator[pa.RecordBatch]:
             for frame in ahead:

@@ -26,8 +26,8 @@ from typing import Any
 
 from modelgate.deploy.controller import DeployError, Serving, rollout
 from modelgate.deploy.store import Deployment
-from modelgate.registry.artifacts import ArtifactStore
-from modelgate.registry.entities import ModelVersion, RunRef
+from modelgate.registry.artifacts import ArtifactStore, load_model_bytes
+from modelgate.registry.entities import ArtifactFormat, ModelVersion, RunRef
 from modelgate.registry.store import Registry
 
 __all__ = [
@@ -48,6 +48,12 @@ class Slot:
     version: int
     sha256: str
     path: str
+    format: ArtifactFormat = "joblib"  # as its version records (states written before skops have none)
+    trusted: tuple[str, ...] = ()  # skops: the types beyond skops' own its version lists
+
+
+def _slot(raw: dict[str, Any]) -> Slot:
+    return Slot(**{**raw, "trusted": tuple(raw.get("trusted") or ())})
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,8 @@ class ServingState:
     @classmethod
     def from_json(cls, text: str) -> ServingState:
         raw = json.loads(text)
-        stable = Slot(**raw["stable"]) if raw.get("stable") else None
-        canary = Slot(**raw["canary"]) if raw.get("canary") else None
+        stable = _slot(raw["stable"]) if raw.get("stable") else None
+        canary = _slot(raw["canary"]) if raw.get("canary") else None
         return cls(
             raw["model"],
             list(raw["features"]),
@@ -140,8 +146,10 @@ class LocalTarget:
         from modelgate.fileio import write_atomically
 
         directory = self.model_dir(version.model)
-        target = directory / f"v{version.version}-{version.artifact_sha256[:12]}.joblib"
-        slot = Slot(version.version, version.artifact_sha256, str(target))
+        target = directory / f"v{version.version}-{version.artifact_sha256[:12]}.{version.artifact_format}"
+        slot = Slot(
+            version.version, version.artifact_sha256, str(target), version.artifact_format, version.trusted_types
+        )
         if not staged_copy_ok(slot):
             data = artifacts.fetch(version.artifact_uri, version.artifact_sha256)
             write_atomically(target, data, what=f"the staged copy of {version.model} v{version.version}")
@@ -213,9 +221,6 @@ class LocalTarget:
 def load_slot(slot: Slot) -> Any:
     """Load a staged artifact, refusing it if its bytes no longer match the recorded sha256."""
     import hashlib
-    import io
-
-    import joblib
 
     from modelgate.registry.errors import ArtifactIntegrityError
 
@@ -225,7 +230,7 @@ def load_slot(slot: Slot) -> Any:
         raise ArtifactIntegrityError(
             f"staged artifact {slot.path} has sha256 {actual}, the registry recorded {slot.sha256}: refusing to load it"
         )
-    return joblib.load(io.BytesIO(data))
+    return load_model_bytes(data, format=slot.format, trusted=slot.trusted, what=f"staged artifact {slot.path}")
 
 
 Probe = Callable[[ServingState, Slot], None]

@@ -55,7 +55,7 @@ def vertex_batch_predict(
     settings = VertexSettings.from_spec(spec)
     api = api or VertexApi(VertexHooks.connect(settings.gcp_conn_id), settings)
     champion = scoring_champion(registry, spec.name, interval)
-    estimator = artifacts.load(champion.artifact_uri, champion.artifact_sha256)  # refuses a tampered file
+    estimator = artifacts.load_version(champion)  # refuses a tampered file or an unlisted type
     frame = load_window(spec, interval, url=data_url)
     import numpy as np
 

@@ -1,23 +1,32 @@
 """Content-addressed artifact store: local filesystem by default, gs:// through the Google provider.
 
-joblib files are pickles, so `load` verifies the sha256 the registry recorded *before* unpickling.
+Models are stored as skops files (`save_model`): loading one runs no pickle and builds only skops' trusted
+types and those the version listed when it was registered. What skops can't represent, the drift reference
+frames, and every version registered before skops are joblib files, which are pickles: `load` verifies the
+sha256 the registry recorded *before* unpickling.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from modelgate.fileio import copy_atomically
-from modelgate.registry.errors import ArtifactIntegrityError, ArtifactNotFound, InvalidInput
+from modelgate.registry.errors import ArtifactIntegrityError, ArtifactNotFound, InvalidInput, UntrustedArtifact
+
+if TYPE_CHECKING:
+    from modelgate.registry.entities import ArtifactFormat, ModelVersion
 
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,49 @@ class StoredArtifact:
     uri: str
     sha256: str
     size: int
+    format: ArtifactFormat = "joblib"
+    trusted: tuple[str, ...] = ()  # skops: the types beyond skops' own that loading it may build
+
+
+def model_bytes(obj: Any) -> tuple[bytes, tuple[str, ...]] | None:
+    """`obj` as a skops file and the types beyond skops' own it holds, or None when skops can't represent it
+    (or can't read back what it wrote): the caller keeps joblib for that model."""
+    import skops.io as sio
+
+    try:
+        data = sio.dumps(obj)
+        trusted = tuple(sorted(sio.get_untrusted_types(data=data)))
+        sio.loads(data, trusted=list(trusted))
+    except Exception as exc:  # skops raises TypeError, NotImplementedError, and whatever a custom type's state does
+        log.warning("skops cannot store %s (%s: %s): keeping it as joblib", type(obj).__name__, type(exc).__name__, exc)
+        return None
+    return data, trusted
+
+
+def load_model_bytes(data: bytes, *, format: ArtifactFormat, trusted: Sequence[str] = (), what: str) -> Any:
+    """Build a model from verified bytes: skops with only `trusted` beyond its own types, or joblib (a pickle:
+    call this only on bytes whose sha256 matched the registry's). A model made by your own factory may hold
+    classes of its module: the include folder is importable."""
+    from modelgate.config import importable_include
+
+    importable_include()
+    if format == "skops":
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        try:
+            return sio.loads(data, trusted=list(trusted))
+        except UntrustedTypesFoundException as exc:
+            found = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted))
+            raise UntrustedArtifact(
+                f"{what} holds {', '.join(found)}, which its version did not list as trusted when it was "
+                "registered: refusing to load it (register the model again to record its types)"
+            ) from exc
+    if format != "joblib":
+        raise InvalidInput(f"unknown artifact format {format!r} for {what}: use joblib or skops")
+    import joblib
+
+    return joblib.load(io.BytesIO(data))
 
 
 class GCSHookLike(Protocol):
@@ -100,6 +152,32 @@ class ArtifactStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def save_models(self, *models: Any) -> tuple[StoredArtifact, ...]:
+        """Store one version's fitted models (served, and the holdout fit) as skops files, each with the types
+        all of them hold beyond skops' own (recorded with the version: the only ones loading may build); all as
+        joblib when skops can't represent one of them, so a version has one format."""
+        from modelgate.fileio import WriteFailed, temporary_file
+
+        encoded = [model_bytes(model) for model in models]
+        if any(e is None for e in encoded):
+            return tuple(self.save(model) for model in models)
+        trusted = tuple(sorted({name for e in encoded if e is not None for name in e[1]}))
+        staging = self._staging_dir()
+        out = []
+        for e in encoded:
+            assert e is not None  # (checked above)
+            tmp = temporary_file(staging, what="a model artifact", prefix=".upload-", suffix=".skops")
+            try:
+                try:
+                    tmp.write_bytes(e[0])
+                except OSError as exc:
+                    raise WriteFailed(f"cannot write a model artifact to {staging}: {exc.strerror or exc}") from None
+                stored = self.save_file(tmp, suffix=".skops")
+            finally:
+                tmp.unlink(missing_ok=True)
+            out.append(replace(stored, format="skops", trusted=trusted))
+        return tuple(out)
+
     def save_file(self, path: str | os.PathLike[str], *, suffix: str | None = None) -> StoredArtifact:
         """Copy an existing file (e.g. a user's own joblib model) into the store."""
         source = Path(path)
@@ -130,15 +208,18 @@ class ArtifactStore:
             )
         return data
 
-    def load(self, uri: str, expected_sha256: str) -> Any:
-        """Unpickle an artifact only after its checksum matched the registry's record (a model made by your own
-        factory may hold classes of its module: the include folder is importable)."""
-        import joblib
+    def load(
+        self, uri: str, expected_sha256: str, *, format: ArtifactFormat = "joblib", trusted: Sequence[str] = ()
+    ) -> Any:
+        """Load an artifact only after its checksum matched the registry's record (`load_model_bytes`)."""
+        data = self.fetch(uri, expected_sha256)
+        return load_model_bytes(data, format=format, trusted=trusted, what=f"artifact {uri}")
 
-        from modelgate.config import importable_include
-
-        importable_include()
-        return joblib.load(io.BytesIO(self.fetch(uri, expected_sha256)))
+    def load_version(self, version: ModelVersion, *, evaluation: bool = False) -> Any:
+        """A version's served model (or, with `evaluation`, the one to score on a holdout: the fit without it
+        when the served model was refit), in its recorded format, refusing types its version did not list."""
+        uri, sha256 = version.evaluation_artifact if evaluation else (version.artifact_uri, version.artifact_sha256)
+        return self.load(uri, sha256, format=version.artifact_format, trusted=version.trusted_types)
 
     def _read_bytes(self, uri: str) -> bytes:
         parsed = urlparse(uri)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+ArtifactFormat = Literal["joblib", "skops"]
 
 
 class VersionStatus(enum.StrEnum):
@@ -77,6 +79,8 @@ class VersionDraft:
     holdout_artifact_sha256: str | None = None
     created_by: str | None = None
     description: str | None = None
+    artifact_format: ArtifactFormat = "joblib"  # skops: loads without unpickling (`ArtifactStore.save_model`)
+    trusted_types: tuple[str, ...] = ()  # skops: the types beyond skops' own that loading may build
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class ModelVersion:
     created_by: str | None
     holdout_artifact_uri: str | None = None
     holdout_artifact_sha256: str | None = None
+    artifact_format: ArtifactFormat = "joblib"
+    trusted_types: tuple[str, ...] = ()
 
     @property
     def evaluation_artifact(self) -> tuple[str, str]:

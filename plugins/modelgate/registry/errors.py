@@ -51,6 +51,10 @@ class ArtifactIntegrityError(RegistryError):
     """An artifact's bytes do not match the sha256 the registry recorded."""
 
 
+class UntrustedArtifact(ArtifactIntegrityError):
+    """A skops model file holds a type its version did not list when it was registered."""
+
+
 class ArtifactNotFound(RegistryError):
     """No artifact at the given URI."""
 

@@ -44,6 +44,8 @@ model_version = sa.Table(
     sa.Column("reference_sha256", sa.String(64)),
     sa.Column("holdout_artifact_uri", sa.Text),
     sa.Column("holdout_artifact_sha256", sa.String(64)),
+    sa.Column("artifact_format", sa.Text, nullable=False, server_default=sa.text("'joblib'")),
+    sa.Column("trusted_types", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("description", sa.Text),
     sa.Column("source_dag_id", sa.Text, nullable=False),
     sa.Column("source_run_id", sa.Text, nullable=False),

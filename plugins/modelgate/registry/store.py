@@ -813,6 +813,8 @@ def _validate_draft(draft: VersionDraft) -> None:
     for metric, value in draft.metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise InvalidInput(f"metric {metric!r} must be a finite number, got {value!r}")
+    if draft.artifact_format not in ("joblib", "skops"):
+        raise InvalidInput(f"artifact_format must be joblib or skops, got {draft.artifact_format!r}")
     if draft.window_start and draft.window_end and draft.window_start > draft.window_end:
         raise InvalidInput("window_start is after window_end")
 
@@ -831,6 +833,7 @@ _PLAIN_COLUMNS = (
     "reference_sha256",
     "holdout_artifact_uri",
     "holdout_artifact_sha256",
+    "artifact_format",
 )
 _JSON_COLUMNS = ("library_versions", "params", "metrics", "tags", "feature_schema")
 """The model_version columns named like the fields of VersionDraft and ModelVersion: the one mapping."""
@@ -839,6 +842,7 @@ _JSON_COLUMNS = ("library_versions", "params", "metrics", "tags", "feature_schem
 def _version_columns(draft: VersionDraft) -> dict[str, Any]:
     columns = {name: getattr(draft, name) for name in _PLAIN_COLUMNS}
     columns.update({name: dict(getattr(draft, name)) for name in _JSON_COLUMNS})
+    columns["trusted_types"] = sorted(set(draft.trusted_types))
     source = draft.source
     columns.update(
         source_dag_id=source.dag_id,
@@ -852,6 +856,7 @@ def _version_columns(draft: VersionDraft) -> dict[str, Any]:
 def _to_version(row: Any) -> ModelVersion:
     columns: dict[str, Any] = {name: row[name] for name in _PLAIN_COLUMNS}
     columns.update({name: dict(row[name] or {}) for name in _JSON_COLUMNS})
+    columns["trusted_types"] = tuple(row["trusted_types"] or ())
     return ModelVersion(
         model=row["model"],
         version=row["version"],

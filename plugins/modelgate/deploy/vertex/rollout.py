@@ -102,7 +102,7 @@ class VertexDeployment:
     def survey(self, entry: ModelVersion) -> Serving:
         api = self._api
         self._entry = entry
-        estimator = self._artifacts.load(entry.artifact_uri, entry.artifact_sha256)  # refuses a tampered artifact
+        estimator = self._artifacts.load_version(entry)  # refuses a tampered artifact or an unlisted type
         self._serving = serving_estimator(estimator, self._features, self._numeric)
         self._expectation = ProbeExpectation.build(
             self._serving,

@@ -11,7 +11,7 @@
 `batch_prediction.score` may be empty: Vertex AI batch rows of a classifier carry the predicted label only.
 
 A migrating user that may not create roles (neither superuser nor CREATEROLE) gets the trigger only; the
-roles are then left to the DBA (the README shows the statements).
+roles are then left to the DBA (docs/security.md shows the statements).
 
 Revision ID: 0006
 Revises: 0005
