@@ -43,7 +43,7 @@ def champion_asset(model: str) -> Asset:
     return Asset(f"x-modelgate://{model}/champion", group="modelgate")
 
 
-POOL_ENV = "MODELGATE_POOL"  # the Airflow pool every modelgate task runs in (create it first: see the README)
+POOL_ENV = "MODELGATE_POOL"  # the Airflow pool every modelgate task runs in (create it first: see docs/scale.md)
 # Which work goes first when slots are short (the scheduler then takes older data intervals first): a deploy
 # after a promotion, then the monitors that raise alarms, scoring, retraining, and manual backtests last.
 STAGE_PRIORITY = {"deploy": 5, "monitor": 4, "batch_predict": 3, "retrain": 2, "backtest": 1, "example_data": 4}
