@@ -78,8 +78,13 @@ class _Headers(_Quiet):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A folder and the URL it is served at (plain HTTP on loopback, no security headers)."""
+    """A folder and the URL it is served at (plain HTTP on loopback, no security headers), with plotly.js where
+    the Models view asks the api-server for it: hostile names go through the charts too, with no CSP to help."""
+    from modelgate.airflow.web import PLOTLY_JS, _plotly_js
+
     root = tmp_path_factory.mktemp("site")
+    (root / "modelgate" / "static").mkdir(parents=True)
+    (root / "modelgate" / "static" / PLOTLY_JS).write_bytes(_plotly_js())
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelgate import ui
-from modelgate.registry import ANY_CHAMPION, Registry
+from modelgate.registry import ANY_CHAMPION, Registry, RunRef
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.report_store import ReportStore
 from tests.helpers import draft
@@ -38,11 +38,14 @@ def _fill(registry: Registry, weeks: int = 6) -> None:
             "evaluation": {"primary": {"metric": "roc_auc", "champion": 0.7 if week else None, "challenger": 0.71}},
             "report": f"/nowhere/churn/evaluation/v{version}.html",
         }
+        run = RunRef("modelgate_retrain__churn", f"r{week}", "evaluate", as_of=end)  # the week it judged
         if week % 2 == 0:
-            registry.promote("churn", version, expected_champion=ANY_CHAMPION, actor="dag", verdict=verdict)
-            registry.record_event("churn", "evaluate", actor="dag", to_version=version, reason="won", verdict=verdict)
+            registry.promote("churn", version, expected_champion=ANY_CHAMPION, actor="dag", verdict=verdict, run=run)
+            registry.record_event(
+                "churn", "evaluate", actor="dag", to_version=version, reason="won", verdict=verdict, run=run
+            )
         else:
-            registry.reject("churn", version, actor="dag", reason="<b>lost</b>", verdict=verdict)
+            registry.reject("churn", version, actor="dag", reason="<b>lost</b>", verdict=verdict, run=run)
         scores = {
             f: {"score": 0.05 * (i + week), "threshold": 0.1, "drifted": week == 5} for i, f in enumerate(FEATURES)
         }

@@ -61,7 +61,7 @@ class ModelSummary:
 class MetricPoint:
     """The champion's primary metric as re-scored at one evaluation (and the challenger's beside it)."""
 
-    at: dt.datetime
+    at: dt.datetime  # the end of the interval the verdict was for
     champion_version: int | None
     champion: float | None
     challenger_version: int | None
@@ -216,7 +216,7 @@ def metric_series(events: list[RegistryEvent]) -> tuple[str, tuple[MetricPoint, 
         metric = primary.get("metric") or metric
         points.append(
             MetricPoint(
-                event.at,
+                event.as_of,  # the interval it judged: a backfill's verdicts spread over their history
                 event.verdict.get("champion_version"),
                 _number(primary.get("champion")),
                 event.verdict.get("challenger_version"),

@@ -149,7 +149,8 @@ def create_app() -> Any:
     from modelgate.registry.store import Registry
 
     # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse. Every route needs a
-    # logged-in user but the plotly library's, which a sandboxed report loads without the session cookie.
+    # logged-in user but the plotly library's, which a sandboxed report loads without the session cookie (and
+    # the Models view's charts load from /static).
     app = FastAPI(title="modelgate", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
     signed_in = [Depends(requires_authenticated())]
@@ -198,6 +199,12 @@ def create_app() -> Any:
     @app.get("/models", include_in_schema=False, dependencies=signed_in)
     def models_redirect() -> RedirectResponse:
         return RedirectResponse(f"{URL_PREFIX}/")
+
+    @app.get("/static/" + PLOTLY_JS)
+    def page_plotly() -> Response:
+        """plotly.js for the Models view's charts (the installed plotly package's): a public library."""
+        headers = {**COMMON_HEADERS, "Cache-Control": "public, max-age=86400"}
+        return Response(_plotly_js(), media_type="text/javascript", headers=headers)
 
     @app.get(REPORTS_ROUTE + "/{folder:path}/" + PLOTLY_JS)
     def plotly_library(folder: str) -> Response:
