@@ -276,5 +276,6 @@ def test_the_backtest_dag_s_task_keeps_its_result_and_report_against_the_model(
     page = Path(first["report"]).read_text()
     assert "how often should it retrain?" in page and "Recommended: spec" in page
     assert page.count('class="plotly-graph-div"') == 1 and (Path(first["report"]).parent / "plotly.min.js").is_file()
+    assert f'href="/modelgate/models/{spec.name}" target="_top"' in page  # the way back to the model page
     shown = ui.render_model_page(ui.model_page(registry, "stream"), "/modelgate", url_of=lambda p: f"/r/{Path(p).name}")
     assert "recommended <b>spec</b>" in shown and 'href="/r/manual__1.html"' in shown

@@ -60,6 +60,7 @@ def test_every_dag_is_tagged_retried_scheduled_and_explicit_about_catchup(
         assert dag.catchup is (spec.catchup and "backtest" not in dag_id), dag_id  # from the spec (default False)
         assert dag.start_date == spec.start(), dag_id
         assert dag.max_active_runs == 1, dag_id
+        assert f"](/modelgate/models/{spec.name})" in (dag.doc_md or ""), dag_id  # the way back to the model
         assert dag.default_args["retries"] >= 1, dag_id
         expected = (
             "AssetTriggeredTimetable"

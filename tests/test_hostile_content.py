@@ -275,6 +275,7 @@ def test_no_hostile_feature_name_or_category_runs_as_script_in_the_reports(
 
 def test_reports_served_sandboxed_still_draw_and_read_no_cookie(tmp_path: Path, browser: Any) -> None:
     evaluation, drift = _write_reports("contract", "month-to-month", "churn", tmp_path)
+    assert 'href="/modelgate/models/churn" target="_top">← Models › churn</a>' in evaluation.read_text()  # a way back
     probe = (
         "<script>document.title = (function () { try { return 'cookie:' + document.cookie; } "
         "catch (e) { return 'blocked'; } })();</script>"

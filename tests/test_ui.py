@@ -88,6 +88,7 @@ def test_model_page_tables_heatmap_and_metric_series(registry: Registry) -> None
     )
     assert "&lt;b&gt;lost&lt;/b&gt;" in html and "<b>lost</b>" not in html  # escaped once, never raw
     assert "&amp;lt;" not in html  # and never twice
+    assert 'href="/dags/modelgate_retrain__churn/runs" target="_top"' in html  # the model page reaches its DAGs
 
 
 def test_long_histories_show_their_newest_part(registry: Registry) -> None:

@@ -17,6 +17,7 @@ body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th{background:#f4f4f4}.ok{color:#17803d}.bad{color:#b42318}.decision{font-size:1.4rem;font-weight:600}
 </style></head><body>
+<p><a href="/modelgate/models/{{ spec.name|urlencode }}" target="_top">← Models › {{ spec.name }}</a></p>
 <h1>{{ spec.name }}: challenger v{{ verdict.challenger_version }} vs
 {% if verdict.champion_version %}champion v{{ verdict.champion_version }}{% elif evaluation.baseline %}no champion
 (baseline: {{ evaluation.baseline }}){% else %}no champion{% endif %}</h1>
@@ -134,6 +135,7 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 th{background:#f4f4f4}td:first-child{text-align:left}.chosen{font-weight:600;background:#eef6ee}
 pre{background:#f6f6f6;padding:.8rem;overflow:auto}
 </style></head><body>
+<p><a href="/modelgate/models/{{ r.model|urlencode }}" target="_top">← Models › {{ r.model }}</a></p>
 <h1>{{ r.model }}: how often should it retrain?</h1>
 <p>{{ r.intervals }} intervals of its own history, from {{ r.first.strftime('%Y-%m-%d') }} to
 {{ r.last.strftime('%Y-%m-%d') }}. Every policy replays all of them with the loop's own functions; the choice

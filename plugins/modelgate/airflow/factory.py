@@ -72,6 +72,12 @@ def _tags(spec: ModelSpec, stage: str) -> list[str]:
     return ["modelgate", stage, f"model:{spec.name}", *spec.tags]
 
 
+def _model_link(spec: ModelSpec) -> str:
+    """The line every DAG's docs end with: the model's page in the Models view (the way back from a DAG)."""
+    page = f"/modelgate/models/{spec.name}"
+    return f"\n\n**[{spec.name} in the Models view]({page})**: versions, verdicts, drift, decisions, deployments."
+
+
 def _dag_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
     """What every modelgate DAG shares: id, start, catchup, one run at a time, tags, retries, notifiers."""
     return {
@@ -170,7 +176,7 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         description=f"Data quality and drift of {spec.name} over each data interval",
         schedule=_interval_schedule(spec),
         doc_md=f"Monitors `{spec.name}`: Great Expectations on the interval's rows, then Evidently drift against "
-        "the champion's training reference; drift emits the model's drift Asset.",
+        "the champion's training reference; drift emits the model's drift Asset." + _model_link(spec),
     )
     def monitor() -> None:
         @task
@@ -311,7 +317,7 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         doc_md=f"Retrains `{spec.name}` when a trigger fires (no champion, drift, decay, staleness, new data, "
         "`force`), evaluates the challenger against the re-scored champion on the same holdout and promotes "
         "it only on a passing, recorded verdict. Backfill runs record verdicts but never promote unless "
-        "`promote_on_backfill` is set.",
+        "`promote_on_backfill` is set." + _model_link(spec),
     )
     def retrain() -> None:
         def params_of(context: Any) -> Any:
@@ -484,7 +490,7 @@ def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             "rollback": Param(False, type="boolean", description="Roll the registry back and move traffic too."),
         },
         doc_md=f"Deploys `{spec.name}` when its champion changes (or on demand): canary steps with a probe batch "
-        "between them; any failure puts traffic back on the previous version.",
+        "between them; any failure puts traffic back on the previous version." + _model_link(spec),
     )
     def deploy() -> None:
         @task
@@ -520,7 +526,7 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         schedule=_interval_schedule(spec),
         doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first), here or "
         "in a Vertex AI batch prediction job (`deploy.batch_prediction_job`), and replaces that interval's rows "
-        "in `batch_prediction`, each stamped with the model version.",
+        "in `batch_prediction`, each stamped with the model version." + _model_link(spec),
     )
     def batch_predict() -> None:
         @task
@@ -572,7 +578,7 @@ def build_backtest_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         doc_md=f"Replays `{spec.name}`'s history up to the run's interval end with the loop's own functions under "
         "never, every interval, the spec's policy, a naive label rule and one knob of the spec changed at a time; "
         "chooses on the first two thirds and reports the last third, with the recommended spec change. The "
-        "report is linked from the Models view.",
+        "report is linked from the Models view." + _model_link(spec),
     )
     def backtest() -> None:
         @task(execution_timeout=dt.timedelta(hours=6))
