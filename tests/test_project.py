@@ -45,6 +45,36 @@ def test_compose_is_the_celery_stack() -> None:
     assert "ping" in services["redis"]["healthcheck"]["test"]
 
 
+def test_compose_checks_every_component_and_starts_them_in_order() -> None:
+    """As the official Airflow file does: a health check on every long-running service, the scheduler's health
+    server on, and (ours) the scheduler and workers waiting for a healthy api-server."""
+    services = _compose()["services"]
+    for name in AIRFLOW_SERVICES:
+        check = services[name]["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] >= 5, name
+        assert services[name]["restart"] == "always", name
+    assert "8974/health" in " ".join(services["airflow-scheduler"]["healthcheck"]["test"])
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
+    assert "DagProcessorJob" in services["airflow-dag-processor"]["healthcheck"]["test"][1]
+    assert "TriggererJob" in services["airflow-triggerer"]["healthcheck"]["test"][1]
+    assert "inspect ping" in services["airflow-worker"]["healthcheck"]["test"][1]
+    for name in ("airflow-scheduler", "airflow-worker"):
+        assert services[name]["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy", name
+
+
+def test_compose_hands_what_init_wrote_to_airflow_uid_and_ships_a_cli() -> None:
+    services = _compose()["services"]
+    script = services["airflow-init"]["command"][-1].splitlines()
+    chown = next(i for i, line in enumerate(script) if line.startswith("chown -R"))
+    assert '"$${AIRFLOW_UID:-50000}:0"' in script[chown]
+    assert chown == len(script) - 1  # after every step that writes, so nothing stays root's
+    assert not any(line.lstrip().startswith(("su ", "exec su")) for line in script)  # not the image's 50000
+    assert any("AIRFLOW_UID is not set" in line for line in script)
+    cli = services["airflow-cli"]
+    assert cli["profiles"] == ["debug"] and cli["command"] == ["bash", "-c", "airflow"]
+    assert cli["environment"]["CONNECTION_CHECK_MAX_COUNT"] == "0"
+
+
 def test_compose_mounts_code_data_and_logs_and_configures_celery() -> None:
     services = _compose()["services"]
     for name in AIRFLOW_SERVICES:
