@@ -75,7 +75,8 @@ def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tu
     assert comparison["metrics"]["roc_auc"] == [0.81, 0.84]
     assert comparison["statuses"] == ["archived", "champion"]
     table = run_cli("compare", "churn", "1", "2", env=cli_env).stdout
-    assert "metric: roc_auc" in table and "0.84" in table
+    assert "≠ metric: roc_auc" in table and "0.84" in table  # marked: the two differ
+    assert "≠ status" in table and "  data: row_count" in table  # unmarked: neither has one
 
     rolled = run_cli("rollback", "churn", "--reason", "canary failed", env=cli_env)
     assert "rolled back to v1 (was v2)" in rolled.stdout

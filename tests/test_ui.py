@@ -161,3 +161,28 @@ def test_the_model_page_shows_the_newest_of_a_long_history(registry: Registry, m
     assert page.summary.champion == 7 and [p.champion_version for p in page.metric_series][-1] == 7
     html = ui.render_model_page(page, "/modelgate")
     assert "The newest 5 of 8 versions" in html
+
+
+def test_compare_page_marks_what_differs_and_shows_each_verdict(registry: Registry) -> None:
+    from modelgate.registry.errors import InvalidInput
+
+    _fill(registry)
+    page = ui.compare_page(registry, "churn", [1, 2, 2])  # a repeated version counts once
+    assert page.versions == (1, 2)
+    rows = {(r.section, r.label): r for r in page.rows}
+    assert rows[("metric", "holdout_roc_auc")].values == (0.7, 0.71) and rows[("metric", "holdout_roc_auc")].differs
+    assert rows[("status", "status")].values == ("archived", "rejected")
+    assert rows[("data", "row_count")].values == (None, None) and not rows[("data", "row_count")].differs
+    verdict = rows[("verdict", "verdict")].values
+    assert verdict[0].startswith("passed 2026-01-11") and verdict[1].startswith("rejected 2026-01-18")
+    assert rows[("verdict", "reason")].values[1] == "<b>lost</b>"
+    html = ui.render("compare.html", page=page, prefix="/modelgate")
+    assert html.count('<tr class="differs">') == sum(r.differs for r in page.rows) == 6  # each marked
+    assert "&lt;b&gt;lost&lt;/b&gt;" in html and "<b>lost</b>" not in html
+    assert 'href="/modelgate/models/churn/versions/2"' in html
+    with pytest.raises(InvalidInput, match="compare needs at least two versions"):
+        ui.compare_page(registry, "churn", [3])
+    with pytest.raises(InvalidInput, match="compare at most 6 versions at once, got 7"):
+        ui.compare_page(registry, "churn", list(range(1, 8)))
+    model = ui.render_model_page(ui.model_page(registry, "churn"), "/modelgate")
+    assert 'action="/modelgate/models/churn/compare"' in model and 'name="v" value="6" form="compare-form"' in model

@@ -332,11 +332,18 @@ def compare_cmd(
     if as_json:
         _print_json(comparison)
         return
-    table = Table("", *[f"v{v}" for v in comparison.versions])
-    table.add_row("status", *comparison.statuses)
-    for section, rows in (("metric", comparison.metrics), ("param", comparison.params), ("data", comparison.windows)):
-        for key, values in rows.items():
-            table.add_row(f"{section}: {key}", *[_fmt(v) for v in values])
+    from rich.text import Text
+
+    table = Table("", *[f"v{v}" for v in comparison.versions], caption="≠ marks the rows whose values differ")
+    table.columns[0].no_wrap = True  # labels whole; the values wrap instead
+    rows = {"status": comparison.statuses}
+    for section, found in (("metric", comparison.metrics), ("param", comparison.params), ("data", comparison.windows)):
+        rows.update({f"{section}: {key}": values for key, values in found.items()})
+    for label, values in rows.items():
+        differ = comparison.differs(list(values))
+        table.add_row(
+            Text(f"≠ {label}" if differ else f"  {label}", style="bold" if differ else ""), *[_fmt(v) for v in values]
+        )
     out.print(table)
 
 

@@ -365,3 +365,55 @@ def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "", url_of: 
     backtest = page.backtest
     report = url_of(backtest.report_uri) if url_of and backtest and backtest.report_uri else None
     return render("model.html", page=page, series=series, prefix=prefix, nonce=nonce, backtest_url=report)
+
+
+COMPARE_MAX = 6  # versions side by side on one page (wider is unreadable)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    section: str  # status, metric, param, data, verdict
+    label: str
+    values: tuple[Any, ...]
+    differs: bool
+
+
+@dataclass(frozen=True)
+class ComparePage:
+    model: str
+    versions: tuple[int, ...]
+    rows: tuple[CompareRow, ...]
+
+
+def _verdict_of(registry: Registry, name: str, version: int) -> tuple[str, str]:
+    """The newest verdict about `version` as (decision, reason): what the compare page shows per version."""
+    events = registry.history(name, kinds=VERDICT_KINDS, to_version=version, limit=1)
+    if not events:
+        return "", ""
+    event = events[-1]
+    decision = {"evaluate": "passed", "promote": "promoted", "reject": "rejected", "hold": "held"}[event.kind.value]
+    return f"{decision} {event.as_of:%Y-%m-%d %H:%M}", event.reason or ""
+
+
+def compare_page(registry: Registry, name: str, versions: list[int]) -> ComparePage:
+    """Versions side by side (`Registry.compare`'s rows and each one's newest verdict), differing rows marked.
+
+    InvalidInput when fewer than two distinct versions or more than COMPARE_MAX are asked for."""
+    from modelgate.registry.errors import InvalidInput
+
+    chosen = list(dict.fromkeys(versions))
+    if len(chosen) > COMPARE_MAX:
+        raise InvalidInput(f"compare at most {COMPARE_MAX} versions at once, got {len(chosen)}")
+    comparison = registry.compare(name, chosen)
+    found: list[tuple[str, str, list[Any]]] = [("status", "status", list(comparison.statuses))]
+    sections: tuple[tuple[str, dict[str, list[Any]]], ...] = (
+        ("metric", dict(comparison.metrics)),
+        ("param", comparison.params),
+        ("data", dict(comparison.windows)),
+    )
+    for section, by_key in sections:
+        found += [(section, key, list(values)) for key, values in by_key.items()]
+    verdicts = [_verdict_of(registry, name, v) for v in comparison.versions]
+    found += [("verdict", "verdict", [v[0] for v in verdicts]), ("verdict", "reason", [v[1] for v in verdicts])]
+    marked = tuple(CompareRow(s, label, tuple(values), comparison.differs(values)) for s, label, values in found)
+    return ComparePage(name, tuple(comparison.versions), marked)

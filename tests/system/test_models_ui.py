@@ -90,6 +90,9 @@ def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -
     page.locator("#versions th", has_text="version").click()  # tables sort
     assert page.locator("#versions th[aria-sort]").count() == 1
     page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+    compare = f"{base}/modelgate/models/{MODEL}/compare?v={champion.version}"
+    assert page.request.get(compare).status == 400  # one version is no comparison
+    assert page.request.get(f"{compare}&v=9999").status == 404
 
     page.locator(f'#versions a[href$="/versions/{champion.version}"]').click()
     assert "training data quality (Data Docs)" in page.locator("#reports").inner_text()

@@ -16,7 +16,7 @@ origin that can read no cookie and call no API. `X-Content-Type-Options: nosniff
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 if TYPE_CHECKING:
     from modelgate.report_store import ReportStore
@@ -140,12 +140,12 @@ def create_app() -> Any:
     import secrets
 
     from airflow.api_fastapi.core_api.security import requires_authenticated
-    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi import Depends, FastAPI, HTTPException, Query
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
     from modelgate import ui
     from modelgate.airflow.runtime import registry_url, report_store
-    from modelgate.registry.errors import InvalidModelName, ModelNotFound, VersionNotFound
+    from modelgate.registry.errors import InvalidInput, InvalidModelName, ModelNotFound, VersionNotFound
     from modelgate.registry.store import Registry
 
     # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse. Every route needs a
@@ -195,6 +195,16 @@ def create_app() -> Any:
         return html(
             lambda nonce: ui.render("version.html", version=entry, reports=reports, prefix=URL_PREFIX, nonce=nonce)
         )
+
+    @app.get("/models/{name}/compare", response_class=HTMLResponse, dependencies=signed_in)
+    def compare(name: str, v: Annotated[list[int] | None, Query()] = None) -> HTMLResponse:
+        try:
+            page = ui.compare_page(reader(), name, v or [])
+        except (ModelNotFound, VersionNotFound, InvalidModelName):
+            raise HTTPException(status_code=404, detail="no such model or version") from None
+        except InvalidInput as exc:  # fewer than two versions, or too many
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return html(lambda nonce: ui.render("compare.html", page=page, prefix=URL_PREFIX, nonce=nonce))
 
     @app.get("/models", include_in_schema=False, dependencies=signed_in)
     def models_redirect() -> RedirectResponse:

@@ -155,3 +155,10 @@ class Comparison:
     params: dict[str, list[Any]]
     windows: dict[str, list[str | None]]
     statuses: list[str]
+
+    @staticmethod
+    def differs(values: list[Any]) -> bool:
+        """Whether a row's values are not all the same: what `modelgate compare` and the compare page mark."""
+        import json
+
+        return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
