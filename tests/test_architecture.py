@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
         "modelgate.deploy",
         "modelgate.demo",
     },
-    {"modelgate.loop", "modelgate.catalog", "modelgate.ui"},
+    {"modelgate.loop", "modelgate.catalog", "modelgate.ui", "modelgate.actions"},
     {"modelgate.pipeline", "modelgate.replay", "modelgate.backtest"},
     {"modelgate.airflow", "modelgate.cli"},
 ]

@@ -350,7 +350,21 @@ def _data_docs(store: ReportStore, model: str, stage: str, label: str) -> tuple[
     return None if page is None else (Path(page).name, f"{REPORTS_URL}/{page}")
 
 
-def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "", url_of: Any = None) -> str:
+@dataclass(frozen=True)
+class ActionsView:
+    """What the model page offers its reader: the action form (with its token) only to users who may edit the
+    model's DAGs, and the outcome of the last action (`done` or `error`, one line each)."""
+
+    allowed: bool = False
+    token: str = ""
+    user: str = ""
+    done: str = ""
+    error: str = ""
+
+
+def render_model_page(
+    page: ModelPage, prefix: str, *, nonce: str = "", url_of: Any = None, actions: ActionsView | None = None
+) -> str:
     series = [
         {
             "at": p.at.strftime("%Y-%m-%d %H:%M"),
@@ -364,7 +378,15 @@ def render_model_page(page: ModelPage, prefix: str, *, nonce: str = "", url_of: 
     ]
     backtest = page.backtest
     report = url_of(backtest.report_uri) if url_of and backtest and backtest.report_uri else None
-    return render("model.html", page=page, series=series, prefix=prefix, nonce=nonce, backtest_url=report)
+    return render(
+        "model.html",
+        page=page,
+        series=series,
+        prefix=prefix,
+        nonce=nonce,
+        backtest_url=report,
+        actions=actions or ActionsView(),
+    )
 
 
 COMPARE_MAX = 6  # versions side by side on one page (wider is unreadable)

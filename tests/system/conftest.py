@@ -168,6 +168,8 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         trigger_log_server_port=_free_port(),
         parallelism=2,
         extra_env={
+            # a second user who may read but not edit DAGs: the Models view's actions are refused to her
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
             "MODELGATE_RETRY_DELAY_SECONDS": "2",
             "MODELGATE_CODE_VERSION": "system-tests",
             # a worker killed mid-task is noticed within ~30 s, and its task retried elsewhere

@@ -108,3 +108,70 @@ def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -
     page.wait_for_selector(".main-svg", timeout=30_000)  # the report's plotly charts still draw, sandboxed
     page.screenshot(path=str(SHOTS / "verdict-report.png"))
     page.close()
+
+
+def _signed_in(browser: Any, base: str, user: str, password: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/auth/login/")
+    page.fill('input[name="username"]', user)
+    page.fill('input[type="password"]', password)
+    page.click('button[type="submit"]')
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    return page
+
+
+def _apply(page: Any, action: str, version: str, reason: str) -> str:
+    page.select_option('#action-form select[name="action"]', action)
+    page.fill('#action-form input[name="version"]', version)
+    page.fill('#action-form input[name="reason"]', reason)
+    with page.expect_navigation():
+        page.click('#action-form button[type="submit"]')
+    done, error = page.locator("#action-done"), page.locator("#action-error")
+    return done.inner_text() if done.count() else f"error: {error.inner_text()}"
+
+
+def test_acting_from_the_models_view(airflow_stack: RunningAirflow, browser: Any) -> None:
+    """An editor promotes and rolls back from the page (recorded as her, compare-and-swap on the champion she
+    saw); a stale page is refused; a form without this server's token, or posted from another site, is 403;
+    a viewer sees no form and her post is 403."""
+    import json
+
+    from tests.helpers import draft
+
+    base, registry, model = airflow_stack.api.base_url, airflow_stack.registry, "acted_on"
+    for run in ("r1", "r2"):
+        registry.register(model, draft(run))
+    registry.promote(model, 1, expected_champion=None, actor="dag")
+    page = _signed_in(browser, base, "admin", airflow_stack.password)
+    page.goto(f"{base}/modelgate/models/{model}")
+    assert _apply(page, "promote", "2", "better on the holdout").startswith("v2 is the champion")
+    assert registry.get_champion(model).version == 2  # type: ignore[union-attr]
+    promoted = registry.history(model, kinds=["promote"])[-1]
+    assert (promoted.actor, promoted.reason, promoted.to_version) == ("airflow:admin", "better on the holdout", 2)
+
+    registry.rollback(model, actor="someone else", reason="meanwhile")  # the page still shows v2 as champion
+    stale = _apply(page, "rollback", "", "canary failed")
+    assert stale.startswith(f"error: champion of '{model}' changed since it was read: expected v2, found v1"), stale
+    assert registry.get_champion(model).version == 1  # type: ignore[union-attr]  # nothing applied twice
+    page.goto(f"{base}/modelgate/models/{model}")  # a fresh page: the champion it shows is current
+    rolled = _apply(page, "promote", "2", "second look")
+    assert rolled.startswith("v2 is the champion") and "error" not in rolled
+    page.screenshot(path=str(SHOTS / "model-actions.png"), full_page=False)
+
+    form = {"action": "promote", "version": "1", "reason": "forged", "expected_champion": "2"}
+    url = f"{base}/modelgate/models/{model}/actions"
+    assert page.request.post(url, form=form, max_redirects=0).status == 403  # no token
+    token = page.locator('#action-form input[name="token"]').get_attribute("value")
+    foreign = page.request.post(url, form={**form, "token": token}, headers={"Origin": "https://evil.example"})
+    assert foreign.status == 403
+    assert registry.get_champion(model).version == 2  # type: ignore[union-attr]
+    page.close()
+
+    passwords = json.loads(airflow_stack.stack.config.password_file.read_text())
+    viewer = _signed_in(browser, base, "viewer", passwords["viewer"])
+    viewer.goto(f"{base}/modelgate/models/{model}")
+    assert viewer.locator("#action-form").count() == 0 and viewer.locator("#action-none").count() == 1
+    refused = viewer.request.post(url, form={**form, "token": token}, max_redirects=0)
+    assert refused.status == 403 and "edit rights" in refused.text()
+    viewer.close()
+    assert registry.get_champion(model).version == 2  # type: ignore[union-attr]

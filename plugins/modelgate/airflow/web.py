@@ -11,9 +11,10 @@ response carries a Content-Security-Policy: the Models view runs only its own sc
 response), and reports (Evidently, Data Docs, plotly) are served sandboxed, so their scripts run in an opaque
 origin that can read no cookie and call no API. `X-Content-Type-Options: nosniff` and a same-origin
 `Referrer-Policy` go on everything.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the routes' annotations (`Query`, `Request`, the
+user) as objects, and they are imported inside `create_app`, out of reach of a string's evaluation.
+"""
 
 import functools
 from typing import TYPE_CHECKING, Annotated, Any
@@ -87,7 +88,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def report_url(path: str, *, store: ReportStore, base_url: str) -> str:
+def report_url(path: str, *, store: "ReportStore", base_url: str) -> str:
     """The browser URL of a report: under the api-server when it lives in the report store, else as it is."""
     relative = store.relative(path)
     if relative is not None:
@@ -135,17 +136,54 @@ def pending_approvals() -> list[Any]:
     return [PendingApproval(dag_id.removeprefix(prefix), dag_id, run_id, start) for dag_id, run_id, start in rows]
 
 
+def can_edit(user: Any, model: str) -> bool:
+    """Whether Airflow's auth manager lets `user` edit the model's DAGs (retrain and deploy): who may act on it."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    manager = get_auth_manager()
+    return all(
+        manager.is_authorized_dag(method="PUT", details=DagDetails(id=f"modelgate_{stage}__{model}"), user=user)
+        for stage in ("retrain", "deploy")
+    )
+
+
+def _signing_key() -> bytes:
+    """The api-server's own secret (shared by its workers), for the forms' tokens."""
+    from airflow.configuration import conf
+
+    return (conf.get("api_auth", "jwt_secret", fallback="") or conf.get("api", "secret_key", fallback="")).encode()
+
+
+def trigger_deploy(model: str, version: int, user_name: str) -> str:
+    """A run of the model's deploy DAG for `version`, as the UI's Trigger button makes one; one line saying so."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound
+    from airflow.utils.types import DagRunTriggeredByType
+
+    dag_id = f"modelgate_deploy__{model}"
+    try:
+        run = trigger_dag(
+            dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=user_name, conf={"version": version}
+        )
+    except DagNotFound:
+        return f"no {dag_id} DAG here: traffic did not move"
+    return f"{dag_id} run {run.run_id if run else '?'} deploys v{version}"
+
+
 def create_app() -> Any:
     import os
     import secrets
+    from urllib.parse import quote, urlparse
 
-    from airflow.api_fastapi.core_api.security import requires_authenticated
-    from fastapi import Depends, FastAPI, HTTPException, Query
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
-    from modelgate import ui
+    from modelgate import actions, ui
     from modelgate.airflow.runtime import registry_url, report_store
-    from modelgate.registry.errors import InvalidInput, InvalidModelName, ModelNotFound, VersionNotFound
+    from modelgate.registry.errors import InvalidInput, InvalidModelName, ModelNotFound, RegistryError, VersionNotFound
     from modelgate.registry.store import Registry
 
     # no /docs, /redoc or /openapi.json: these routes are pages, not an API to browse. Every route needs a
@@ -155,11 +193,18 @@ def create_app() -> Any:
     app.add_middleware(SecurityHeaders)
     signed_in = [Depends(requires_authenticated())]
     registry: list[Registry] = []
+    writers: list[Registry] = []
+    key = _signing_key()
 
     def reader() -> Registry:
         if not registry:
             registry.append(Registry.connect(os.environ.get(UI_REGISTRY_URL_ENV) or registry_url(), pool_size=2))
         return registry[0]
+
+    def writer() -> Registry:  # actions write with the tasks' registry login, never the reader's
+        if not writers:
+            writers.append(Registry.connect(registry_url(), pool_size=1))
+        return writers[0]
 
     store = report_store()
 
@@ -178,12 +223,44 @@ def create_app() -> Any:
         return html(lambda nonce: ui.render("models.html", index=index, prefix=URL_PREFIX, nonce=nonce))
 
     @app.get("/models/{name}", response_class=HTMLResponse, dependencies=signed_in)
-    def model(name: str) -> HTMLResponse:
+    def model(name: str, user: GetUserDep, done: str = "", error: str = "") -> HTMLResponse:
         try:
             page = ui.model_page(reader(), name, pending_approvals())
         except (ModelNotFound, InvalidModelName):
             raise HTTPException(status_code=404, detail="no such model") from None
-        return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce, url_of=url_of))
+        editor = can_edit(user, name)
+        acting = ui.ActionsView(
+            allowed=editor,
+            token=actions.action_token(key, user.get_id(), name) if editor else "",
+            user=user.get_name(),
+            done=done[:300],
+            error=error[:300],
+        )
+        return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce, url_of=url_of, actions=acting))
+
+    @app.post("/models/{name}/actions", dependencies=signed_in)
+    async def act(name: str, request: Request, user: GetUserDep) -> RedirectResponse:
+        """promote, rollback, archive or deploy, from the model page's form: the user may edit the model's
+        DAGs, the form is this server's for this user and model (token), posted from this origin."""
+        origin = request.headers.get("origin")
+        if origin and urlparse(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail="the form was posted from another site")
+        if not await run_in_threadpool(can_edit, user, name):
+            raise HTTPException(status_code=403, detail=f"acting on {name} needs edit rights on its DAGs")
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if not actions.token_ok(key, form.get("token", ""), user.get_id(), name):
+            raise HTTPException(status_code=403, detail="the form is stale or not this server's: reload the page")
+        page = f"{URL_PREFIX}/models/{quote(name)}"
+        try:
+            checked = actions.parse_action(name, form)
+            outcome = await run_in_threadpool(actions.perform, writer(), checked, actor=f"airflow:{user.get_name()}")
+            message = outcome.message
+            if outcome.deploy_version is not None:
+                deployed = await run_in_threadpool(trigger_deploy, name, outcome.deploy_version, user.get_name())
+                message = f"{message}; {deployed}"
+        except RegistryError as exc:  # a conflict, a refused transition, an unknown version, a bad field
+            return RedirectResponse(f"{page}?error={quote(str(exc)[:300])}#actions", status_code=303)
+        return RedirectResponse(f"{page}?done={quote(message[:300])}#actions", status_code=303)
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse, dependencies=signed_in)
     def version(name: str, version: int) -> HTMLResponse:
