@@ -9,6 +9,7 @@ runs; all models read the one seeded `churn_events` table.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -61,6 +62,7 @@ class RunningAirflow:
     now: dt.datetime  # when the example rows were seeded up to
     boundary: dt.datetime  # the last weekly interval end before `now`
     password: str  # the admin's, for logging in through the UI
+    lineage_file: Path  # OpenLineage events, one JSON object a line (the provider's file transport)
 
     def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """The Airflow CLI as the README has an operator run it: `modelgate airflow-cli …`, from a shell that
@@ -168,6 +170,11 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         trigger_log_server_port=_free_port(),
         parallelism=2,
         extra_env={
+            # every task's OpenLineage events, as Marquez would receive them
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(root / "openlineage.jsonl"), "append": True}
+            ),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "modelgate-system-tests",
             # a second user who may read but not edit DAGs: the Models view's actions are refused to her
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
             "MODELGATE_RETRY_DELAY_SECONDS": "2",
@@ -193,7 +200,9 @@ def airflow_stack(postgres_available: None) -> Iterator[RunningAirflow]:
         api = AirflowClient(config.base_url, config.username, password)
         expected = {f"modelgate_{s}__{m}" for m in SYSTEM_MODELS for s in ("monitor", "retrain")}
         _wait_for_dags(api, expected | {f"modelgate_{s}__{m}" for m in BULK_MODELS for s in BULK_STAGES}, timeout=300)
-        yield RunningAirflow(stack, api, registry, registry_url, now, last_weekly_boundary(now), password)
+        yield RunningAirflow(
+            stack, api, registry, registry_url, now, last_weekly_boundary(now), password, root / "openlineage.jsonl"
+        )
     finally:
         for name in stack.processes:
             if stack.processes[name].poll() is not None:

@@ -6,6 +6,7 @@ Screenshots go to `test-screenshots/` in the checkout.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,13 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
+@pytest.fixture(scope="module")
+def looped(airflow_stack: RunningAirflow) -> RunningAirflow:
+    """One real loop run of MODEL (a forced retrain, then the monitor), shared by this module's tests."""
+    _loop_run(airflow_stack)
+    return airflow_stack
+
+
 def _loop_run(airflow_stack: RunningAirflow) -> None:
     api = airflow_stack.api
     for stage, conf in (("retrain", {"force": True}), ("monitor", {})):
@@ -45,8 +53,8 @@ def _loop_run(airflow_stack: RunningAirflow) -> None:
             pytest.fail(f"{dag_id} {run['state']}: {logs}")
 
 
-def test_models_view_in_a_browser(airflow_stack: RunningAirflow, browser: Any) -> None:
-    _loop_run(airflow_stack)
+def test_models_view_in_a_browser(looped: RunningAirflow, browser: Any) -> None:
+    airflow_stack = looped
     base, registry = airflow_stack.api.base_url, airflow_stack.registry
     champion = registry.get_champion(MODEL)
     assert champion is not None
@@ -175,3 +183,25 @@ def test_acting_from_the_models_view(airflow_stack: RunningAirflow, browser: Any
     assert refused.status == 403 and "edit rights" in refused.text()
     viewer.close()
     assert registry.get_champion(model).version == 2  # type: ignore[union-attr]
+
+
+def test_the_loop_run_reports_its_lineage(looped: RunningAirflow) -> None:
+    """OpenLineage (the provider's file transport): the source window into the monitor's tasks and into
+    train_challenger, whose output is the new version's artifact, named by its sha256."""
+    events = [json.loads(line) for line in looped.lineage_file.read_text().splitlines() if line.strip()]
+    ours = (f"modelgate_retrain__{MODEL}.", f"modelgate_monitor__{MODEL}.")
+    done = {}
+    for event in events:
+        job = event.get("job", {}).get("name", "")
+        if event.get("eventType") == "COMPLETE" and job.startswith(ours):
+            done[job] = event
+    train = done[f"modelgate_retrain__{MODEL}.train_challenger"]
+    source = {(d["namespace"], d["name"]) for d in train["inputs"]}
+    assert any(ns.startswith("postgres://") and name.endswith(".public.churn_events") for ns, name in source), source
+    champion = looped.registry.get_champion(MODEL)
+    assert champion is not None
+    [model] = train["outputs"]
+    assert model["namespace"] == "file" and model["name"].endswith(f"{champion.artifact_sha256}.skops"), model
+    quality = done[f"modelgate_monitor__{MODEL}.data_quality"]
+    assert {(d["namespace"], d["name"]) for d in quality["inputs"]} == source  # the same window's table
+    assert all(e["job"]["namespace"] == "modelgate-system-tests" for e in done.values())

@@ -102,6 +102,32 @@ def _services(spec: ModelSpec, include_dir: Path) -> Any:
         return services_for(spec, include_dir)
 
 
+def _lineage(
+    spec: ModelSpec,
+    services: Any,
+    *,
+    source: bool = True,
+    models: tuple[int | None, ...] = (),
+    trained: int | None = None,
+    predictions: bool = False,
+) -> None:
+    """OpenLineage (`modelgate.airflow.lineage`): this task read the source window and `models` (versions),
+    and wrote the `trained` version's artifact or the predictions table."""
+    from modelgate.airflow.lineage import predictions_uri, report, source_uri
+    from modelgate.airflow.runtime import registry_url
+
+    def artifact(version: int | None) -> str | None:
+        return services.registry.get_version(spec.name, version).artifact_uri if version else None
+
+    try:
+        inputs = [source_uri(spec, services.data_url) if source else None, *map(artifact, models)]
+        outputs = [artifact(trained), predictions_uri(registry_url()) if predictions else None]
+    except Exception:  # lineage never fails a task
+        log.warning("no lineage for this %s task", spec.name, exc_info=True)
+        return
+    report(inputs=inputs, outputs=outputs)
+
+
 def _run(spec: ModelSpec, context: Any) -> Any:
     from modelgate.airflow.runtime import run_info
 
@@ -182,16 +208,20 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         @task
         def data_quality(**context: Any) -> dict[str, Any]:
             with fail_fast():
-                return _quality(spec, include_dir, _run(spec, context).interval, "monitor", context)
+                result = _quality(spec, include_dir, _run(spec, context).interval, "monitor", context)
+            _lineage(spec, _services(spec, include_dir))
+            return result
 
         @task
         def detect_drift(**context: Any) -> dict[str, Any]:
             from modelgate.airflow.links import push_report_link
             from modelgate.pipeline import monitor_drift
 
+            services = _services(spec, include_dir)
             with fail_fast():
-                result = monitor_drift(spec, _run(spec, context), _services(spec, include_dir))
+                result = monitor_drift(spec, _run(spec, context), services)
             push_report_link(context, result.get("report"))
+            _lineage(spec, services, models=(result.get("champion_version"),))
             return result
 
         @task.short_circuit(ignore_downstream_trigger_rules=False)
@@ -329,10 +359,13 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         def training_data_quality(**context: Any) -> dict[str, Any]:
             from modelgate.pipeline import run_windows
 
+            services = _services(spec, include_dir)
             with fail_fast():
                 run = _run(spec, context)
-                window = run_windows(spec, run, _services(spec, include_dir), params_of(context)).quality
-                return _quality(spec, include_dir, window, "training", context)
+                window = run_windows(spec, run, services, params_of(context)).quality
+                result = _quality(spec, include_dir, window, "training", context)
+            _lineage(spec, services)
+            return result
 
         @task.branch
         def decide_retrain(**context: Any) -> str:
@@ -353,17 +386,22 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         def train_challenger(**context: Any) -> int:
             from modelgate.pipeline import train_challenger as train
 
+            services = _services(spec, include_dir)
             with fail_fast():
-                return train(spec, _run(spec, context), _services(spec, include_dir), params_of(context))
+                version = int(train(spec, _run(spec, context), services, params_of(context)))
+            _lineage(spec, services, trained=version)  # source window -> this version's artifact
+            return version
 
         @task
         def evaluate_challenger(version: int, **context: Any) -> dict[str, Any]:
             from modelgate.airflow.links import push_report_link
             from modelgate.pipeline import evaluate_challenger as evaluate
 
+            services = _services(spec, include_dir)
             with fail_fast():
-                outcome = evaluate(spec, _run(spec, context), _services(spec, include_dir), params_of(context), version)
+                outcome = evaluate(spec, _run(spec, context), services, params_of(context), version)
             push_report_link(context, outcome.report)
+            _lineage(spec, services, models=(version, outcome.champion_seen))
             return outcome.as_xcom()
 
         @task.branch
@@ -500,12 +538,13 @@ def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             from modelgate.pipeline import deploy_champion as run_deploy
 
             params = context["params"]
+            services = _services(spec, include_dir)
             with fail_fast():
                 try:
-                    return run_deploy(
+                    deployed = run_deploy(
                         spec,
                         _run(spec, context),
-                        _services(spec, include_dir),
+                        services,
                         serving_root=serving_root(),
                         version=params.get("version"),
                         steps=list(params.get("canary_steps") or []) or None,
@@ -513,6 +552,8 @@ def build_deploy_dag(spec: ModelSpec, include_dir: Path) -> DAG:
                     )
                 except DeployError as exc:
                     raise AirflowFailException(str(exc)) from exc
+            _lineage(spec, services, source=False, models=(deployed.get("version"),))
+            return deployed
 
         deploy_champion()
 
@@ -551,6 +592,7 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
                 if isinstance(exc.__cause__, ModelNotFound | NoChampion):  # nothing to score with yet
                     raise AirflowSkipException(f"{exc.__cause__}: nothing scored for {run.interval}") from exc
                 raise
+            _lineage(spec, services, models=(result.version,), predictions=True)  # source + model -> predictions
             return {"version": result.version, "rows": result.rows}
 
         score_interval()
