@@ -93,6 +93,12 @@ def test_the_page_offers_the_form_only_to_editors(registry: Registry) -> None:
     editor = ui.render_model_page(page, "/modelgate", actions=ui.ActionsView(True, "123.abc", "alice", done="v1 ok"))
     assert 'action="/modelgate/models/churn/actions"' in editor and 'name="token" value="123.abc"' in editor
     assert 'name="expected_champion" value="none"' in editor and 'id="action-done">v1 ok<' in editor
+    waiting = [ui.PendingApproval("churn", "modelgate_retrain__churn", "manual__7", None)]
+    pending = ui.model_page(registry, "churn", waiting)
+    answering = ui.render_model_page(pending, "/modelgate", actions=ui.ActionsView(True, "123.abc", "alice"))
+    assert 'action="/modelgate/models/churn/approvals"' in answering and 'name="run_id" value="manual__7"' in answering
+    assert 'name="answer" value="Approve"' in answering and 'name="answer" value="Reject"' in answering
+    assert "/approvals" not in ui.render_model_page(pending, "/modelgate", actions=ui.ActionsView(False))
     reader = ui.render_model_page(page, "/modelgate", actions=ui.ActionsView(False, error="<b>no</b>"))
     assert "action-form" not in reader and 'name="token"' not in reader and 'id="action-none"' in reader
     assert "&lt;b&gt;no&lt;/b&gt;" in reader  # the outcome line is text, never markup

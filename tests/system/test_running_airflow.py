@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def _trained(airflow_stack: RunningAirflow, dag_id: str, run_id: str) -> int:
     return int(airflow_stack.api.get(path)["value"])
 
 
-def _approval_run(airflow_stack: RunningAirflow, answer: str) -> tuple[str, str]:
+def _approval_run(airflow_stack: RunningAirflow, answer: str, *, from_models_view: bool = False) -> tuple[str, str]:
     api = airflow_stack.api
     dag_id = "modelgate_retrain__churn_approval"
     api.set_paused(dag_id, False)
@@ -127,13 +128,27 @@ def _approval_run(airflow_stack: RunningAirflow, answer: str) -> tuple[str, str]
     api.wait_task(dag_id, run_id, "approve", {"awaiting_input", "deferred"}, timeout=300)
     detail = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
     assert detail["options"] == ["Approve", "Reject"]
-    api.patch(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails", {"chosen_options": [answer]})
+    if from_models_view:  # the model page's form: its token, then the answer as the page posts it
+        auth = {"Authorization": f"Bearer {api.token}"}
+        page = httpx.get(f"{api.base_url}/modelgate/models/churn_approval", headers=auth).text
+        assert f'name="run_id" value="{run_id}"' in page  # the waiting run is offered
+        token = re.search(r'name="token" value="([^"]+)"', page)[1]  # type: ignore[index]
+        posted = httpx.post(
+            f"{api.base_url}/modelgate/models/churn_approval/approvals",
+            headers=auth,
+            data={"token": token, "run_id": run_id, "answer": answer},
+        )
+        assert posted.status_code == 303 and "done=answered" in posted.headers["location"], posted.headers
+    else:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+        api.patch(path, {"chosen_options": [answer]})
     api.wait_run(dag_id, run_id, timeout=300)
     return dag_id, run_id
 
 
-def test_approval_answered_through_the_api(airflow_stack: RunningAirflow) -> None:
-    """No champion yet, so each forced challenger passes its verdict and waits for a human: no, then yes."""
+def test_approval_answered_through_the_api_and_the_models_view(airflow_stack: RunningAirflow) -> None:
+    """No champion yet, so each forced challenger passes its verdict and waits for a human: no through
+    Airflow's REST API, then yes from the model page."""
     registry, model = airflow_stack.registry, "churn_approval"
     dag_id, run_id = _approval_run(airflow_stack, "Reject")
     states = airflow_stack.api.task_states(dag_id, run_id)
@@ -144,7 +159,7 @@ def test_approval_answered_through_the_api(airflow_stack: RunningAirflow) -> Non
     rejection = [e for e in events(registry, model) if e.kind is EventKind.REJECT][-1]
     assert rejection.actor == "admin" and rejection.reason.startswith("rejected by approver admin")
 
-    dag_id, run_id = _approval_run(airflow_stack, "Approve")
+    dag_id, run_id = _approval_run(airflow_stack, "Approve", from_models_view=True)
     states = airflow_stack.api.task_states(dag_id, run_id)
     champion = registry.get_champion(model)
     assert states["promote_champion"] == "success", states

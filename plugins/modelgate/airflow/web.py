@@ -155,6 +155,39 @@ def _signing_key() -> bytes:
     return (conf.get("api_auth", "jwt_secret", fallback="") or conf.get("api", "secret_key", fallback="")).encode()
 
 
+APPROVAL_ANSWERS = ("Approve", "Reject")  # the approve task's options (the standard provider's ApprovalOperator)
+
+
+def answer_approval(user: Any, dag_id: str, run_id: str, answer: str) -> str:
+    """Answer a waiting `approve` task as Airflow's own Required Actions page does (its PATCH of the task's
+    human-in-the-loop detail, with its checks: edit rights on the DAG's HITL details, an assigned respondent,
+    a valid option, no second answer). One line saying what happened; HTTPException when it is refused."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.utils.session import create_session
+    from fastapi import HTTPException
+
+    if answer not in APPROVAL_ANSWERS:
+        raise HTTPException(status_code=400, detail=f"answer with one of {', '.join(APPROVAL_ANSWERS)}")
+    allowed = get_auth_manager().is_authorized_dag(
+        method="PUT", access_entity=DagAccessEntity.HITL_DETAIL, details=DagDetails(id=dag_id), user=user
+    )
+    if not allowed:
+        raise HTTPException(status_code=403, detail=f"answering {dag_id}'s approvals needs edit rights on it")
+    with create_session() as session:
+        update_hitl_detail(
+            dag_id=dag_id,
+            dag_run_id=run_id,
+            task_id="approve",
+            update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[answer]),
+            user=user,
+            session=session,
+        )
+    return f"answered {answer} in {run_id}: the run goes on"
+
+
 def trigger_deploy(model: str, version: int, user_name: str) -> str:
     """A run of the model's deploy DAG for `version`, as the UI's Trigger button makes one; one line saying so."""
     from airflow.api.common.trigger_dag import trigger_dag
@@ -238,18 +271,24 @@ def create_app() -> Any:
         )
         return html(lambda nonce: ui.render_model_page(page, URL_PREFIX, nonce=nonce, url_of=url_of, actions=acting))
 
+    async def posted_form(request: Request, user: Any, name: str) -> dict[str, str]:
+        """The model page's form as posted: from this origin, with this server's token for this user and model
+        (403 otherwise)."""
+        origin = request.headers.get("origin")
+        if origin and urlparse(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail="the form was posted from another site")
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if not actions.token_ok(key, form.get("token", ""), user.get_id(), name):
+            raise HTTPException(status_code=403, detail="the form is stale or not this server's: reload the page")
+        return form
+
     @app.post("/models/{name}/actions", dependencies=signed_in)
     async def act(name: str, request: Request, user: GetUserDep) -> RedirectResponse:
         """promote, rollback, archive or deploy, from the model page's form: the user may edit the model's
         DAGs, the form is this server's for this user and model (token), posted from this origin."""
-        origin = request.headers.get("origin")
-        if origin and urlparse(origin).netloc != request.headers.get("host"):
-            raise HTTPException(status_code=403, detail="the form was posted from another site")
         if not await run_in_threadpool(can_edit, user, name):
             raise HTTPException(status_code=403, detail=f"acting on {name} needs edit rights on its DAGs")
-        form = {k: str(v) for k, v in (await request.form()).items()}
-        if not actions.token_ok(key, form.get("token", ""), user.get_id(), name):
-            raise HTTPException(status_code=403, detail="the form is stale or not this server's: reload the page")
+        form = await posted_form(request, user, name)
         page = f"{URL_PREFIX}/models/{quote(name)}"
         try:
             checked = actions.parse_action(name, form)
@@ -282,6 +321,23 @@ def create_app() -> Any:
         except InvalidInput as exc:  # fewer than two versions, or too many
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return html(lambda nonce: ui.render("compare.html", page=page, prefix=URL_PREFIX, nonce=nonce))
+
+    @app.post("/models/{name}/approvals", dependencies=signed_in)
+    async def approve(name: str, request: Request, user: GetUserDep) -> RedirectResponse:
+        """Approve or Reject a challenger waiting in one of the model's retrain runs (same token and origin
+        checks as the actions; the answer goes through Airflow's own human-in-the-loop update)."""
+        form = await posted_form(request, user, name)
+        page = f"{URL_PREFIX}/models/{quote(name)}"
+        dag_id = f"modelgate_retrain__{name}"
+        try:
+            message = await run_in_threadpool(
+                answer_approval, user, dag_id, form.get("run_id", "")[:250], form.get("answer", "")
+            )
+        except HTTPException as exc:
+            if exc.status_code == 403:
+                raise
+            return RedirectResponse(f"{page}?error={quote(str(exc.detail)[:300])}#actions", status_code=303)
+        return RedirectResponse(f"{page}?done={quote(message)}#actions", status_code=303)
 
     @app.get("/models", include_in_schema=False, dependencies=signed_in)
     def models_redirect() -> RedirectResponse:
