@@ -543,3 +543,27 @@ def test_a_skops_version_is_staged_and_served_with_its_listed_types(setup: dict[
     assert load_slot(older.canary).predict(x).shape == (30,)
     with pytest.raises(UntrustedArtifact, match="TreePredictor, which its version did not list"):
         load_slot(dataclasses.replace(slot, trusted=()))
+
+
+def test_metrics_count_requests_rows_latency_and_scores_per_version(server: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows = [{"a": 0.0, "b": 1.0}, {"a": 5.0, "b": 0.0}]
+    for _ in range(3):
+        assert httpx.post(f"{server}/predict", json={"instances": rows}).status_code == 200
+    assert httpx.post(f"{server}/predict", json={"instances": [{"a": 1.0}]}).status_code == 422
+    scraped = httpx.get(f"{server}/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    v1 = (("model", "demo"), ("version", "1"))
+    assert samples[("modelgate_serve_requests_total", (*v1[:1], ("status", "200"), v1[1]))] == 3
+    assert samples[("modelgate_serve_rows_total", v1)] == 6
+    assert samples[("modelgate_serve_latency_seconds_count", v1)] == 3
+    assert samples[("modelgate_serve_score_count", v1)] == 6
+    assert samples[("modelgate_serve_score_bucket", (("le", "0.5"), *v1))] == 3  # one of each pair is below 0.5
+    refused = [k for k in samples if k[0] == "modelgate_serve_requests_total" and ("status", "422") in k[1]]
+    assert len(refused) == 1 and samples[refused[0]] == 1

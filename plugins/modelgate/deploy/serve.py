@@ -16,6 +16,9 @@ state file: one log line, not a traceback per poll.
 
 Connections that send no complete request within `header_timeout` seconds are closed, and past
 `max_connections` the oldest idle connection makes room, so idle or slow sockets cannot lock `/health` out.
+
+`/metrics` (Prometheus' text format, behind the same token) counts requests and rows per version and outcome,
+and keeps histograms of the handler's latency and, for classifiers, of the scores each version gave.
 """
 
 from __future__ import annotations
@@ -91,6 +94,47 @@ class BodyLimit:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+class ServeMetrics:
+    """The server's Prometheus metrics, in a registry of its own (two servers in one process stay apart)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "modelgate_serve_requests", "Prediction requests answered", ["model", "version", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.rows = Counter("modelgate_serve_rows", "Rows scored", ["model", "version"], registry=self.registry)
+        self.latency = Histogram(
+            "modelgate_serve_latency_seconds", "Time in the /predict handler", ["model", "version"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.scores = Histogram(
+            "modelgate_serve_score", "Scores given (classifiers: the positive class's probability)",
+            ["model", "version"], buckets=SCORE_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+
+    def observe(self, model: str, version: int | None, status: int, seconds: float, scores: list[float]) -> None:
+        label = "none" if version is None else str(version)
+        self.requests.labels(model, label, str(status)).inc()
+        self.latency.labels(model, label).observe(seconds)
+        if scores:
+            self.rows.labels(model, label).inc(len(scores))
+            histogram = self.scores.labels(model, label)
+            for score in scores:
+                histogram.observe(score)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 @dataclass(frozen=True)
@@ -193,6 +237,7 @@ def create_app(
     import hmac
 
     holder = ModelHolder(target, model, poll_seconds=poll_seconds)
+    metrics = ServeMetrics()
 
     async def authorised(request: Request) -> None:  # async: no thread hop before the route's own
         if token is None:
@@ -239,8 +284,25 @@ def create_app(
             "traffic": state.traffic(),
         }
 
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
+
     @app.post("/predict", response_model=None)
     async def predict(request: PredictRequest) -> Response:  # inline: a threadpool hop costs more than it saves
+        started = time.perf_counter()
+        version: int | None = None
+        try:
+            response, version, scores = _predict(request)
+        except HTTPException as exc:
+            metrics.observe(model, version, exc.status_code, time.perf_counter() - started, [])
+            raise
+        classifier = holder.snapshot is not None and holder.snapshot.state.task == "binary_classification"
+        metrics.observe(model, version, 200, time.perf_counter() - started, scores if classifier else [])
+        return response
+
+    def _predict(request: PredictRequest) -> tuple[Response, int, list[float]]:
         import pandas as pd
 
         snapshot = holder.snapshot
@@ -268,7 +330,8 @@ def create_app(
             bad = [i for i, p in enumerate(predictions) if not math.isfinite(p)][:5]
             raise HTTPException(422, f"v{slot.version} gave no finite prediction for instance(s) {bad}")
         body = {"model": model, "version": slot.version, "predictions": predictions}
-        return Response(json.dumps(body, allow_nan=False), media_type="application/json")  # plain floats
+        response = Response(json.dumps(body, allow_nan=False), media_type="application/json")  # plain floats
+        return response, slot.version, predictions
 
     return app
 
