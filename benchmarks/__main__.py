@@ -522,7 +522,7 @@ def _churn_world(url: str, tmp: str, days: int, rows_per_day: int) -> tuple[Any,
     frame = load_window(spec, first_day, url=url)
     registry = Registry(create_registry_engine(url))
     artifacts = ArtifactStore(tmp)
-    stored = artifacts.save(train(spec, frame.head(20_000)).pipeline)
+    (stored,) = artifacts.save_models(train(spec, frame.head(20_000)).pipeline)  # a skops file, as the loop's
     version = registry.register(
         spec.name,
         VersionDraft(
@@ -531,6 +531,8 @@ def _churn_world(url: str, tmp: str, days: int, rows_per_day: int) -> tuple[Any,
             artifact_size=stored.size,
             source=Source("bench", "r", "t"),
             feature_schema={f: "any" for f in spec.feature_names},
+            artifact_format=stored.format,
+            trusted_types=stored.trusted,
         ),
     )
     registry.promote(spec.name, version.version, expected_champion=None, actor="bench")

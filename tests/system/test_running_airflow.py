@@ -105,6 +105,8 @@ def test_ui_trigger_with_params_and_the_report_link_opens(airflow_stack: Running
     links = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate_challenger/links")["extra_links"]
     url = links["modelgate report"]
     assert url.startswith(f"{api.base_url}/modelgate/reports/{model}/evaluation/"), url
+    logged = str(api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/evaluate_challenger/logs/1?full_content=true"))
+    assert f"modelgate report: {url}" in logged  # in the task's log too, where users look first
     page = httpx.get(url, headers={"Authorization": f"Bearer {api.token}"})
     assert page.status_code == 200 and f"v{version.version}" in page.text
     escape = httpx.get(

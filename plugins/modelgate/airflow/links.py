@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
 REPORT_XCOM_KEY = "modelgate_report"
+log = logging.getLogger(__name__)
 
 
 class ModelgateReportLink(BaseOperatorLink):
@@ -31,4 +33,6 @@ def push_report_link(context: Any, path: str | None) -> None:
     from modelgate.airflow.web import report_url
 
     base_url = conf.get("api", "base_url", fallback=None) or "http://localhost:8080"
-    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=report_url(path, store=report_store(), base_url=base_url))
+    url = report_url(path, store=report_store(), base_url=base_url)
+    context["ti"].xcom_push(key=REPORT_XCOM_KEY, value=url)
+    log.info("modelgate report: %s", url)  # the task's log, where a user looks first; also its extra link

@@ -13,7 +13,9 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,15 +40,29 @@ class StoredArtifact:
     trusted: tuple[str, ...] = ()  # skops: the types beyond skops' own that loading it may build
 
 
+@contextmanager
+def _skops() -> Iterator[Any]:
+    """skops.io, with warnings silenced while it works.
+
+    To name an object without a `__module__` (scipy's ufuncs, ~300 of them when skops.io is first imported)
+    skops asks every loaded module for it. In an Airflow worker that reaches Airflow's deprecated module
+    aliases, and each one warns: 1,161 log lines over 6.5 s of a training task in the system suite. What is
+    found is the same; only the warnings go (the search itself still costs ~2.5 s a process here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import skops.io as sio
+
+        yield sio
+
+
 def model_bytes(obj: Any) -> tuple[bytes, tuple[str, ...]] | None:
     """`obj` as a skops file and the types beyond skops' own it holds, or None when skops can't represent it
     (or can't read back what it wrote): the caller keeps joblib for that model."""
-    import skops.io as sio
-
     try:
-        data = sio.dumps(obj)
-        trusted = tuple(sorted(sio.get_untrusted_types(data=data)))
-        sio.loads(data, trusted=list(trusted))
+        with _skops() as sio:
+            data = sio.dumps(obj)
+            trusted = tuple(sorted(sio.get_untrusted_types(data=data)))
+            sio.loads(data, trusted=list(trusted))
     except Exception as exc:  # skops raises TypeError, NotImplementedError, and whatever a custom type's state does
         log.warning("skops cannot store %s (%s: %s): keeping it as joblib", type(obj).__name__, type(exc).__name__, exc)
         return None
@@ -61,17 +77,17 @@ def load_model_bytes(data: bytes, *, format: ArtifactFormat, trusted: Sequence[s
 
     importable_include()
     if format == "skops":
-        import skops.io as sio
-        from skops.io.exceptions import UntrustedTypesFoundException
+        with _skops() as sio:
+            from skops.io.exceptions import UntrustedTypesFoundException
 
-        try:
-            return sio.loads(data, trusted=list(trusted))
-        except UntrustedTypesFoundException as exc:
-            found = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted))
-            raise UntrustedArtifact(
-                f"{what} holds {', '.join(found)}, which its version did not list as trusted when it was "
-                "registered: refusing to load it (register the model again to record its types)"
-            ) from exc
+            try:
+                return sio.loads(data, trusted=list(trusted))
+            except UntrustedTypesFoundException as exc:
+                found = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted))
+                raise UntrustedArtifact(
+                    f"{what} holds {', '.join(found)}, which its version did not list as trusted when it was "
+                    "registered: refusing to load it (register the model again to record its types)"
+                ) from exc
     if format != "joblib":
         raise InvalidInput(f"unknown artifact format {format!r} for {what}: use joblib or skops")
     import joblib
