@@ -61,6 +61,9 @@ def test_full_lifecycle_through_the_cli(cli_env: dict[str, str], model_files: tu
     )
     assert v2["version"] == 2 and v2["tags"] == {"task": "binary_classification", "team": "growth"}
 
+    none = run_cli("versions", "churn", "--status", "champion", env=cli_env)
+    assert none.stdout.strip() == "churn has no versions matching these filters"  # one line, not an empty table
+
     promoted = run_cli("promote", "churn", "1", "--expect-champion", "none", "--reason", "first", env=cli_env)
     assert "promoted v1 (was no champion)" in promoted.stdout
     conflict = run_cli("promote", "churn", "2", "--expect-champion", "none", "--reason", "x", env=cli_env, check=False)

@@ -267,6 +267,9 @@ def versions_cmd(
     )
     if as_json:
         _print_json(found)
+    elif not found:  # one line, not an empty table: the model exists, nothing matches
+        filtered = status or tags or window_from or window_to
+        out.print(f"{name} has no versions{' matching these filters' if filtered else ''}", markup=False)
     elif _narrow(wide):
         for v in found:
             window = f"{_fmt(v.window_start)} → {_fmt(v.window_end)}" if v.window_start else "no window"
