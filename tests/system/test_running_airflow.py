@@ -241,8 +241,11 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
     it was fitted on, where the old holdout rule would have."""
     api, registry, model = airflow_stack.api, airflow_stack.registry, "churn_sched"
     monitor, retrain = f"modelgate_monitor__{model}", f"modelgate_retrain__{model}"
-    api.set_paused(monitor, False)
     api.set_paused(retrain, False)
+    # the monitor measures drift against a champion: unpaused together, its quick catch-up could run every
+    # interval before the first retrain made one (no champion: nothing to drift from, no drift-triggered run)
+    _wait(lambda: champion(registry, model) is not None, 600, "the first scheduled retrain made no champion")
+    api.set_paused(monitor, False)
 
     def done(dag_id: str, run_type: str, count: int) -> bool:
         runs = [r for r in api.runs(dag_id) if r["run_type"] == run_type]
