@@ -291,5 +291,5 @@ def test_serve_never_answers_500(serve_schema: Any) -> None:
             assert response.status_code in (200, 413, 422, 503), (case.path, response.status_code)
 
         check()
-    assert set(tried) == {"GET /health", "POST /predict"}, tried
+    assert set(tried) == {"GET /health", "GET /metrics", "POST /predict"}, tried
     assert ("GET /health", 200) in statuses, statuses  # the app was serving, not answering 503 to everything
