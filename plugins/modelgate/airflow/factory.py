@@ -113,8 +113,11 @@ def _lineage(
 ) -> None:
     """OpenLineage (`modelgate.airflow.lineage`): this task read the source window and `models` (versions),
     and wrote the `trained` version's artifact or the predictions table."""
-    from modelgate.airflow.lineage import predictions_uri, report, source_uri
+    from modelgate.airflow.lineage import collecting, predictions_uri, report, source_uri
     from modelgate.airflow.runtime import registry_url
+
+    if not collecting():  # OpenLineage off: no registry reads for names nobody will send
+        return
 
     def artifact(version: int | None) -> str | None:
         return services.registry.get_version(spec.name, version).artifact_uri if version else None
@@ -171,14 +174,14 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _quality(spec: ModelSpec, include_dir: Path, window: Any, stage: str, context: Any) -> dict[str, Any]:
+def _quality(spec: ModelSpec, services: Any, window: Any, stage: str, context: Any) -> dict[str, Any]:
     from modelgate.airflow.links import push_report_link
     from modelgate.pipeline import check_quality
     from modelgate.quality import QualityGateFailed
 
     try:
         with fail_fast():
-            result = check_quality(spec, window, _services(spec, include_dir), stage=stage)
+            result = check_quality(spec, window, services, stage=stage)
     except AirflowFailException as exc:
         cause = exc.__cause__
         if isinstance(cause, QualityGateFailed):
@@ -207,9 +210,10 @@ def build_monitor_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     def monitor() -> None:
         @task
         def data_quality(**context: Any) -> dict[str, Any]:
+            services = _services(spec, include_dir)
             with fail_fast():
-                result = _quality(spec, include_dir, _run(spec, context).interval, "monitor", context)
-            _lineage(spec, _services(spec, include_dir))
+                result = _quality(spec, services, _run(spec, context).interval, "monitor", context)
+            _lineage(spec, services)
             return result
 
         @task
@@ -363,7 +367,7 @@ def build_retrain_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             with fail_fast():
                 run = _run(spec, context)
                 window = run_windows(spec, run, services, params_of(context)).quality
-                result = _quality(spec, include_dir, window, "training", context)
+                result = _quality(spec, services, window, "training", context)
             _lineage(spec, services)
             return result
 

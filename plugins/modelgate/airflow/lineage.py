@@ -69,6 +69,13 @@ def predictions_uri(registry_url: str) -> str:
     return postgres_table(registry_url, "public", "batch_prediction")
 
 
+def collecting() -> bool:
+    """Whether anything reads what `report` collects (the OpenLineage provider, when it is configured)."""
+    from airflow.sdk.lineage import NoOpCollector, get_hook_lineage_collector
+
+    return not isinstance(get_hook_lineage_collector(), NoOpCollector)
+
+
 def report(*, inputs: Iterable[str | None] = (), outputs: Iterable[str | None] = ()) -> None:
     """Tell Airflow's lineage collector what this task read and wrote (URIs; None entries are skipped)."""
     try:
