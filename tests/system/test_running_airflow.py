@@ -274,7 +274,10 @@ def test_history_is_point_in_time_whichever_way_airflow_runs_it(airflow_stack: R
     # the weeks since the drift retrain for a change in the data; which change is named first (decay is checked
     # before drift) depends on how the labelled rows fall, but the drift must not pass as staleness or new data
     changed = [row for row in table if row[0] > airflow_stack.boundary - 3 * WEEK]
-    assert any(row[2] and row[1] in ("drift", "decay", "miscalibrated", "settled") for row in changed), table
+    from modelgate.policy import RetrainReason
+
+    change = {RetrainReason.DRIFT, RetrainReason.DECAY, RetrainReason.MISCALIBRATED, RetrainReason.SETTLED}
+    assert any(row[2] and row[1] in change for row in changed), [(r[0].date(), r[1], r[2]) for r in table]
     promotions = [e for e in events(registry, model) if e.kind is EventKind.PROMOTE]
     assert promotions, "the first scheduled interval makes a first champion"
 
