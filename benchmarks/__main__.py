@@ -993,6 +993,13 @@ def bench_quality() -> dict[str, Any]:
     return out
 
 
+def bench_ab() -> dict[str, Any]:
+    """200 A/A and 200 A/B experiments (2 points of accuracy) with delayed outcomes, looked at every day."""
+    from benchmarks.ab_bench import run
+
+    return run(200)
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "registry": bench_registry,
     "drift": bench_drift,
@@ -1008,6 +1015,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "ui": bench_ui,
     "quality": bench_quality,
     "batch_memory": bench_batch_memory,
+    "ab": bench_ab,
 }
 
 

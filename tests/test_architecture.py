@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
         "modelgate.quality",
         "modelgate.drift",
         "modelgate.policy",
+        "modelgate.experiments",
         "modelgate.report_store",
         "modelgate.stack",
         "modelgate.factories",
@@ -32,7 +33,7 @@ LAYERS: list[set[str]] = [
         "modelgate.demo",
     },
     {"modelgate.loop", "modelgate.catalog", "modelgate.ui", "modelgate.actions"},
-    {"modelgate.pipeline", "modelgate.replay", "modelgate.backtest"},
+    {"modelgate.pipeline", "modelgate.replay", "modelgate.backtest", "modelgate.ab"},
     {"modelgate.airflow", "modelgate.cli"},
 ]
 

@@ -79,6 +79,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     spec["notifiers"] = [{"name": "tests.notifiers.FileNotifier", "params": {"path": str(notes)}}]
     spec["evaluation"]["bootstrap_samples"] = 400
     spec.update(start_date="2025-11-01", catchup=False)  # the shipped spec's start is relative (live example)
+    spec["ab"] = {"min_labelled": 100}  # modelgate_ab__churn
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
     vertex_spec = {
         **spec,
@@ -133,6 +134,7 @@ def _world(stage: dict[str, Any], template: str, tmp_path: Path, monkeypatch: py
         "notes_from": notes_path.stat().st_size if notes_path.exists() else 0,
         "reports": tmp_path / "reports",
         "serving": tmp_path / "serving",
+        "include": stage["include"],
     }
     registry.close()
     _drop_database(name)
@@ -616,3 +618,61 @@ def test_e_quality_failures_stop_the_run_and_name_the_expectations(drifted_world
     assert states["training_data_quality"] == "failed" and states["train_challenger"] == "upstream_failed"
     assert "expect_column_to_exist(contract): observed column missing" in notes(world)
     assert snapshot(world)[0] == before[0]  # nothing registered
+
+
+def test_l_the_ab_dag_promotes_the_challenger_that_wins_on_live_outcomes(drifted_world: dict[str, Any]) -> None:
+    """Champion served, a challenger started on half the keys, predictions logged with their arms, outcomes
+    loaded: the A/B DAG's look promotes the challenger through the compare-and-swap, announces the champion
+    and serves it alone; the interval again changes nothing."""
+    import dataclasses
+    import random
+
+    from modelgate import ab
+    from modelgate.catalog import load_spec
+    from modelgate.deploy.local import LocalTarget
+    from modelgate.experiments import assign
+    from modelgate.registry import Source
+    from modelgate.registry.experiments import ExperimentStore, LoggedPrediction
+
+    world = drifted_world
+    registry: Registry = world["registry"]
+    champion = champion_version(world)
+    assert champion is not None
+    assert run_dag(world, "modelgate_deploy__churn", sunday(4, 19))["deploy_champion"] == "success"
+    source = registry.get_version("churn", champion)
+    draft = dataclasses.replace(_draft_of(source), source=Source("tests", "ab-challenger", "train"))
+    challenger = registry.register("churn", draft).version
+    spec = load_spec(world["include"] / "models" / "churn.yaml")
+    experiment = ab.start(registry, spec, challenger=challenger, split=50, actor="tests", serving_root=world["serving"])
+    state = LocalTarget(world["serving"]).read_state("churn")
+    assert state is not None and state.canary is not None and state.canary.version == challenger
+    assert state.experiment_id == experiment.id and state.canary_percent == 50
+
+    store = ExperimentStore(registry)
+    rng = random.Random(3)
+    now = dt.datetime.now(dt.UTC)
+    predictions, outcomes = [], []
+    for i in range(3000):
+        key = f"customer-{i}"
+        version = challenger if assign(key, experiment.salt, 50) else champion
+        truth = float(rng.random() < 0.3)
+        right = rng.random() < (0.85 if version == challenger else 0.7)
+        predictions.append(LoggedPrediction("churn", key, version, 0.8 if (truth == 1) == right else 0.2, "serve",
+                                            experiment.id, now))  # fmt: skip
+        outcomes.append((key, truth, now + dt.timedelta(milliseconds=1)))
+    store.log_predictions(predictions)
+    store.load_outcomes("churn", outcomes, source="tests")
+
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)  # the interval ending then
+    states = run_dag(world, "modelgate_ab__churn", today)
+    assert states["analyse_experiment"] == "success" and states["announce_champion"] == "success", states
+    assert champion_version(world) == challenger
+    assert store.get(experiment.id).status == "promoted"
+    served = LocalTarget(world["serving"]).read_state("churn")
+    assert served is not None and served.stable.version == challenger and served.canary is None
+    look = store.looks(experiment.id)[-1]
+    assert look.action == "promote" and look.look["champion"]["labelled"] + look.look["challenger"]["labelled"] == 3000
+
+    again = run_dag(world, "modelgate_ab__churn", today)  # the same interval: the same look, nothing acted on
+    assert again["analyse_experiment"] == "success" and again["announce_champion"] == "skipped", again
+    assert [e.actor for e in registry.history("churn", kinds=["promote"])].count("modelgate ab") == 1

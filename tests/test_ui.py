@@ -186,3 +186,40 @@ def test_compare_page_marks_what_differs_and_shows_each_verdict(registry: Regist
         ui.compare_page(registry, "churn", list(range(1, 8)))
     model = ui.render_model_page(ui.model_page(registry, "churn"), "/modelgate")
     assert 'action="/modelgate/models/churn/compare"' in model and 'name="v" value="6" form="compare-form"' in model
+
+
+def test_the_model_page_shows_the_experiment_its_arms_and_its_looks(registry: Registry) -> None:
+    from modelgate.registry.experiments import ExperimentStore, LookRow
+
+    _fill(registry)
+    assert "No experiment yet: <code>modelgate ab start churn" in ui.render_model_page(
+        ui.model_page(registry, "churn"), "/modelgate"
+    )
+    store = ExperimentStore(registry)
+    registry.register("churn", draft("r-ab"))  # v7
+    experiment = store.start("churn", challenger=7, split_percent=10, settings={"metric": "accuracy"}, actor="ann")
+    for day, (estimate, action) in enumerate(((0.01, "continue"), (0.03, "promote")), start=1):
+        arm = {"version": 5, "keys": 900, "labelled": 800, "total": 600.0, "total_sq": 600.0, "missing": 100, "late": 3}
+        look = {
+            "champion": arm,
+            "challenger": {**arm, "version": 7, "keys": 100, "labelled": 90, "total": 70.0},
+            "estimate": estimate,
+            "lower": estimate - 0.02,
+            "upper": estimate + 0.02,
+            "p_value": 0.2,
+            "srm_p": 0.6,
+            "looks": day,
+            "guardrails": [],
+        }
+        end = START + dt.timedelta(days=60 + day)
+        store.record_look(LookRow(experiment.id, end, look, action, "<img src=x onerror=alert(1)> better"))
+    page = ui.model_page(registry, "churn")
+    assert page.experiment is not None and page.experiment.id == experiment.id and len(page.experiment_looks) == 2
+    html = ui.render_model_page(page, "/modelgate")
+    assert "v5 (champion) on 90.0 % of keys vs" in html and "v7 (challenger) on 10.0 %" in html
+    arms = re.search(r'<table id="experiment-arms">(.*?)</table>', html, re.S)[1]
+    assert "<td>champion</td><td>v5</td><td>900</td><td>800</td><td>100</td><td>3</td><td>0.75</td>" in arms
+    assert "<b>promote</b>" in html and "&lt;img src=x onerror=alert(1)&gt; better" in html
+    assert "<img src=x" not in html
+    looks = json.loads(re.search(r'<script id="looks-data" type="application/json">(.*?)</script>', html, re.S)[1])
+    assert [lk["action"] for lk in looks] == ["continue", "promote"] and looks[1]["lower"] == pytest.approx(0.01)

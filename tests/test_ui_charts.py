@@ -3,6 +3,7 @@ feature labels on the heatmap, one evaluation drawn as a round point, and no scr
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import http.server
 import threading
@@ -16,7 +17,7 @@ from modelgate import ui
 from modelgate.airflow.web import PLOTLY_JS, _plotly_js
 from modelgate.registry import Registry
 from tests.browser import chromium
-from tests.test_ui import FEATURES, _fill
+from tests.test_ui import FEATURES, START, _fill
 
 pytestmark = pytest.mark.integration
 
@@ -90,5 +91,30 @@ def test_one_evaluation_is_a_round_point(registry: Registry, site: tuple[Path, s
     box = point.bounding_box()
     assert box is not None and box["width"] > 5 and abs(box["width"] - box["height"]) < 1  # not squashed
     assert "2026" in " ".join(page.locator("#metric-chart .xtick text").all_text_contents())
+    assert errors == []
+    page.close()
+
+
+def test_the_experiment_chart_draws_each_look_with_its_interval(
+    registry: Registry, site: tuple[Path, str], browser: Any
+) -> None:
+    from modelgate.registry.experiments import ExperimentStore, LookRow
+    from tests.helpers import draft
+
+    _fill(registry)
+    registry.register("churn", draft("r-ab"))
+    store = ExperimentStore(registry)
+    experiment = store.start("churn", challenger=7, split_percent=10, settings={"metric": "accuracy"}, actor="t")
+    arm = {"version": 5, "keys": 10, "labelled": 8, "total": 6.0, "total_sq": 6.0, "missing": 2, "late": 0}
+    for day, estimate in enumerate((0.0, 0.01, 0.03), start=1):
+        look = {"champion": arm, "challenger": {**arm, "version": 7}, "estimate": estimate, "lower": estimate - 0.02,
+                "upper": estimate + 0.02, "p_value": 0.5, "srm_p": 0.5, "looks": day, "guardrails": []}  # fmt: skip
+        store.record_look(LookRow(experiment.id, START + dt.timedelta(days=50 + day), look, "continue", "no decision"))
+    page, errors = _open(browser, site, registry)
+    chart = page.locator("#experiment-chart")
+    chart.locator(".main-svg").first.wait_for()
+    assert chart.locator(".scatterlayer .point").count() == 3
+    assert chart.locator(".errorbar").count() == 3  # each look's always-valid interval
+    assert chart.locator(".ytitle").text_content() == "challenger − champion"
     assert errors == []
     page.close()

@@ -31,6 +31,10 @@ db_app = typer.Typer(help="Registry schema management (Alembic).", no_args_is_he
 app.add_typer(db_app, name="db")
 dags_app = typer.Typer(help="The DAG files in dags/.", no_args_is_help=True)
 app.add_typer(dags_app, name="dags")
+ab_app = typer.Typer(help="A/B experiments on live outcomes: champion vs a challenger.", no_args_is_help=True)
+app.add_typer(ab_app, name="ab")
+outcomes_app = typer.Typer(help="Outcomes (labels) that arrive after the predictions.", no_args_is_help=True)
+app.add_typer(outcomes_app, name="outcomes")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -646,6 +650,13 @@ def serve_cmd(
             help="Require `Authorization: Bearer <token>` with the token in this file (or $MODELGATE_SERVE_TOKEN)."
         ),
     ] = None,
+    log_predictions: Annotated[
+        bool,
+        typer.Option(
+            "--log-predictions/--no-log-predictions",
+            help="Append every prediction (key, version, score) to the registry's prediction log.",
+        ),
+    ] = True,
 ) -> None:
     """Serve JSON predictions from the locally deployed version(s) of NAME (reloads on every switch)."""
     import os
@@ -661,7 +672,155 @@ def serve_cmd(
             raise InvalidInput(f"--token-file {token_file}: cannot be read ({exc})") from None
         if not token:
             raise InvalidInput(f"--token-file {token_file} is empty")
-    serve(name, host=host, port=port, root=serving_root(), max_body_bytes=int(max_body_mb * 1024 * 1024), token=token)
+    prediction_log = None
+    if log_predictions:
+        from modelgate.deploy.serve import PredictionLog
+        from modelgate.registry.experiments import ExperimentStore
+
+        try:
+            prediction_log = PredictionLog(ExperimentStore(_registry()))
+        except RegistryError as exc:
+            err.print(f"warning: predictions are not logged: {exc}", markup=False, highlight=False)
+    serve(
+        name,
+        host=host,
+        port=port,
+        root=serving_root(),
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        token=token,
+        prediction_log=prediction_log,
+    )
+
+
+@ab_app.command("start")
+def ab_start_cmd(
+    name: str,
+    challenger: Annotated[
+        int,
+        typer.Option(
+            "--challenger", help="The challenger version (vN or N).", parser=lambda v: int(str(v).lstrip("v"))
+        ),
+    ],
+    split: Annotated[int, typer.Option("--split", min=1, max=99, help="Percent of keys the challenger answers.")] = 10,
+    spec_path: SpecOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start champion vs CHALLENGER on --split % of keys (sticky); modelgate_ab__NAME analyses it each interval."""
+    from modelgate import ab
+    from modelgate.config import serving_root
+
+    spec = _find_spec(name, spec_path)
+    if spec is None:
+        raise InvalidInput(f"no spec for {name!r}: give --spec FILE or put it in include/models/{name}.yaml")
+    registry = _registry()
+    try:
+        experiment = ab.start(
+            registry, spec, challenger=challenger, split=split, actor=_actor(actor), serving_root=serving_root()
+        )
+    finally:
+        registry.close()
+    if as_json:
+        _print_json(experiment)
+        return
+    out.print(f"started {experiment.describe()}", markup=False, highlight=False)
+
+
+@ab_app.command("stop")
+def ab_stop_cmd(
+    name: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why it stops (kept in the audit log).")] = "stopped by hand",
+    actor: ActorOpt = None,
+) -> None:
+    """Stop NAME's running experiment: the champion answers every key again."""
+    from modelgate import ab
+    from modelgate.config import serving_root
+
+    registry = _registry()
+    try:
+        ended = ab.stop(registry, name, reason=reason, actor=_actor(actor), serving_root=serving_root())
+    finally:
+        registry.close()
+    out.print(f"stopped experiment #{ended.id} of {name}: v{ended.champion_version} serves every key", markup=False)
+
+
+@ab_app.command("status")
+def ab_status_cmd(name: str, as_json: JsonFlag = False) -> None:
+    """NAME's experiments, and the looks of the newest one."""
+    from modelgate.registry.experiments import ExperimentStore
+
+    registry = _registry()
+    try:
+        store = ExperimentStore(registry)
+        experiments = store.of_model(name)
+        looks = store.looks(experiments[-1].id) if experiments else []
+    finally:
+        registry.close()
+    if as_json:
+        _print_json({"experiments": experiments, "looks": looks})
+        return
+    if not experiments:
+        out.print(f"{name} has run no experiment: modelgate ab start {name} --challenger vN", markup=False)
+        return
+    for experiment in experiments:
+        end = f", {experiment.end_reason}" if experiment.end_reason else ""
+        out.print(f"{experiment.describe()}{end}", markup=False, highlight=False)
+    table = Table("interval end", "labelled", "difference", "interval", "p", "decision")
+    for look in looks:
+        v = look.look
+        labelled = f"{v['champion']['labelled']} / {v['challenger']['labelled']}"
+        interval = f"{_fmt(v.get('lower'))} .. {_fmt(v.get('upper'))}"
+        table.add_row(_fmt(look.interval_end), labelled, _fmt(v.get("estimate")), interval, _fmt(v["p_value"]),
+                      f"{look.action}: {look.reason}")  # fmt: skip
+    if looks:
+        out.print(table)
+
+
+@ab_app.command("analyse")
+def ab_analyse_cmd(
+    name: str,
+    at: Annotated[str | None, typer.Option("--at", help="Look as of this date/time (default: now).")] = None,
+    act: Annotated[bool, typer.Option("--act/--dry-run", help="Promote or stop as the look decides.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """One look at NAME's experiment now (or --at), as the DAG takes it; acts only with --act."""
+    from modelgate import ab
+    from modelgate.config import serving_root
+
+    registry = _registry()
+    try:
+        analysis = ab.analyse(registry, name, interval_end=_moment(at), act=act, serving_root=serving_root())
+    finally:
+        registry.close()
+    if analysis is None:
+        raise InvalidInput(f"{name} ran no experiment at {_fmt(_moment(at))}")
+    if as_json:
+        _print_json({"summary": analysis.summary(), "decision": analysis.decision, "acted": analysis.acted})
+        return
+    out.print(f"{analysis.decision.action.value}: {analysis.decision.reason}", markup=False, highlight=False)
+    if analysis.acted:
+        out.print(f"done: {analysis.acted}", markup=False)
+
+
+@outcomes_app.command("load")
+def outcomes_load_cmd(
+    name: str,
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file of key, outcome, time.")],
+    key: Annotated[str, typer.Option("--key-column")] = "key",
+    outcome: Annotated[str, typer.Option("--outcome-column")] = "outcome",
+    time: Annotated[str, typer.Option("--time-column", help="When the outcome was observed.")] = "time",
+) -> None:
+    """Load outcomes for NAME's predictions, all or nothing (a key's outcome is never changed)."""
+    from modelgate import ab
+    from modelgate.registry.experiments import ExperimentStore
+
+    rows = ab.read_outcomes(path, key=key, outcome=outcome, time=time)
+    registry = _registry()
+    try:
+        loaded = ExperimentStore(registry).load_outcomes(name, rows, source=f"file:{path.name}")
+    finally:
+        registry.close()
+    out.print(f"{loaded.added} outcomes loaded for {name}, {loaded.known} already known", markup=False)
 
 
 @app.command("deploy")

@@ -40,6 +40,10 @@ CRON_PRESETS = {
 RELATIVE_START = re.compile(r"-(\d{1,4})([dw])")
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
+# A/B experiments judge per prediction: name -> higher is better
+AB_CLASSIFIER_METRICS = {"accuracy": True, "brier": False, "log_loss": False}
+AB_REGRESSOR_METRICS = {"squared_error": False, "absolute_error": False}
+AB_METRICS = {**AB_CLASSIFIER_METRICS, **AB_REGRESSOR_METRICS}
 
 
 class _Strict(BaseModel):
@@ -380,6 +384,59 @@ class Deploy(_Strict):
         return self
 
 
+def check_schedule(value: str | None) -> str | None:
+    """A preset (`@daily`) or a 5-field cron expression; None stays None."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        if value not in CRON_PRESETS:
+            raise ValueError(f"unknown schedule preset {value!r}: use one of {', '.join(CRON_PRESETS)} or a cron")
+        return value
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"schedule {value!r} is not a 5-field cron expression")
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"schedule {value!r} is not a valid cron expression (minute hour day month weekday)")
+    return value
+
+
+def cron_of(schedule: str) -> str:
+    return CRON_PRESETS.get(schedule, schedule)
+
+
+class AbSpec(_Strict):
+    """How the model's A/B experiments are judged (`modelgate ab start`); copied into each experiment when it
+    starts, so editing the spec never changes a running experiment's rules."""
+
+    metric: str | None = Field(
+        None, description="per-prediction metric on labelled outcomes (default: accuracy, or absolute_error)"
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="classifiers: the score at which accuracy calls 1")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="false promote rate, however often the test is looked at")
+    minimum_effect: float = Field(
+        0.02, gt=0, description="the size of difference the test is tuned to find (its mixture's spread)"
+    )
+    min_labelled: int = Field(100, ge=2, description="labelled predictions per arm before any decision")
+    max_looks: int = Field(28, ge=1, description="looks (intervals) before an undecided experiment stops")
+    srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="a split this unlikely stops the experiment")
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    schedule: str | None = Field("@daily", description="when modelgate_ab__<model> analyses the experiment")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
+
+    @model_validator(mode="after")
+    def _metrics(self) -> AbSpec:
+        for name in [self.metric, *(g.metric for g in self.guardrails)]:
+            if name is not None and name not in AB_METRICS:
+                raise ValueError(f"ab: unknown per-prediction metric {name!r}; known: {', '.join(AB_METRICS)}")
+        return self
+
+
 class ModelSpec(_Strict):
     name: str
     description: str | None = None
@@ -424,6 +481,9 @@ class ModelSpec(_Strict):
     )
     approvers: list[Approver] = Field(default_factory=list, description="who may answer (default: any user)")
     deploy: Deploy = Field(default_factory=Deploy)
+    ab: AbSpec | None = Field(
+        None, description="A/B experiments on live outcomes: declaring it (even `ab: {}`) adds modelgate_ab__<model>"
+    )
     notifiers: list[Notifier] = Field(default_factory=lambda: [Notifier()])
     risk_tiers: dict[str, float] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
@@ -461,6 +521,13 @@ class ModelSpec(_Strict):
         clash = reserved & set(names)
         if clash:
             raise ValueError(f"features must not include the time, id or target column: {', '.join(sorted(clash))}")
+        ab_allowed = AB_CLASSIFIER_METRICS if self.task is Task.BINARY else AB_REGRESSOR_METRICS
+        ab = self.ab or AbSpec()
+        ab_wrong = sorted({m for m in [ab.metric, *(g.metric for g in ab.guardrails)] if m} - set(ab_allowed))
+        if ab_wrong:
+            raise ValueError(
+                f"ab: {', '.join(ab_wrong)} does not fit a {self.task.value} model; use {', '.join(ab_allowed)}"
+            )
         allowed = CLASSIFICATION_METRICS if self.task is Task.BINARY else REGRESSION_METRICS
         metrics = {self.evaluation.primary_metric} | {g.metric for g in self.evaluation.guardrails}
         metrics |= set(self.evaluation.absolute_thresholds)
@@ -516,20 +583,7 @@ class ModelSpec(_Strict):
     @field_validator("schedule", "retrain_schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if value.startswith("@"):
-            if value not in CRON_PRESETS:
-                raise ValueError(f"unknown schedule preset {value!r}: use one of {', '.join(CRON_PRESETS)} or a cron")
-            return value
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError(f"schedule {value!r} is not a 5-field cron expression")
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"schedule {value!r} is not a valid cron expression (minute hour day month weekday)")
-        return value
+        return check_schedule(value)
 
     @property
     def cron(self) -> str | None:

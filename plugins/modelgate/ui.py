@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
     from modelgate.deploy.store import Deployment
+    from modelgate.registry.experiments import Experiment, LookRow
     from modelgate.registry.monitoring import BacktestRow, DecisionRow, DriftCells, DriftRow
     from modelgate.registry.store import Registry
     from modelgate.report_store import ReportStore
@@ -104,6 +105,8 @@ class ModelPage:
     event_count: int
     drift_count: int  # drift runs in all; the heatmap shows the newest HEATMAP_INTERVALS
     backtest: BacktestRow | None = None  # the newest `modelgate backtest` kept for the model
+    experiment: Experiment | None = None  # the newest A/B experiment, running or ended
+    experiment_looks: tuple[LookRow, ...] = ()  # its newest looks, oldest first
 
 
 def _last_verdict(events: list[RegistryEvent]) -> RegistryEvent | None:
@@ -249,10 +252,13 @@ def model_page(registry: Registry, name: str, pending: list[PendingApproval] | N
     """Everything the model page shows, each read bounded: the newest of each kind, and counts of the rest.
     Its cost does not grow with the model's age."""
     from modelgate.deploy.store import DeploymentStore
+    from modelgate.registry.experiments import ExperimentStore
     from modelgate.registry.monitoring import MonitoringStore
 
     monitoring = MonitoringStore(registry)
+    experiments = ExperimentStore(registry)
     model = registry.get_model(name)
+    experiment = experiments.latest(name)
     versions = registry.list_versions(name, newest=EVENTS_SHOWN)
     events = registry.history(name, limit=EVENTS_SHOWN)
     verdicts = registry.history(name, kinds=VERDICT_KINDS, limit=SERIES_POINTS)
@@ -282,6 +288,8 @@ def model_page(registry: Registry, name: str, pending: list[PendingApproval] | N
         registry.count_events(name),
         monitoring.drift_count(name),
         monitoring.latest_backtest(name),
+        experiment,
+        tuple(experiments.looks(experiment.id, limit=SERIES_POINTS)) if experiment else (),
     )
 
 
@@ -378,6 +386,16 @@ def render_model_page(
     ]
     backtest = page.backtest
     report = url_of(backtest.report_uri) if url_of and backtest and backtest.report_uri else None
+    looks = [
+        {
+            "at": look.interval_end.strftime("%Y-%m-%d %H:%M"),
+            "estimate": look.look.get("estimate"),
+            "lower": look.look.get("lower"),
+            "upper": look.look.get("upper"),
+            "action": look.action,
+        }
+        for look in page.experiment_looks
+    ]
     return render(
         "model.html",
         page=page,
@@ -385,6 +403,7 @@ def render_model_page(
         prefix=prefix,
         nonce=nonce,
         backtest_url=report,
+        looks=looks,
         actions=actions or ActionsView(),
     )
 

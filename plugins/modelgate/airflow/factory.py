@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from modelgate.airflow.notify import FailureCallback
 from modelgate.catalog import load_spec, load_specs, shard_of, spec_file, spec_files
-from modelgate.spec import InvalidSpec, ModelSpec, SpecError
+from modelgate.spec import InvalidSpec, ModelSpec, SpecError, cron_of
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,15 @@ def champion_asset(model: str) -> Asset:
 POOL_ENV = "MODELGATE_POOL"  # the Airflow pool every modelgate task runs in (create it first: see docs/scale.md)
 # Which work goes first when slots are short (the scheduler then takes older data intervals first): a deploy
 # after a promotion, then the monitors that raise alarms, scoring, retraining, and manual backtests last.
-STAGE_PRIORITY = {"deploy": 5, "monitor": 4, "batch_predict": 3, "retrain": 2, "backtest": 1, "example_data": 4}
+STAGE_PRIORITY = {
+    "deploy": 5,
+    "monitor": 4,
+    "ab": 4,
+    "batch_predict": 3,
+    "retrain": 2,
+    "backtest": 1,
+    "example_data": 4,
+}
 
 
 def _default_args(spec: ModelSpec, stage: str) -> dict[str, Any]:
@@ -604,6 +612,85 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     return batch_predict()
 
 
+def wants_ab_dag(spec: ModelSpec) -> bool:
+    """A spec that declares `ab:` (with a schedule) gets modelgate_ab__<model>; others carry no idle DAG."""
+    return spec.ab is not None and spec.ab.schedule is not None and spec.deploy.target == "local"
+
+
+def _emit_ab_metrics(model: str, analysis: Any) -> None:
+    """Each arm's labelled count and metric mean, and the interval, through Airflow's metrics (StatsD/OTel)."""
+    from airflow.sdk.observability.stats import Stats
+
+    summary = analysis.summary()
+    for arm in ("champion", "challenger"):
+        sums = summary[arm]
+        tags = {"model": model, "arm": arm, "version": str(sums["version"])}
+        Stats.gauge(f"modelgate.ab.{model}.{arm}.labelled", sums["labelled"], tags=tags)
+        if sums["labelled"]:
+            Stats.gauge(f"modelgate.ab.{model}.{arm}.mean", sums["total"] / sums["labelled"], tags=tags)
+    for bound in ("estimate", "lower", "upper"):
+        if summary[bound] is not None:
+            Stats.gauge(f"modelgate.ab.{model}.difference.{bound}", summary[bound], tags={"model": model})
+
+
+def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
+    """Each interval: one look at the model's running A/B experiment, acted on (promote, stop or continue)."""
+    assert spec.ab is not None and spec.ab.schedule is not None  # wants_ab_dag
+
+    @dag(
+        **{**_dag_args(spec, "ab"), "catchup": False},
+        description=f"Analyse {spec.name}'s A/B experiment on live outcomes and act on it",
+        schedule=CronDataIntervalTimetable(cron_of(spec.ab.schedule), timezone="UTC"),
+        doc_md=f"One look at `{spec.name}`'s running A/B experiment (`modelgate ab start`) as of the interval's "
+        "end: each key's first prediction joined with its outcome, per-arm metric and guardrails, an always-valid "
+        "sequential test (safe to look at every interval), then promote (compare-and-swap), stop, or continue. "
+        "Skipped while no experiment runs. A backfill looks without acting." + _model_link(spec),
+    )
+    def ab_dag() -> None:
+        @task
+        def analyse_experiment(**context: Any) -> dict[str, Any]:
+            from modelgate.ab import analyse
+            from modelgate.config import serving_root
+
+            services = _services(spec, include_dir)
+            run = _run(spec, context)
+            with fail_fast():
+                analysis = analyse(
+                    services.registry,
+                    spec.name,
+                    interval_end=run.interval.end,
+                    interval_start=run.interval.start,
+                    act=not run.is_backfill,
+                    run=run.ref(),
+                    serving_root=serving_root(),
+                )
+            if analysis is None:
+                raise AirflowSkipException(f"{spec.name} runs no experiment at {run.interval.end:%Y-%m-%d %H:%M}")
+            _emit_ab_metrics(spec.name, analysis)
+            decision = analysis.decision
+            log.info(
+                "experiment #%s of %s: %s: %s", analysis.experiment.id, spec.name, decision.action, decision.reason
+            )
+            return {
+                "experiment": analysis.experiment.id,
+                "action": decision.action.value,
+                "reason": decision.reason,
+                "acted": analysis.acted,
+                **{k: analysis.summary()[k] for k in ("estimate", "lower", "upper", "p_value", "srm_p")},
+            }
+
+        @task(outlets=[champion_asset(spec.name)])
+        def announce_champion(result: dict[str, Any]) -> str:
+            """A promotion is announced like the retrain DAG's: the deploy DAG records and finishes it."""
+            if not str(result.get("acted") or "").startswith("promoted"):
+                raise AirflowSkipException(f"no new champion: {result['action']}: {result['reason']}")
+            return str(result["acted"])
+
+        announce_champion(analyse_experiment())
+
+    return ab_dag()
+
+
 def build_backtest_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     """`modelgate backtest` on demand: the model's own history under candidate policies, kept as a report."""
 
@@ -745,6 +832,8 @@ def build_all(
         ]
         if spec.deploy.target != "none":
             built_dags.append(build_deploy_dag(spec, include_dir))
+        if wants_ab_dag(spec):
+            built_dags.append(build_ab_dag(spec, include_dir))
         if spec.name in EXAMPLES and spec.name in os.environ.get(EXAMPLE_DATA_ENV, "").split(","):
             built_dags.append(build_example_data_dag(spec))
         for built in built_dags:

@@ -6,6 +6,8 @@ a Postgres source is read with ADBC (binary COPY under the hood) on a thread of 
 model loads; each batch is scored on a second thread as it arrives; and the main thread ingests the scored
 batches (binary COPY again) into `batch_prediction` in one transaction that first deletes the interval's
 old rows. Re-running an interval leaves exactly one set of rows; a failure part-way leaves the old ones.
+The same transaction appends each row to the `prediction_log` (source `batch`, at the interval's end) unless
+the interval's key is there already, so outcomes that arrive later join batch scores as they join served ones.
 """
 
 from __future__ import annotations
@@ -295,6 +297,15 @@ def write_batches(registry: Registry, spec: ModelSpec, interval: Interval, batch
             )
             reader = pa.RecordBatchReader.from_batches(schema, counting())
             cursor.adbc_ingest("batch_prediction", reader, mode="append")
+            # the prediction log (what A/B analysis and outcome joins read): each key once per interval, the
+            # first scoring kept (the log is append-only), in the same transaction as the rows themselves
+            cursor.execute(
+                "INSERT INTO prediction_log (model, request_key, version, score, source, predicted_at) "
+                "SELECT model, row_id, model_version, score, 'batch', interval_end FROM batch_prediction "
+                "WHERE model = $1 AND interval_start = $2 AND interval_end = $3 "
+                "ON CONFLICT (model, request_key, predicted_at) WHERE source = 'batch' DO NOTHING",
+                parameters=(spec.name, interval.start, interval.end),
+            )
     except Exception:
         if failed:  # reading or scoring failed, not the database: say so (the transaction is rolled back)
             raise failed[0] from None

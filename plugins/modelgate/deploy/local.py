@@ -65,6 +65,8 @@ class ServingState:
     canary: Slot | None = None
     canary_percent: int = 0
     revision: str = ""  # new with every write: what a server answers once it has loaded this state
+    experiment_id: int | None = None  # an A/B experiment: the canary takes its share of keys, sticky, by hash
+    salt: str = ""  # the experiment's: which keys go to the challenger
 
     def traffic(self) -> dict[str, int]:
         if self.stable is None:
@@ -89,6 +91,8 @@ class ServingState:
             canary,
             int(raw.get("canary_percent", 0)),
             str(raw.get("revision", "")),
+            raw.get("experiment_id"),
+            str(raw.get("salt", "")),
         )
 
 
@@ -171,6 +175,34 @@ class LocalTarget:
             link_tmp.symlink_to(Path(state.stable.path).name)
             os.replace(link_tmp, directory / "current")
         return state
+
+    def start_experiment(self, model: str, challenger: Slot, *, champion: int, split: int, experiment_id: int,
+                         salt: str) -> ServingState:  # fmt: skip
+        """Serve `challenger` to `split` % of keys (sticky) beside the stable `champion`, in one state write."""
+        state = self.read_state(model)
+        if state is None or state.stable is None or state.stable.version != champion:
+            serving = "nothing" if state is None or state.stable is None else f"v{state.stable.version}"
+            raise DeployError(
+                f"the local target serves {serving} for {model}, not the champion v{champion}: deploy it first"
+            )
+        if state.canary is not None and state.experiment_id is None:
+            raise DeployError(f"a canary of {model} is rolling out (v{state.canary.version}): wait for it to finish")
+        new = ServingState(model, state.features, state.task, state.stable, challenger, split, "", experiment_id, salt)
+        written = self.write_state(new)
+        self.wait_served(written)
+        return written
+
+    def end_experiment(self, model: str, *, keep: int) -> ServingState | None:
+        """Back to one version, `keep` (the champion, or the promoted challenger), if an experiment is served."""
+        state = self.read_state(model)
+        if state is None or state.experiment_id is None:
+            return None
+        slot = next((s for s in (state.stable, state.canary) if s is not None and s.version == keep), None)
+        if slot is None:
+            raise DeployError(f"v{keep} of {model} is not in the served experiment: deploy it")
+        written = self.write_state(ServingState(model, state.features, state.task, slot, None, 0))
+        self.wait_served(written)
+        return written
 
     def served_path(self, model: str, pid: int, server: str) -> Path:
         """Where one running server answers (`server` tells apart servers of one process)."""

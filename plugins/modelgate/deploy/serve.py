@@ -19,10 +19,19 @@ Connections that send no complete request within `header_timeout` seconds are cl
 
 `/metrics` (Prometheus' text format, behind the same token) counts requests and rows per version and outcome,
 and keeps histograms of the handler's latency and, for classifiers, of the scores each version gave.
+
+Each instance may carry a request key (`keys`, one per instance; the server makes one up when none is sent,
+and answers the keys it used). During an A/B experiment (`modelgate ab start`) the challenger answers a fixed
+share of keys, chosen by hashing the key with the experiment's salt: one key always sees one arm. With a
+prediction log (`PredictionLog`), every answered prediction is appended to the registry's `prediction_log`
+with its key, version and score by a background thread in batches (COPY), never on the request's path; if
+the database is away the log drops rows, counting them in `/metrics`, and serving goes on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -100,6 +109,58 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 
+class PredictionLog:
+    """Appends answered predictions to the registry in the background: a bounded buffer, flushed by COPY."""
+
+    def __init__(self, sink: Any, *, flush_seconds: float = 0.25, max_pending: int = 200_000) -> None:
+        self._sink = sink  # an ExperimentStore (anything with log_predictions(rows))
+        self._flush_seconds = flush_seconds
+        self._max_pending = max_pending
+        self._pending: list[Any] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelgate-prediction-log", daemon=True)
+        self.written = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, rows: list[Any]) -> None:
+        with self._lock:
+            room = self._max_pending - len(self._pending)
+            if room < len(rows):
+                self.dropped += len(rows) - max(room, 0)
+                rows = rows[: max(room, 0)]
+            self._pending.extend(rows)
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if not rows:
+            return
+        try:
+            self._sink.log_predictions(rows)
+            self.written += len(rows)
+        except Exception as exc:  # the registry is away: serving goes on, the rows are counted as lost
+            self.dropped += len(rows)
+            log.error("prediction log: %d rows not written: %s", len(rows), " ".join(str(exc).split())[:300])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.flush()
+
+
+def _count(prediction_log: PredictionLog, name: str) -> float:
+    return float(getattr(prediction_log, name))
+
+
 class ServeMetrics:
     """The server's Prometheus metrics, in a registry of its own (two servers in one process stay apart)."""
 
@@ -131,6 +192,16 @@ class ServeMetrics:
             for score in scores:
                 histogram.observe(score)
 
+    def watch(self, prediction_log: PredictionLog) -> None:
+        from prometheus_client import Gauge
+
+        for name, what in (("written", "appended to"), ("dropped", "lost before reaching")):
+            gauge = Gauge(
+                f"modelgate_prediction_log_{name}_rows", f"Predictions {what} the registry's prediction log",
+                registry=self.registry,
+            )  # fmt: skip
+            gauge.set_function(functools.partial(_count, prediction_log, name))
+
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -145,6 +216,7 @@ class Snapshot:
 
 class PredictRequest(BaseModel):
     instances: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS)
+    keys: list[str] | None = Field(None, description="one request key per instance (made up when absent)")
 
 
 class ModelHolder:
@@ -225,6 +297,17 @@ class ModelHolder:
             return state.canary
         return state.stable
 
+    @staticmethod
+    def arm(snapshot: Snapshot, key: str) -> Slot:
+        """During an experiment: the slot that answers `key` (sticky, by hash)."""
+        from modelgate.experiments import assign
+
+        state = snapshot.state
+        assert state.stable is not None
+        if state.canary is not None and assign(key, state.salt, state.canary_percent):
+            return state.canary
+        return state.stable
+
 
 def create_app(
     target: LocalTarget,
@@ -233,11 +316,14 @@ def create_app(
     poll_seconds: float = 0.2,
     max_body_bytes: int = MAX_BODY_BYTES,
     token: str | None = None,
+    prediction_log: PredictionLog | None = None,
 ) -> FastAPI:
     import hmac
 
     holder = ModelHolder(target, model, poll_seconds=poll_seconds)
     metrics = ServeMetrics()
+    if prediction_log is not None:
+        metrics.watch(prediction_log)
 
     async def authorised(request: Request) -> None:  # async: no thread hop before the route's own
         if token is None:
@@ -249,8 +335,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         holder.start()
+        if prediction_log is not None:
+            prediction_log.start()
         yield
         holder.stop()
+        if prediction_log is not None:
+            prediction_log.stop()
 
     app = FastAPI(title=f"modelgate: {model}", lifespan=lifespan, dependencies=[Depends(authorised)])
     app.add_middleware(BodyLimit, limit=max_body_bytes)
@@ -294,28 +384,23 @@ def create_app(
         started = time.perf_counter()
         version: int | None = None
         try:
-            response, version, scores = _predict(request)
+            response, versions, scores = _predict(request)
         except HTTPException as exc:
             metrics.observe(model, version, exc.status_code, time.perf_counter() - started, [])
             raise
         classifier = holder.snapshot is not None and holder.snapshot.state.task == "binary_classification"
-        metrics.observe(model, version, 200, time.perf_counter() - started, scores if classifier else [])
+        seconds = time.perf_counter() - started
+        for version in dict.fromkeys(versions):  # an experiment's request may be answered by both arms
+            mine = [p for v, p in zip(versions, scores, strict=True) if v == version] if classifier else []
+            metrics.observe(model, version, 200, seconds, mine)
         return response
 
-    def _predict(request: PredictRequest) -> tuple[Response, int, list[float]]:
+    def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> list[float]:
         import pandas as pd
 
-        snapshot = holder.snapshot
-        if snapshot is None:
-            raise HTTPException(503, f"no deployed version of {model} yet")
-        slot = holder.pick(snapshot)
-        features = snapshot.state.features
-        missing = sorted({f for row in request.instances for f in features if f not in row})
-        if missing:
-            raise HTTPException(422, f"instances lack features: {', '.join(missing)}")
         estimator = snapshot.models[slot.version]
         try:
-            frame = pd.DataFrame.from_records(request.instances, columns=features)
+            frame = pd.DataFrame.from_records(rows, columns=snapshot.state.features)
             if snapshot.state.task == "binary_classification":
                 scores = estimator.predict_proba(frame)[:, 1]
             else:
@@ -329,9 +414,51 @@ def create_app(
         if not all(math.isfinite(p) for p in predictions):
             bad = [i for i, p in enumerate(predictions) if not math.isfinite(p)][:5]
             raise HTTPException(422, f"v{slot.version} gave no finite prediction for instance(s) {bad}")
-        body = {"model": model, "version": slot.version, "predictions": predictions}
+        return predictions
+
+    def _predict(request: PredictRequest) -> tuple[Response, list[int], list[float]]:
+        snapshot = holder.snapshot
+        if snapshot is None:
+            raise HTTPException(503, f"no deployed version of {model} yet")
+        features = snapshot.state.features
+        missing = sorted({f for row in request.instances for f in features if f not in row})
+        if missing:
+            raise HTTPException(422, f"instances lack features: {', '.join(missing)}")
+        keys = request.keys
+        if keys is not None and len(keys) != len(request.instances):
+            raise HTTPException(422, f"{len(keys)} keys for {len(request.instances)} instances: send one key each")
+        experiment = snapshot.state.experiment_id
+        if keys is None and (experiment is not None or prediction_log is not None):
+            keys = [uuid.uuid4().hex for _ in request.instances]  # answered, so outcomes can name them
+        if experiment is None:
+            slots = [holder.pick(snapshot)] * len(request.instances)
+        else:
+            assert keys is not None
+            slots = [holder.arm(snapshot, key) for key in keys]
+        predictions: list[float] = [0.0] * len(request.instances)
+        for slot in {s.version: s for s in slots}.values():
+            where = [i for i, s in enumerate(slots) if s.version == slot.version]
+            scored = _score(snapshot, slot, [request.instances[i] for i in where])
+            for i, value in zip(where, scored, strict=True):
+                predictions[i] = value
+        versions = [s.version for s in slots]
+        body: dict[str, Any] = {"model": model, "version": versions[0], "predictions": predictions}
+        if experiment is not None or request.keys is not None or prediction_log is not None:
+            body.update(keys=keys, versions=versions)
+            if experiment is not None:
+                body["experiment"] = experiment
+        if prediction_log is not None and keys is not None:
+            from modelgate.registry.experiments import LoggedPrediction
+
+            now = dt.datetime.now(dt.UTC)
+            prediction_log.add(
+                [
+                    LoggedPrediction(model, k, v, p, "serve", experiment, now)
+                    for k, v, p in zip(keys, versions, predictions, strict=True)
+                ]  # fmt: skip
+            )
         response = Response(json.dumps(body, allow_nan=False), media_type="application/json")  # plain floats
-        return response, slot.version, predictions
+        return response, versions, predictions
 
     return app
 
@@ -386,9 +513,18 @@ def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_connections: in
 
 
 def serve(
-    model: str, *, host: str, port: int, root: Path, max_body_bytes: int = MAX_BODY_BYTES, token: str | None = None
+    model: str,
+    *,
+    host: str,
+    port: int,
+    root: Path,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    token: str | None = None,
+    prediction_log: PredictionLog | None = None,
 ) -> None:
     import uvicorn
 
-    app = create_app(LocalTarget(root), model, max_body_bytes=max_body_bytes, token=token)
+    app = create_app(
+        LocalTarget(root), model, max_body_bytes=max_body_bytes, token=token, prediction_log=prediction_log
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", http=guarded_protocol(), timeout_keep_alive=5)

@@ -26,6 +26,7 @@ class EventKind(enum.StrEnum):
     DEPLOY = "deploy"
     EVALUATE = "evaluate"
     HOLD = "hold"  # a passing verdict not promoted: dry run, backfill, or a newer champion exists
+    EXPERIMENT = "experiment"  # an A/B experiment started, stopped or promoted its challenger
 
 
 CHAMPION_ALIAS = "champion"

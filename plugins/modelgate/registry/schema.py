@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 STATUSES = ("challenger", "champion", "archived", "rejected")
-EVENT_KINDS = ("register", "promote", "reject", "archive", "rollback", "deploy", "evaluate")
+EVENT_KINDS = ("register", "promote", "reject", "archive", "rollback", "deploy", "evaluate", "hold", "experiment")
 
 metadata = sa.MetaData()
 
@@ -160,4 +160,58 @@ backtest_run = sa.Table(
     sa.Column("result", JSONB, nullable=False),
     sa.Column("report_uri", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+experiment = sa.Table(
+    "experiment",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, sa.ForeignKey("registered_model.name"), nullable=False),
+    sa.Column("champion_version", sa.Integer, nullable=False),
+    sa.Column("challenger_version", sa.Integer, nullable=False),
+    sa.Column("split_percent", sa.Float, nullable=False),
+    sa.Column("salt", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("settings", JSONB, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("started_by", sa.Text, nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("ended_by", sa.Text),
+    sa.Column("end_reason", sa.Text),
+)
+
+experiment_look = sa.Table(
+    "experiment_look",
+    metadata,
+    sa.Column("experiment_id", sa.BigInteger, sa.ForeignKey("experiment.id"), primary_key=True),
+    sa.Column("interval_end", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("look", JSONB, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+prediction_log = sa.Table(
+    "prediction_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("request_key", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("experiment_id", sa.BigInteger),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+outcome = sa.Table(
+    "outcome",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("request_key", sa.Text, primary_key=True),
+    sa.Column("outcome", sa.Float, nullable=False),
+    sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
