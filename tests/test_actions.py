@@ -93,6 +93,7 @@ def test_the_page_offers_the_form_only_to_editors(registry: Registry) -> None:
     editor = ui.render_model_page(page, "/modelgate", actions=ui.ActionsView(True, "123.abc", "alice", done="v1 ok"))
     assert 'action="/modelgate/models/churn/actions"' in editor and 'name="token" value="123.abc"' in editor
     assert 'name="expected_champion" value="none"' in editor and 'id="action-done">v1 ok<' in editor
+    assert 'action="/modelgate/models/churn/experiment"' in editor and 'name="do" value="start"' in editor
     waiting = [ui.PendingApproval("churn", "modelgate_retrain__churn", "manual__7", None)]
     pending = ui.model_page(registry, "churn", waiting)
     answering = ui.render_model_page(pending, "/modelgate", actions=ui.ActionsView(True, "123.abc", "alice"))
@@ -101,4 +102,5 @@ def test_the_page_offers_the_form_only_to_editors(registry: Registry) -> None:
     assert "/approvals" not in ui.render_model_page(pending, "/modelgate", actions=ui.ActionsView(False))
     reader = ui.render_model_page(page, "/modelgate", actions=ui.ActionsView(False, error="<b>no</b>"))
     assert "action-form" not in reader and 'name="token"' not in reader and 'id="action-none"' in reader
+    assert "experiment-form" not in reader
     assert "&lt;b&gt;no&lt;/b&gt;" in reader  # the outcome line is text, never markup

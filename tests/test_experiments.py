@@ -400,7 +400,7 @@ def test_an_experiment_needs_the_champion_served_and_vertex_is_refused(registry:
     with pytest.raises(DeployError, match="serves nothing for demo, not the champion v1: deploy it first"):
         ab.start(registry, spec, challenger=2, split=10, actor="t", serving_root=tmp_path / "elsewhere",
                  artifacts=artifacts)  # fmt: skip
-    assert ExperimentStore(registry).running("demo") is None  # recorded, then ended: not left running
+    assert ExperimentStore(registry).of_model("demo") == []  # refused before anything was recorded
 
 
 # ------------------------------------------------------------------ the CLI
@@ -462,3 +462,64 @@ def test_the_cli_starts_reads_and_stops_an_experiment_with_one_line_errors(regis
     stopped = run_cli("ab", "stop", "demo", "--reason", "enough", env=env).stdout
     assert f"stopped experiment #{started['id']} of demo: v1 serves every key" in stopped
     assert "demo runs no experiment" in fails("ab", "stop", "demo")
+
+
+@pytest.mark.integration
+def test_the_model_page_form_starts_and_stops_an_experiment(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelgate.airflow.web import experiment_action
+
+    spec, artifacts = _served_setup(registry, tmp_path)
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    (include / "models" / "demo.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
+    monkeypatch.setenv("MODELGATE_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("MODELGATE_SERVING_DIR", str(tmp_path / "serving"))
+    monkeypatch.setenv("MODELGATE_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    for form, message in (
+        ({"do": "launch"}, "unknown experiment action 'launch'"),
+        ({"do": "start", "challenger": "x", "split": "10"}, "the challenger must be a version number"),
+        ({"do": "start", "challenger": "2", "split": "100"}, "the split must be a whole percent from 1 to 99"),
+        ({"do": "stop", "reason": " "}, "stopping an experiment needs a reason"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            experiment_action(registry, "demo", form, "airflow:ann")
+    started = experiment_action(registry, "demo", {"do": "start", "challenger": "v2", "split": "25"}, "airflow:ann")
+    assert started.startswith("started experiment #") and "v2 on 25 % of keys" in started
+    running = ExperimentStore(registry).running("demo")
+    assert running is not None and running.started_by == "airflow:ann" and running.split_percent == 25
+    from modelgate.deploy.local import LocalTarget
+
+    assert LocalTarget(tmp_path / "serving").read_state("demo").canary_percent == 25  # type: ignore[union-attr]
+    stopped = experiment_action(registry, "demo", {"do": "stop", "reason": "seen enough"}, "airflow:ann")
+    assert stopped.endswith("v1 serves every key")
+    assert LocalTarget(tmp_path / "serving").read_state("demo").canary is None  # type: ignore[union-attr]
+
+
+@pytest.mark.integration
+def test_the_prediction_log_connects_lazily_and_counts_what_it_could_not_write(registry: Registry) -> None:
+    from modelgate.deploy.serve import PredictionLog
+    from modelgate.registry.connection import create_registry_engine
+
+    made: list[str] = []
+
+    def away() -> ExperimentStore:
+        made.append("away")
+        return ExperimentStore(Registry(create_registry_engine("postgresql://postgres@127.0.0.1:1/nowhere")))
+
+    log = PredictionLog(away)
+    log.flush()
+    assert made == []  # nothing to write: no connection tried
+    log.add([LoggedPrediction("demo", "k1", 1, 0.5)])
+    log.flush()
+    assert made == ["away"] and (log.written, log.dropped) == (0, 1)
+    log.add([LoggedPrediction("demo", "k2", 1, 0.5)])
+    log.flush()  # within the quiet period: dropped without another try
+    assert made == ["away"] and log.dropped == 2
+
+    working = PredictionLog(lambda: ExperimentStore(registry), max_pending=3)
+    working.add([LoggedPrediction("demo", f"k{i}", 1, 0.5) for i in range(5)])  # two over the buffer's bound
+    working.stop()  # flushes what it holds
+    assert (working.written, working.dropped) == (3, 2)
+    assert len(ExperimentStore(registry).predictions("demo")) == 3

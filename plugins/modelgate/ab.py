@@ -91,11 +91,21 @@ def start(
             f"{spec.name} deploys to Vertex AI: A/B experiments route keys in `modelgate serve` (the local target)"
         )
     store = ExperimentStore(registry)
-    experiment = store.start(
-        spec.name, challenger=challenger, split_percent=split, settings=settings_of(spec), actor=actor
-    )
-    if spec.deploy.target == "none" or serving_root is None:
+    settings = settings_of(spec)
+    serves = spec.deploy.target != "none" and serving_root is not None
+    if serves:  # the usual mistakes, named before anything is recorded (checked again once it is)
+        assert serving_root is not None
+        state, champion = LocalTarget(serving_root).read_state(spec.name), registry.get_champion(spec.name)
+        if champion is not None and (state is None or state.stable is None or state.stable.version != champion.version):
+            serving = "nothing" if state is None or state.stable is None else f"v{state.stable.version}"
+            raise DeployError(
+                f"the local target serves {serving} for {spec.name}, not the champion v{champion.version}: "
+                f"deploy it first (modelgate deploy {spec.name})"
+            )
+    experiment = store.start(spec.name, challenger=challenger, split_percent=split, settings=settings, actor=actor)
+    if not serves:
         return experiment
+    assert serving_root is not None
     target = LocalTarget(serving_root)
     try:
         if artifacts is None:

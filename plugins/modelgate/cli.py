@@ -677,10 +677,7 @@ def serve_cmd(
         from modelgate.deploy.serve import PredictionLog
         from modelgate.registry.experiments import ExperimentStore
 
-        try:
-            prediction_log = PredictionLog(ExperimentStore(_registry()))
-        except RegistryError as exc:
-            err.print(f"warning: predictions are not logged: {exc}", markup=False, highlight=False)
+        prediction_log = PredictionLog(lambda: ExperimentStore(_registry()))  # connects on the first flush
     serve(
         name,
         host=host,

@@ -43,6 +43,7 @@ SYSTEM_MODELS = (
     "churn_timeout",
     "churn_browser",
     "churn_rebuild",
+    "churn_ab",
 )
 
 # A platform's worth of models beside them, never scheduled: 200 specs over SHARDS DAG files, and one broken
@@ -110,7 +111,11 @@ def _write_specs(include: Path) -> None:
     specs["churn_sched"].update(start_date="-6w", catchup=True)  # the scheduler catches up the last weeks
     specs["churn_browser"]["quality"] = {**specs["churn_browser"]["quality"], "min_rows": 50}  # a day's rows
     specs["churn_timeout"].update(approval="required", approval_timeout="20s", approvers=[{"id": "admin"}])
-    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout", "churn_browser"):
+    # an A/B experiment: served locally, looked at on demand (a yearly schedule keeps the DAG and its idle run)
+    specs["churn_ab"].update(deploy={"target": "local", "canary_steps": [100]})
+    specs["churn_ab"]["ab"] = {"min_labelled": 50, "schedule": "0 0 1 1 *"}
+    for name in ("churn_ui", "churn_approval", "churn_faults", "churn_promote", "churn_timeout", "churn_browser",
+                 "churn_ab"):  # fmt: skip
         specs[name].update(schedule=None)  # run on demand (and on drift) only: unpausing schedules nothing
     for name in ("churn_backfill", "churn_ordered", "churn_restart", "churn_rebuild"):
         specs[name].update(start_date="2030-01-06")  # unpaused for their backfills, never scheduled meanwhile

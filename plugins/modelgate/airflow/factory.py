@@ -666,7 +666,10 @@ def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
                 )
             if analysis is None:
                 raise AirflowSkipException(f"{spec.name} runs no experiment at {run.interval.end:%Y-%m-%d %H:%M}")
-            _emit_ab_metrics(spec.name, analysis)
+            try:
+                _emit_ab_metrics(spec.name, analysis)
+            except Exception:  # metrics never fail the look
+                log.warning("%s: the experiment's metrics were not sent", spec.name, exc_info=True)
             decision = analysis.decision
             log.info(
                 "experiment #%s of %s: %s: %s", analysis.experiment.id, spec.name, decision.action, decision.reason

@@ -204,6 +204,40 @@ def trigger_deploy(model: str, version: int, user_name: str) -> str:
     return f"{dag_id} run {run.run_id if run else '?'} deploys v{version}"
 
 
+def experiment_action(registry: Any, name: str, form: dict[str, str], actor: str) -> str:
+    """Start or stop NAME's A/B experiment from the model page's form; one line saying what was done.
+
+    Start reads the model's spec from the include directory (its `ab:` rules and deploy target) and has the
+    local target serve the experiment, as `modelgate ab start` does."""
+    from modelgate import ab
+    from modelgate.catalog import load_spec, spec_file
+    from modelgate.config import include_dir, serving_root
+    from modelgate.registry.errors import InvalidInput
+
+    what = form.get("do", "")
+    if what == "stop":
+        reason = " ".join(form.get("reason", "").split())[:500]
+        if not reason:
+            raise InvalidInput("stopping an experiment needs a reason: it goes in the audit log")
+        ended = ab.stop(registry, name, reason=reason, actor=actor, serving_root=serving_root())
+        return f"stopped experiment #{ended.id}: v{ended.champion_version} serves every key"
+    if what != "start":
+        raise InvalidInput(f"unknown experiment action {what[:20]!r}: start or stop")
+    raw_version, raw_split = form.get("challenger", "").strip().lstrip("v"), form.get("split", "").strip()
+    if not raw_version.isdigit() or len(raw_version) > 9:
+        raise InvalidInput(f"the challenger must be a version number, got {raw_version[:20]!r}")
+    if not raw_split.isdigit() or not 1 <= int(raw_split) <= 99:
+        raise InvalidInput(f"the split must be a whole percent from 1 to 99, got {raw_split[:20]!r}")
+    path = spec_file(include_dir() / "models", name)
+    if path is None:
+        raise InvalidInput(f"no spec for {name} in the include directory: an experiment needs its `ab:` rules")
+    experiment = ab.start(
+        registry, load_spec(path), challenger=int(raw_version), split=int(raw_split), actor=actor,
+        serving_root=serving_root(),
+    )  # fmt: skip
+    return f"started experiment #{experiment.id}: v{experiment.challenger_version} on {int(raw_split)} % of keys"
+
+
 def create_app() -> Any:
     import os
     import secrets
@@ -300,6 +334,22 @@ def create_app() -> Any:
         except RegistryError as exc:  # a conflict, a refused transition, an unknown version, a bad field
             return RedirectResponse(f"{page}?error={quote(str(exc)[:300])}#actions", status_code=303)
         return RedirectResponse(f"{page}?done={quote(message[:300])}#actions", status_code=303)
+
+    @app.post("/models/{name}/experiment", dependencies=signed_in)
+    async def experiment(name: str, request: Request, user: GetUserDep) -> RedirectResponse:
+        """Start or stop the model's A/B experiment (same rights, token and origin checks as the actions)."""
+        from modelgate.deploy.controller import DeployError
+        from modelgate.spec import InvalidSpec
+
+        if not await run_in_threadpool(can_edit, user, name):
+            raise HTTPException(status_code=403, detail=f"acting on {name} needs edit rights on its DAGs")
+        form = await posted_form(request, user, name)
+        page = f"{URL_PREFIX}/models/{quote(name)}"
+        try:
+            message = await run_in_threadpool(experiment_action, writer(), name, form, f"airflow:{user.get_name()}")
+        except (RegistryError, DeployError, InvalidSpec) as exc:
+            return RedirectResponse(f"{page}?error={quote(str(exc)[:300])}#experiment", status_code=303)
+        return RedirectResponse(f"{page}?done={quote(message[:300])}#experiment", status_code=303)
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse, dependencies=signed_in)
     def version(name: str, version: int) -> HTMLResponse:

@@ -110,16 +110,25 @@ SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 
 class PredictionLog:
-    """Appends answered predictions to the registry in the background: a bounded buffer, flushed by COPY."""
+    """Appends answered predictions to the registry in the background: a bounded buffer, flushed by COPY.
+
+    `sink` is an ExperimentStore (anything with `log_predictions(rows)`), or a function that makes one: it is
+    then called on the first flush with rows, in the background thread, so connecting (or starting the
+    embedded registry) never delays serving. While the registry cannot be reached, rows are dropped and
+    counted, one log line per 30 s, and the connection is tried again after that."""
+
+    RETRY_SECONDS = 30.0
 
     def __init__(self, sink: Any, *, flush_seconds: float = 0.25, max_pending: int = 200_000) -> None:
-        self._sink = sink  # an ExperimentStore (anything with log_predictions(rows))
+        self._sink = None if callable(sink) and not hasattr(sink, "log_predictions") else sink
+        self._make_sink = sink if self._sink is None else None
         self._flush_seconds = flush_seconds
         self._max_pending = max_pending
         self._pending: list[Any] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelgate-prediction-log", daemon=True)
+        self._quiet_until = 0.0
         self.written = 0
         self.dropped = 0
 
@@ -139,12 +148,22 @@ class PredictionLog:
             rows, self._pending = self._pending, []
         if not rows:
             return
+        if time.monotonic() < self._quiet_until:  # the registry was away moments ago: don't hammer it
+            self.dropped += len(rows)
+            return
         try:
+            if self._sink is None:
+                assert self._make_sink is not None
+                self._sink = self._make_sink()
             self._sink.log_predictions(rows)
             self.written += len(rows)
         except Exception as exc:  # the registry is away: serving goes on, the rows are counted as lost
             self.dropped += len(rows)
-            log.error("prediction log: %d rows not written: %s", len(rows), " ".join(str(exc).split())[:300])
+            self._quiet_until = time.monotonic() + self.RETRY_SECONDS
+            why = " ".join(str(exc).split())[:300]
+            log.error(
+                "prediction log: %d rows not written (retrying in %.0f s): %s", len(rows), self.RETRY_SECONDS, why
+            )
 
     def _run(self) -> None:
         while not self._stop.wait(self._flush_seconds):
@@ -154,6 +173,7 @@ class PredictionLog:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._quiet_until = 0.0  # the last rows get one more try
         self.flush()
 
 
