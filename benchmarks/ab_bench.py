@@ -54,12 +54,12 @@ def simulate_one(
             np.add.at(correct[arm], when[labelled], right[labelled])
         look_day = day + 1
         n_a, n_b = int(arrived[0, : look_day + 1].sum()), int(arrived[1, : look_day + 1].sum())
-        c_a, c_b = correct[0, : look_day + 1].sum(), correct[1, : look_day + 1].sum()
+        c_a, c_b = float(correct[0, : look_day + 1].sum()), float(correct[1, : look_day + 1].sum())
         a, b = ArmStats.from_sums(n_a, c_a, c_a), ArmStats.from_sums(n_b, c_b, c_b)
         previous = sequential_test(a, b, alpha=settings.alpha, mixture_sd=settings.mixture_sd, previous=previous)
         decision = decide(settings, previous, [], srm_p=sample_ratio(int(keys[0]), int(keys[1]), split), looks=look_day)
         if decision.action is not Action.CONTINUE:
-            return Outcome(decision.action, look_day, previous.favours_champion)
+            return Outcome(decision.action, look_day, bool(previous.favours_champion))
     return Outcome(Action.CONTINUE, days)
 
 
