@@ -644,7 +644,8 @@ def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         doc_md=f"One look at `{spec.name}`'s running A/B experiment (`modelgate ab start`) as of the interval's "
         "end: each key's first prediction joined with its outcome, per-arm metric and guardrails, an always-valid "
         "sequential test (safe to look at every interval), then promote (compare-and-swap), stop, or continue. "
-        "Skipped while no experiment runs. A backfill looks without acting." + _model_link(spec),
+        "Skipped while no experiment runs. A manual run looks as of its trigger; a backfill looks without "
+        "acting." + _model_link(spec),
     )
     def ab_dag() -> None:
         @task
@@ -654,18 +655,21 @@ def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
 
             services = _services(spec, include_dir)
             run = _run(spec, context)
+            start, end = run.interval.start, run.interval.end
+            if run.run_type == "manual":  # "look now": up to the trigger, not the last complete interval
+                end = max(end, dt.datetime.fromtimestamp(context["dag_run"].run_after.timestamp(), tz=dt.UTC))
             with fail_fast():
                 analysis = analyse(
                     services.registry,
                     spec.name,
-                    interval_end=run.interval.end,
-                    interval_start=run.interval.start,
+                    interval_end=end,
+                    interval_start=start,
                     act=not run.is_backfill,
                     run=run.ref(),
                     serving_root=serving_root(),
                 )
             if analysis is None:
-                raise AirflowSkipException(f"{spec.name} runs no experiment at {run.interval.end:%Y-%m-%d %H:%M}")
+                raise AirflowSkipException(f"{spec.name} ran no experiment in {start:%Y-%m-%d %H:%M}..{end:%H:%M}")
             try:
                 _emit_ab_metrics(spec.name, analysis)
             except Exception:  # metrics never fail the look
