@@ -523,3 +523,31 @@ def test_the_prediction_log_connects_lazily_and_counts_what_it_could_not_write(r
     working.stop()  # flushes what it holds
     assert (working.written, working.dropped) == (3, 2)
     assert len(ExperimentStore(registry).predictions("demo")) == 3
+
+
+@pytest.mark.integration
+def test_outcomes_come_from_the_specs_source_and_a_changed_label_keeps_the_first(
+    registry: Registry, registry_url: str
+) -> None:
+    import sqlalchemy as sa
+
+    from modelgate.data import Interval
+    from modelgate.datasets.churn import write_days
+
+    spec = parse_spec((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
+    write_days(registry_url, dt.date(2026, 1, 1), dt.date(2026, 1, 3), rows_per_day=50)
+    interval = Interval(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 3, tzinfo=dt.UTC))
+    first = ab.collect_outcomes(registry, spec, interval, data_url=registry_url)
+    assert (first.added, first.known, first.conflicting) == (100, 0, 0)
+    again = ab.collect_outcomes(registry, spec, interval, data_url=registry_url)
+    assert (again.added, again.known, again.conflicting) == (0, 100, 0)
+    with registry.engine.begin() as conn:
+        key, label = conn.execute(sa.text("SELECT customer_id, churned FROM churn_events LIMIT 1")).one()
+        conn.execute(sa.text("UPDATE churn_events SET churned = 1 - churned WHERE customer_id = :k"), {"k": key})
+    changed = ab.collect_outcomes(registry, spec, interval, data_url=registry_url)
+    assert (changed.added, changed.conflicting) == (0, 1)  # counted, never rewritten
+    with registry.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT outcome FROM outcome WHERE request_key = :k"), {"k": key}).scalar_one()
+    assert stored == float(label)
+    empty = Interval(dt.datetime(2027, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
+    assert ab.collect_outcomes(registry, spec, empty, data_url=registry_url).added == 0

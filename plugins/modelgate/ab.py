@@ -322,6 +322,33 @@ def _act(
     return dataclasses.replace(analysis, acted="stopped")
 
 
+def collect_outcomes(registry: Registry, spec: Any, interval: Any, *, data_url: str | None) -> Any:
+    """The interval's labelled rows of the spec's source as outcomes (key: the id column, observed at the time
+    column), loaded beside those from files: a key keeps its first outcome, a changed one is counted."""
+    frame = _labelled(spec, interval, data_url)
+    rows = [
+        (str(key), float(value), when.to_pydatetime())
+        for key, value, when in zip(frame[spec.id_column], frame[spec.target], frame[spec.time_column], strict=True)
+    ]
+    loaded = ExperimentStore(registry).load_outcomes(spec.name, rows, source="source", conflicts="keep")
+    log.info(
+        "%s: %s outcomes from the source (%s already known, %s changed since: kept as first seen)",
+        spec.name, loaded.added, loaded.known, loaded.conflicting,
+    )  # fmt: skip
+    return loaded
+
+
+def _labelled(spec: Any, interval: Any, data_url: str | None) -> Any:
+    import pandas as pd
+
+    from modelgate.data import load_window
+
+    frame = load_window(spec, interval, url=data_url)
+    frame = frame[frame[spec.target].notna()]
+    frame = frame.assign(**{spec.time_column: pd.to_datetime(frame[spec.time_column], utc=True)})
+    return frame
+
+
 def read_outcomes(
     path: Path, *, key: str = "key", outcome: str = "outcome", time: str = "time"
 ) -> list[tuple[str, float, dt.datetime]]:

@@ -423,6 +423,11 @@ class AbSpec(_Strict):
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="a split this unlikely stops the experiment")
     guardrails: list[Guardrail] = Field(default_factory=list)
     schedule: str | None = Field("@daily", description="when modelgate_ab__<model> analyses the experiment")
+    outcomes_from_source: bool = Field(
+        True,
+        description="before each look, read the interval's labelled rows from the spec's source as outcomes "
+        "(key: the id column, observed: the time column)",
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -636,6 +636,7 @@ def _emit_ab_metrics(model: str, analysis: Any) -> None:
 def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
     """Each interval: one look at the model's running A/B experiment, acted on (promote, stop or continue)."""
     assert spec.ab is not None and spec.ab.schedule is not None  # wants_ab_dag
+    from_source = spec.ab.outcomes_from_source
 
     @dag(
         **{**_dag_args(spec, "ab"), "catchup": False},
@@ -658,6 +659,12 @@ def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
             start, end = run.interval.start, run.interval.end
             if run.run_type == "manual":  # "look now": up to the trigger, not the last complete interval
                 end = max(end, dt.datetime.fromtimestamp(context["dag_run"].run_after.timestamp(), tz=dt.UTC))
+            if from_source:
+                from modelgate.ab import collect_outcomes
+                from modelgate.data import Interval
+
+                with fail_fast():
+                    collect_outcomes(services.registry, spec, Interval(start, end), data_url=services.data_url)
             with fail_fast():
                 analysis = analyse(
                     services.registry,

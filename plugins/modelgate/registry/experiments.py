@@ -68,6 +68,7 @@ class LoggedPrediction:
 class OutcomeLoad:
     added: int
     known: int  # the same outcome was already stored for the key
+    conflicting: int = 0  # kept as first stored, the new value ignored (only with conflicts="keep")
 
 
 @dataclass(frozen=True)
@@ -353,14 +354,29 @@ class ExperimentStore:
             for r in reversed(rows)
         ]
 
-    def load_outcomes(self, model: str, rows: Sequence[tuple[str, float, dt.datetime]], *, source: str) -> OutcomeLoad:
-        """Store (key, outcome, observed_at) rows, all or nothing: a key whose stored outcome differs is refused."""
+    def load_outcomes(
+        self,
+        model: str,
+        rows: Sequence[tuple[str, float, dt.datetime]],
+        *,
+        source: str,
+        conflicts: str = "refuse",
+    ) -> OutcomeLoad:
+        """Store (key, outcome, observed_at) rows, all or nothing: a key whose stored outcome differs is refused
+        (`conflicts="refuse"`, a file someone loads) or keeps its first outcome and is counted (`"keep"`, the
+        spec's source read again each interval). A key's first row in the input counts."""
         validate_model_name(model)
+        if conflicts not in ("refuse", "keep"):
+            raise InvalidInput(f"conflicts must be refuse or keep, not {conflicts!r}")
         seen: dict[str, float] = {}
+        clashes = 0
         for key, value, _ in rows:
             if key in seen and seen[key] != value:
+                if conflicts == "keep":
+                    clashes += 1
+                    continue
                 raise InvalidInput(f"key {key!r} has two different outcomes in the input ({seen[key]:g}, {value:g})")
-            seen[key] = value
+            seen.setdefault(key, value)
         o = t.outcome.c
         with self._registry.db.transaction("load outcomes") as conn:
             self._registry.create_model_in(conn, model)
@@ -374,18 +390,21 @@ class ExperimentStore:
                 stored.update({k: v for k, v in found})
             for key, value in stored.items():
                 if not math.isclose(value, seen[key]):
+                    if conflicts == "keep":
+                        clashes += 1
+                        continue
                     raise InvalidInput(
                         f"key {key!r} already has outcome {value:g}, the input says {seen[key]:g}: nothing was loaded"
                     )
             fresh = {}
             for key, value, observed in rows:
-                if key not in stored and key not in fresh:
+                if key not in stored and key not in fresh and seen[key] == value:
                     fresh[key] = {"model": model, "request_key": key, "outcome": value, "observed_at": observed,
                                   "source": source}  # fmt: skip
             values = list(fresh.values())
             for start in range(0, len(values), 5_000):
                 conn.execute(insert(t.outcome).values(values[start : start + 5_000]).on_conflict_do_nothing())
-        return OutcomeLoad(added=len(fresh), known=len(stored))
+        return OutcomeLoad(added=len(fresh), known=len(stored), conflicting=clashes)
 
     def arm_sums(
         self, experiment: Experiment, *, until: dt.datetime, metric: str, threshold: float = 0.5
