@@ -551,3 +551,87 @@ def test_outcomes_come_from_the_specs_source_and_a_changed_label_keeps_the_first
     assert stored == float(label)
     empty = Interval(dt.datetime(2027, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
     assert ab.collect_outcomes(registry, spec, empty, data_url=registry_url).added == 0
+
+
+@pytest.mark.integration
+def test_the_ab_dag_sends_its_per_arm_metrics_through_airflows_opentelemetry(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's OTel metrics to an OTLP/HTTP endpoint on loopback (a collector's wire), decoded as it would."""
+    import http.server
+    import threading
+    import time
+
+    from airflow.sdk._shared.observability.metrics import stats
+    from airflow.sdk._shared.observability.metrics.base_stats_logger import NoStatsLogger
+    from airflow.sdk.observability.metrics.otel_logger import get_otel_logger
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from modelgate.airflow.factory import _emit_ab_metrics
+
+    received: list[bytes] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for key, value in {
+        "OTEL_ON": "True",
+        "OTEL_HOST": "127.0.0.1",
+        "OTEL_PORT": str(server.server_address[1]),
+        "OTEL_SSL_ACTIVE": "False",
+        "OTEL_INTERVAL_MILLISECONDS": "100",
+    }.items():
+        monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
+
+    _two_versions(registry)
+    store = ExperimentStore(registry)
+    experiment = store.start("demo", challenger=2, split_percent=50, settings=_settings(), actor="t")
+    outcomes = _traffic(store, experiment, keys=400, accuracy={1: 0.7, 2: 0.8}, at=experiment.started_at)
+    store.load_outcomes("demo", outcomes, source="t")
+    analysis = ab.analyse(registry, "demo", interval_end=experiment.started_at + dt.timedelta(days=3), act=False)
+    assert analysis is not None
+    stats.initialize(factory=get_otel_logger, export_legacy_names=False)
+    try:
+        _emit_ab_metrics("demo", analysis)
+        otel_metrics.get_meter_provider().force_flush()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        gauges: dict[tuple[str, str], float] = {}
+        while time.monotonic() < deadline and len(gauges) < 7:
+            for body in list(received):
+                request = ExportMetricsServiceRequest.FromString(body)
+                for resource in request.resource_metrics:
+                    for scope in resource.scope_metrics:
+                        for metric in scope.metrics:
+                            for point in metric.gauge.data_points:
+                                tags = {a.key: a.value.string_value for a in point.attributes}
+                                gauges[(metric.name, tags.get("arm", ""))] = point.as_double or float(point.as_int)
+            time.sleep(0.1)
+    finally:
+        stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
+        otel_metrics.get_meter_provider().shutdown()  # type: ignore[attr-defined]
+        # a provider without readers, set as Airflow itself resets it after a fork
+        import opentelemetry.metrics._internal as otel_internal
+
+        otel_internal._METER_PROVIDER_SET_ONCE._done = False
+        otel_internal._METER_PROVIDER = None
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        otel_metrics.set_meter_provider(MeterProvider())  # no readers: Airflow's flush at exit sends nothing
+        server.shutdown()
+    champion, challenger = analysis.arms
+    names = {name.split(".", 1)[-1] if not name.startswith("modelgate") else name for name, _ in gauges}
+    assert {"modelgate.ab.champion.labelled", "modelgate.ab.difference.lower"} <= names, gauges
+    labelled = {arm: value for (name, arm), value in gauges.items() if name.endswith("ab.challenger.labelled")}
+    assert labelled == {"challenger": challenger.labelled}, gauges
+    estimate = next(v for (name, _), v in gauges.items() if name.endswith("ab.difference.estimate"))
+    assert estimate == pytest.approx(analysis.look.estimate)

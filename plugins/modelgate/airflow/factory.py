@@ -618,19 +618,22 @@ def wants_ab_dag(spec: ModelSpec) -> bool:
 
 
 def _emit_ab_metrics(model: str, analysis: Any) -> None:
-    """Each arm's labelled count and metric mean, and the interval, through Airflow's metrics (StatsD/OTel)."""
+    """Each arm's labelled count and metric mean, and the difference's estimate and bounds, through Airflow's
+    metrics (StatsD or OpenTelemetry, as `[metrics]` configures): short fixed names, the model, arm, version
+    and experiment as tags (a model's name in the metric name would overrun OpenTelemetry's name limit)."""
     from airflow.sdk.observability.stats import Stats
 
     summary = analysis.summary()
+    base = {"model": model, "experiment": str(analysis.experiment.id)}
     for arm in ("champion", "challenger"):
         sums = summary[arm]
-        tags = {"model": model, "arm": arm, "version": str(sums["version"])}
-        Stats.gauge(f"modelgate.ab.{model}.{arm}.labelled", sums["labelled"], tags=tags)
+        tags = {**base, "arm": arm, "version": str(sums["version"])}
+        Stats.gauge(f"modelgate.ab.{arm}.labelled", sums["labelled"], tags=tags)
         if sums["labelled"]:
-            Stats.gauge(f"modelgate.ab.{model}.{arm}.mean", sums["total"] / sums["labelled"], tags=tags)
+            Stats.gauge(f"modelgate.ab.{arm}.mean", sums["total"] / sums["labelled"], tags=tags)
     for bound in ("estimate", "lower", "upper"):
         if summary[bound] is not None:
-            Stats.gauge(f"modelgate.ab.{model}.difference.{bound}", summary[bound], tags={"model": model})
+            Stats.gauge(f"modelgate.ab.difference.{bound}", summary[bound], tags=base)
 
 
 def build_ab_dag(spec: ModelSpec, include_dir: Path) -> DAG:
