@@ -676,3 +676,28 @@ def test_l_the_ab_dag_promotes_the_challenger_that_wins_on_live_outcomes(drifted
     again = run_dag(world, "modelgate_ab__churn", today)  # the same interval: the same look, nothing acted on
     assert again["analyse_experiment"] == "success" and again["announce_champion"] == "skipped", again
     assert [e.actor for e in registry.history("churn", kinds=["promote"])].count("modelgate ab") == 1
+
+
+def test_m_a_challenger_forced_hours_after_the_champion_is_insufficient_evidence(
+    drifted_world: dict[str, Any],
+) -> None:
+    """Too few holdout rows since the champion's window ended: nothing compared, the challenger rejected as
+    insufficient evidence, and the run goes on (the verdict, with no challenger score, crosses to routing)."""
+    world = drifted_world
+    champion = world["registry"].get_champion("churn")
+    assert champion is not None and champion.window_end is not None
+    end = champion.window_end + dt.timedelta(hours=2, minutes=27)
+    conf = {**DEFAULT_PARAMS, "force": True, "interval_end": end.isoformat()}
+    dag_run = world["dags"]["modelgate_retrain__churn"].test(logical_date=end, run_conf=conf)
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states["route_verdict"] == "success" and states["notify_rejection"] == "success", states
+    assert states["promote_champion"] == "skipped", states
+    rejected = world["registry"].history("churn", kinds=["reject"])[-1]
+    assert (rejected.reason or "").startswith("insufficient_evidence: "), rejected.reason
+    assert champion_version(world) == champion.version
+    judged = [
+        e
+        for e in world["registry"].history("churn", kinds=["evaluate", "reject"])
+        if e.verdict and e.verdict.get("window") and dt.datetime.fromisoformat(e.verdict["window"][1]) == end
+    ]  # what the system test reads: the verdict names its window and the champion's window end
+    assert len(judged) == 1 and judged[0].verdict["champion_window_end"] == champion.window_end.isoformat(), judged

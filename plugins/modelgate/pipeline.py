@@ -634,7 +634,7 @@ class PrimaryComparison:
 
     metric: str
     champion: float | None
-    challenger: float
+    challenger: float | None  # None: nothing was compared (too few holdout rows since the champion's window)
     ci: tuple[float | None, float | None]
 
 
