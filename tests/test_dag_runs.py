@@ -11,6 +11,8 @@ the monitor and retrain of 2026-03-15 promoted v2). Scenarios depend on a templa
 (h) approval required -> waits; the approver is recorded
 (e) quality failures (null targets, a missing column) -> the task fails naming them, nothing registered
 (k) the same rows read from BigQuery (a fake at the wire) -> the same window, model and verdict
+(n) a multiclass model (plan_change) -> promoted over the class prior, deployed, drift on its predicted class
+    mix, retrained after the drift with per-class slices in the verdict, batch scores with their class
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ def stage(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     (include / "models" / "churn_vertex.yaml").write_text(yaml.safe_dump(vertex_spec))
     bigquery_spec = {**spec, "name": "churn_bq", "source": {"kind": "bigquery", "table": "test-project.crm.churn"}}
     (include / "models" / "churn_bq.yaml").write_text(yaml.safe_dump(bigquery_spec))
+    multiclass = yaml.safe_load((REPO_ROOT / "include" / "models" / "plan_change.yaml").read_text())
+    multiclass.update(start_date="2025-11-01", catchup=False, notifiers=spec["notifiers"])
+    multiclass["estimator"]["params"]["max_iter"] = 40  # three trees an iteration: kept short for the suite
+    multiclass["evaluation"]["bootstrap_samples"] = 400
+    (include / "models" / "plan_change.yaml").write_text(yaml.safe_dump(multiclass))
 
     with dags_for(url, include, root, "modelgate_dags_under_test") as dags:
         templates = {"data": _freeze(work)}
@@ -701,3 +708,57 @@ def test_m_a_challenger_forced_hours_after_the_champion_is_insufficient_evidence
         if e.verdict and e.verdict.get("window") and dt.datetime.fromisoformat(e.verdict["window"][1]) == end
     ]  # what the system test reads: the verdict names its window and the champion's window end
     assert len(judged) == 1 and judged[0].verdict["champion_window_end"] == champion.window_end.isoformat(), judged
+
+
+def test_n_a_multiclass_model_runs_the_whole_loop(fresh_world: dict[str, Any]) -> None:
+    """plan_change (none / upgrade / downgrade) from the same table: every DAG, as for a binary model."""
+    world = fresh_world
+    registry: Registry = world["registry"]
+    states = run_dag(world, "modelgate_retrain__plan_change", sunday(2, 1))
+    assert states["promote_champion"] == "success", states
+    verdict = registry.history("plan_change", kinds=["evaluate"])[-1].verdict  # the whole verdict
+    assert verdict["decision"] == "promote" and verdict["evaluation"]["baseline"].startswith("class prior (none 0.")
+    assert verdict["evaluation"]["primary"]["metric"] == "macro_f1"
+    per_class = {s["value"]: s for s in verdict["evaluation"]["slices"] if s["column"] == "plan_change"}
+    assert set(per_class) == {"none", "upgrade", "downgrade"} and all(s["metric"] == "f1" for s in per_class.values())
+    assert sum(s["rows"] for s in per_class.values()) == verdict["evaluation"]["holdout_rows"]
+    champion = registry.get_champion("plan_change")
+    assert champion is not None and champion.tags["task"] == "multiclass_classification"
+    assert {"holdout_macro_f1", "holdout_log_loss", "holdout_balanced_accuracy"} <= set(champion.metrics)
+
+    deployed = run_dag(world, "modelgate_deploy__plan_change", sunday(2, 1))
+    assert deployed["deploy_champion"] == "success"
+    from modelgate.deploy.local import LocalTarget
+
+    state = LocalTarget(world["serving"]).read_state("plan_change")
+    assert state is not None and state.task == "multiclass_classification" and state.stable.version == 1
+
+    monitor = run_dag(world, "modelgate_monitor__plan_change", sunday(3, 15))
+    assert monitor["detect_drift"] == "success"
+    row = world["monitoring"].drift_timeline("plan_change")[-1]
+    assert "predicted_plan_change" in row.scores  # the class mix the champion predicts, beside the features
+    assert row.scores["predicted_plan_change"]["alarm"], row.scores["predicted_plan_change"]  # fibre upgrades
+    assert Path(row.report_uri or "").is_file()
+
+    retrain = run_dag(world, "modelgate_retrain__plan_change", sunday(3, 15))
+    assert retrain["__run__"] == "success"
+    decision = next(d for d in world["monitoring"].decisions("plan_change") if d.interval_end == sunday(3, 15))
+    assert decision.retrain, decision
+    judged = registry.get_version("plan_change", 2)
+    assert judged.status in (VersionStatus.CHAMPION, VersionStatus.REJECTED)
+    reports = list((world["reports"] / "plan_change").rglob("*.html"))
+    assert any("predicted class per true class" in p.read_text() for p in reports)
+
+    scored = run_dag(world, "modelgate_batch_predict__plan_change", sunday(3, 22))
+    assert scored["score_interval"] == "success"
+    with registry.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT predicted_class, label, score FROM batch_prediction "
+                "WHERE model = 'plan_change' AND interval_end = '2026-03-22'"
+            )
+        ).all()
+    assert len(rows) == 7 * 200
+    names = ["none", "upgrade", "downgrade"]
+    assert all(names[int(label)] == cls and 1 / 3 <= score <= 1 for cls, label, score in rows)
+    assert len({cls for cls, _, _ in rows}) >= 2

@@ -43,7 +43,7 @@ def test_dagbag_imports_cleanly_without_parse_time_lookups(monkeypatch: pytest.M
     assert set(bag.dag_ids) == {
         f"modelgate_{stage}__{model}"
         for stage in ("monitor", "retrain", "deploy", "batch_predict", "backtest")
-        for model in ("churn", "weather_rain")
+        for model in ("churn", "plan_change", "weather_rain")
     }
 
 

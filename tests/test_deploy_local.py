@@ -469,6 +469,29 @@ def test_serve_answers_422_for_huge_integers_and_non_finite_predictions(tmp_path
         assert fine.status_code == 200 and fine.json()["predictions"] == [pytest.approx(5e299)]
 
 
+def test_serve_answers_a_multiclass_model_s_class_and_each_class_s_probability(tmp_path: Path) -> None:
+    import hashlib
+
+    import joblib
+
+    target = LocalTarget(tmp_path / "serving")
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]})
+    model = LogisticRegression(C=100.0).fit(x, ["low", "low", "low", "mid", "mid", "mid", "high", "high", "high"])
+    path = target.model_dir("tiers") / "v1.joblib"
+    path.parent.mkdir(parents=True)
+    joblib.dump(model, path)
+    slot = Slot(1, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
+    target.write_state(ServingState("tiers", ["a"], "multiclass_classification", slot))
+    with _running(create_app(target, "tiers", poll_seconds=0.05)) as url:
+        answer = httpx.post(f"{url}/predict", json={"instances": [{"a": 0.5}, {"a": 7.5}]})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["predictions"] == ["low", "high"] and body["version"] == 1
+        expected = model.predict_proba(pd.DataFrame({"a": [0.5, 7.5]}))
+        for row, probabilities in zip(expected, body["probabilities"], strict=True):
+            assert probabilities == pytest.approx(dict(zip(model.classes_, row, strict=True)))
+
+
 @pytest.mark.slow
 def test_idle_sockets_cannot_lock_health_out(tmp_path: Path) -> None:
     """The server may open 256 files; 600 idle connections must neither exhaust them nor starve /health."""

@@ -27,7 +27,7 @@ def _errors(raw: dict) -> list[str]:
 def test_shipped_examples_are_valid() -> None:
     specs, errors = load_specs(MODELS)
     assert errors == []
-    assert {s.name for s in specs} == {"churn", "weather_rain"}
+    assert {s.name for s in specs} == {"churn", "plan_change", "weather_rain"}
     churn = next(s for s in specs if s.name == "churn")
     assert churn.cron == "0 0 * * 0" and churn.evaluation.higher_is_better
     assert churn.categorical_features == ["contract", "internet_service", "payment_method"]
@@ -40,7 +40,10 @@ def test_shipped_examples_are_valid() -> None:
         (lambda r: r.pop("target"), "target: Field required"),
         (lambda r: r["source"].update(kind="s3"), "source: Input tag 's3' found using 'kind' does not match"),
         (lambda r: r["source"].update(table="churn; drop table x"), "is not a plain SQL identifier"),
-        (lambda r: r.update(task="clustering"), "task: Input should be 'binary_classification' or 'regression'"),
+        (
+            lambda r: r.update(task="clustering"),
+            "task: Input should be 'binary_classification', 'multiclass_classification' or 'regression'",
+        ),
         (lambda r: r["estimator"].update(name="xgboost"), "estimator.name: Input should be"),
         (lambda r: r["features"].append({"name": "tenure_months", "type": "numeric"}), "duplicate feature names"),
         (lambda r: r["features"].append({"name": "churned", "type": "numeric"}), "must not include the time, id"),

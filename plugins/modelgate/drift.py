@@ -387,11 +387,23 @@ def _check_columns(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFra
         raise DriftError(f"{spec.name}: the current window has no rows")
 
 
+def predicted_column(spec: ModelSpec) -> str:
+    """The column a multiclass champion's predicted class is measured in, beside the features."""
+    return f"predicted_{spec.target}"
+
+
 def _plans(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> list[ColumnPlan]:
+    """One plan per feature, and for the predicted class when both frames carry it (a multiclass champion)."""
     _check_columns(spec, reference, current)
-    return [
+    plans = [
         plan_column(f.name, f.type, reference[f.name], current[f.name], spec.drift.threshold) for f in spec.features
     ]
+    predicted = predicted_column(spec)
+    if predicted in reference and predicted in current and predicted not in spec.feature_names:
+        plans.append(
+            plan_column(predicted, "categorical", reference[predicted], current[predicted], spec.drift.threshold)
+        )
+    return plans
 
 
 def _pool(spec: ModelSpec, *, spare_cores: int = 0) -> Any:
@@ -492,15 +504,19 @@ def write_report(
     from evidently.presets import DataDriftPreset
 
     per_column_threshold = {p.column: p.threshold for p in plans}
-    definition = DataDefinition(numerical_columns=spec.numeric_features, categorical_columns=spec.categorical_features)
+    columns = [p.column for p in plans]  # the features, and a multiclass champion's predicted class
+    extra = [c for c in columns if c not in spec.feature_names]
+    definition = DataDefinition(
+        numerical_columns=spec.numeric_features, categorical_columns=[*spec.categorical_features, *extra]
+    )
     size = spec.drift.report_sample_size
-    ref_sample = stratified_sample(reference, size, spec.time_column)[spec.feature_names]
-    cur_sample = stratified_sample(current, size, spec.time_column)[spec.feature_names]
+    ref_sample = stratified_sample(reference, size, spec.time_column)[columns]
+    cur_sample = stratified_sample(current, size, spec.time_column)[columns]
     with _precomputed_tests(plans, results) as per_column_method:
         report = Report(
             [
                 DataDriftPreset(
-                    columns=spec.feature_names,
+                    columns=columns,
                     drift_share=spec.drift.drift_share,
                     per_column_method=per_column_method,
                     per_column_threshold=per_column_threshold,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_METRICS = {
     Task.BINARY: ["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier"],
+    Task.MULTICLASS: ["macro_f1", "weighted_f1", "balanced_accuracy", "accuracy", "log_loss"],
     Task.REGRESSION: ["rmse", "mae", "r2"],
 }
 _EPS = 1e-15
@@ -36,11 +37,78 @@ def _as_2d(values: Any) -> np.ndarray:
     return arr[None, :] if arr.ndim == 1 else arr
 
 
+def _multiclass_rows(name: str, y: Any, score: Any) -> np.ndarray:
+    """A multiclass metric for each row of `y` (class positions, shape (B, n)) and `score` (the probability
+    of each class, shape (B, n, K)); macro F1 averages the classes in either the truth or the predictions,
+    balanced accuracy the classes in the truth, as scikit-learn does."""
+    import numpy as np
+
+    truth = np.asarray(y, dtype=float)
+    probabilities = np.asarray(score, dtype=float)
+    if truth.ndim == 1:
+        truth, probabilities = truth[None, :], probabilities[None, :, :]
+    codes = truth.astype(np.int64)
+    k = probabilities.shape[2]
+    if name == "log_loss":
+        chosen = np.take_along_axis(probabilities, codes[..., None], axis=2)[..., 0]
+        return -np.log(np.clip(chosen, _EPS, 1.0)).mean(axis=1)
+    predicted = probabilities.argmax(axis=2)
+    if name == "accuracy":
+        return (predicted == codes).mean(axis=1)
+    classes = np.arange(k)
+    is_true, is_predicted = codes[..., None] == classes, predicted[..., None] == classes  # (B, n, K)
+    hits = (is_true & is_predicted).sum(axis=1).astype(float)  # (B, K)
+    support, chosen_count = is_true.sum(axis=1).astype(float), is_predicted.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(support + chosen_count > 0, 2 * hits / (support + chosen_count), 0.0)
+        if name == "balanced_accuracy":
+            return (recall * (support > 0)).sum(axis=1) / (support > 0).sum(axis=1)
+        if name == "macro_f1":
+            seen = (support + chosen_count) > 0
+            return (f1 * seen).sum(axis=1) / seen.sum(axis=1)
+        if name == "weighted_f1":
+            return (f1 * support).sum(axis=1) / support.sum(axis=1)
+    raise ValueError(f"unknown multiclass metric {name!r}")
+
+
+def class_f1(y: Any, score: Any) -> list[float]:
+    """Each class's F1, one class against the rest (0 for a class neither true nor predicted)."""
+    import numpy as np
+
+    codes = np.asarray(y, dtype=float).astype(np.int64)
+    probabilities = np.asarray(score, dtype=float)
+    predicted = probabilities.argmax(axis=1)
+    values = []
+    for k in range(probabilities.shape[1]):
+        hits = float(((codes == k) & (predicted == k)).sum())
+        total = float((codes == k).sum() + (predicted == k).sum())
+        values.append(2 * hits / total if total else 0.0)
+    return values
+
+
+def confusion(y: Any, score: Any) -> list[list[float]]:
+    """Rows: true class; columns: predicted class; each row as shares of its class's rows (0 when absent)."""
+    import numpy as np
+
+    probabilities = np.asarray(score, dtype=float)
+    k = probabilities.shape[1]
+    codes = np.asarray(y, dtype=float).astype(np.int64)
+    counts = np.zeros((k, k))
+    np.add.at(counts, (codes, probabilities.argmax(axis=1)), 1)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0).tolist()
+
+
 def metric_rows(name: str, y: Any, score: Any) -> np.ndarray:
-    """The metric for each row of `y`/`score` (shape (B, n)), vectorized; NaN where undefined."""
+    """The metric for each row of `y`/`score` (shape (B, n)), vectorized; NaN where undefined.
+
+    A multiclass score holds each class's probability: one dimension more than `y` ((n, K) or (B, n, K))."""
     import numpy as np
     from scipy.stats import rankdata
 
+    if np.ndim(score) == np.ndim(y) + 1:
+        return _multiclass_rows(name, y, score)
     y2, s2 = _as_2d(y), _as_2d(score)
     n = y2.shape[1]
     if name == "roc_auc":
@@ -129,12 +197,12 @@ def metric(name: str, y: Any, score: Any) -> float:
     return float(metric_rows(name, y, score)[0])
 
 
-def _resample_indices(n: int, samples: int, seed: int) -> Iterator[np.ndarray]:
+def _resample_indices(n: int, samples: int, seed: int, width: int = 1) -> Iterator[np.ndarray]:
     """Bootstrap row indices, `samples` resamples of `n` rows, in chunks of bounded size (seeded)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_CELLS // max(n, 1))
+    chunk = max(1, _MAX_CELLS // max(n * width, 1))
     remaining = samples
     while remaining > 0:
         b = min(chunk, remaining)
@@ -149,7 +217,8 @@ def bootstrap_bound(
     import numpy as np
 
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
-    values = [resampled_metric(name, y, score, idx) for idx in _resample_indices(len(y), samples, seed)]
+    width = score.shape[1] if score.ndim == 2 else 1  # a multiclass score's classes
+    values = [resampled_metric(name, y, score, idx) for idx in _resample_indices(len(y), samples, seed, width)]
     resampled = np.concatenate(values)
     resampled = resampled[np.isfinite(resampled)]
     point = metric(name, y, score)
@@ -167,7 +236,7 @@ def paired_bootstrap(
     y, champion, challenger = (np.asarray(a, dtype=float) for a in (y, champion, challenger))
     diffs = [
         resampled_metric(name, y, challenger, idx) - resampled_metric(name, y, champion, idx)
-        for idx in _resample_indices(len(y), samples, seed)
+        for idx in _resample_indices(len(y), samples, seed, challenger.shape[1] if challenger.ndim == 2 else 1)
     ]
     all_diffs = np.concatenate(diffs)
     all_diffs = all_diffs[np.isfinite(all_diffs)]
@@ -177,14 +246,22 @@ def paired_bootstrap(
     return float(low), float(high)
 
 
-def mcnemar(y: Any, champion: Any, challenger: Any) -> float:
-    """Exact McNemar p-value on the discordant pairs of 0.5-threshold predictions."""
+def correct(y: Any, score: Any) -> np.ndarray:
+    """Which rows a classifier gets right: the 0.5 threshold, or the most probable of several classes."""
     import numpy as np
+
+    score = np.asarray(score, dtype=float)
+    if score.ndim == 2:
+        return score.argmax(axis=1) == np.asarray(y, dtype=float).astype(np.int64)
+    return (score >= 0.5) == (np.asarray(y) >= 0.5)
+
+
+def mcnemar(y: Any, champion: Any, challenger: Any) -> float:
+    """Exact McNemar p-value on the discordant pairs of predictions (right or wrong)."""
     from scipy.stats import binomtest
 
-    truth = np.asarray(y) >= 0.5
-    champ_ok = (np.asarray(champion) >= 0.5) == truth
-    chall_ok = (np.asarray(challenger) >= 0.5) == truth
+    champ_ok = correct(y, champion)
+    chall_ok = correct(y, challenger)
     b = int((champ_ok & ~chall_ok).sum())
     c = int((~champ_ok & chall_ok).sum())
     if b + c == 0:
@@ -263,7 +340,7 @@ def evaluate_scores(
     n = len(y_arr)
     if n == 0:
         raise EvaluationError("the holdout is empty: nothing to evaluate on")
-    if spec.task is Task.BINARY and len(np.unique(y_arr)) < 2:
+    if spec.task.classifier and len(np.unique(y_arr)) < 2:
         raise EvaluationError(f"the holdout has a single class ({int(y_arr[0])}): cannot compare classifiers")
     champ = None if champion_scores is None else np.asarray(champion_scores, dtype=float)
     chall = np.asarray(challenger_scores, dtype=float)
@@ -282,6 +359,8 @@ def evaluate_scores(
     metrics = {name: _compare(name, y_arr, champ, chall, spec, with_ci=name == policy.primary_metric) for name in names}
     slices: list[SliceComparison] = []
     for slice_spec in policy.slices:
+        if slice_spec.column == spec.target:  # per class: below
+            continue
         for value, mask in _slice_groups(holdout, slice_spec.column, spec):
             rows = int(mask.sum())
             if rows == 0:
@@ -299,6 +378,20 @@ def evaluate_scores(
                     metrics[policy.primary_metric].higher_is_better,
                 )
             )
+    if spec.task is Task.MULTICLASS:  # each class's F1 against the rest, on the whole holdout
+        champion_f1 = None if champ is None else class_f1(y_arr, champ)
+        for k, (label, challenger_f1) in enumerate(zip(spec.classes or [], class_f1(y_arr, chall), strict=True)):
+            slices.append(
+                SliceComparison(
+                    spec.target,
+                    str(label),
+                    int((y_arr == k).sum()),
+                    None if champion_f1 is None else champion_f1[k],
+                    challenger_f1,
+                    True,
+                    metric="f1",
+                )
+            )
     return EvaluationResult(
         champion_version, challenger_version, n, metrics[policy.primary_metric], metrics, slices, baseline=baseline
     )
@@ -308,6 +401,14 @@ def baseline_scores(spec: ModelSpec, train_target: Any, rows: int) -> tuple[np.n
     """The trivial model a first champion must beat: the class prior (classifiers) or the mean (regressors)."""
     import numpy as np
 
+    if spec.task is Task.MULTICLASS:  # `train_target` holds class positions
+        codes = np.asarray(train_target, dtype=float)
+        codes = codes[np.isfinite(codes)].astype(np.int64)
+        if not len(codes):
+            raise EvaluationError("no labelled training rows to build a baseline from")
+        prior = np.bincount(codes, minlength=len(spec.classes or [])) / len(codes)
+        shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.classes or [], prior, strict=True))
+        return np.tile(prior, (rows, 1)), f"class prior ({shown})"
     target = np.asarray(train_target, dtype=float)
     target = target[np.isfinite(target)]
     if not len(target):

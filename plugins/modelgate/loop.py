@@ -23,7 +23,7 @@ from modelgate.policy import (
     decide_promotion,
 )
 from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
-from modelgate.training import TrainedModel, predict_scores, reference_sample, train
+from modelgate.training import TrainedModel, predict_scores, reference_sample, target_values, train
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,8 +51,8 @@ def holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[
     from modelgate.evaluation import DEFAULT_METRICS, metric
 
     labelled = holdout.dropna(subset=[spec.target])
-    y = labelled[spec.target].to_numpy(dtype=float)
-    if not len(labelled) or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+    y = target_values(spec, labelled)
+    if not len(labelled) or (spec.task.classifier and len(set(y.tolist())) < 2):
         return {}
     scores = predict_scores(spec, model, labelled)
     return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
@@ -111,7 +111,7 @@ def judge(
     if champion_model is not None and champion_window_end is not None:
         holdout = holdout[holdout[spec.time_column] >= champion_window_end].reset_index(drop=True)
         target = holdout[spec.target]
-        single = spec.task is Task.BINARY and target.nunique() < 2
+        single = spec.task.classifier and target.nunique() < 2
         if len(holdout) < spec.evaluation.min_holdout_rows or single:
             verdict = insufficient_evidence(
                 spec.evaluation.primary_metric,
@@ -123,9 +123,9 @@ def judge(
                 since=champion_window_end,
                 single_class=single and len(holdout) >= spec.evaluation.min_holdout_rows,
             )
-            empty = holdout[spec.target].to_numpy(dtype=float)
+            empty = target_values(spec, holdout)
             return Judgement(verdict, holdout, empty, None, empty)
-    y = holdout[spec.target].to_numpy(dtype=float)
+    y = target_values(spec, holdout)
     challenger_scores = predict_scores(spec, challenger_model, holdout)
     champion_scores = None
     baseline = None
@@ -133,7 +133,7 @@ def judge(
         champion_scores = predict_scores(spec, champion_model, holdout)
         compared_with = champion_scores
     else:  # a first champion must beat the trivial model
-        compared_with, baseline = baseline_scores(spec, train_part[spec.target], len(holdout))
+        compared_with, baseline = baseline_scores(spec, target_values(spec, train_part), len(holdout))
     evaluation = evaluate_scores(
         spec,
         holdout,
@@ -186,8 +186,8 @@ def _decay_look(
     from modelgate.evaluation import bootstrap_bound
 
     rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
-    y = rows[spec.target].to_numpy(dtype=float)
-    if len(rows) < spec.retrain.decay_min_rows or (spec.task is Task.BINARY and len(set(y.tolist())) < 2):
+    y = target_values(spec, rows)
+    if len(rows) < spec.retrain.decay_min_rows or (spec.task.classifier and len(set(y.tolist())) < 2):
         return None
     name = decay_metric(spec)
     higher = HIGHER_IS_BETTER[name]
@@ -259,7 +259,7 @@ def absolute_performance(spec: ModelSpec, model: Any, frame: pd.DataFrame, fixed
     labelled = recent.dropna(subset=[spec.target])
     if not len(labelled) or labelled[spec.target].nunique() < 2:
         return None
-    y = labelled[spec.target].to_numpy(dtype=float)
+    y = target_values(spec, labelled)
     return metric(policy.performance_metric, y, predict_scores(spec, model, labelled))
 
 
@@ -483,7 +483,7 @@ def choose_window(spec: ModelSpec, frame: pd.DataFrame, span: Interval, shorter:
         return WindowChoice(
             span, f"kept the whole window: {len(recent_rows)} labelled rows since {shorter.start:%Y-%m-%d}"
         )
-    y = holdout[spec.target].to_numpy(dtype=float)
+    y = target_values(spec, holdout)
     scores = []
     for rows in (labelled.iloc[: len(labelled) - len(holdout)], recent_rows.iloc[: len(recent_rows) - len(holdout)]):
         try:

@@ -47,9 +47,11 @@ from modelgate.registry.estimators import library_versions
 from modelgate.registry.monitoring import DecisionRow, DriftRow, MonitoringStore
 from modelgate.registry.store import Registry
 from modelgate.report_store import ReportStore
-from modelgate.spec import ModelSpec
+from modelgate.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from modelgate.deploy.store import Deployment
     from modelgate.drift import DriftResult
 
@@ -166,6 +168,7 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
         return {"measured": False, "drifted": False, "reason": "no champion reference"}
     reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
     current = load_window(spec, run.interval, url=services.data_url)
+    reference, current = _with_predicted_class(spec, services, champion, reference, current)
     report = services.reports.local_dir / spec.name / "drift" / f"{run.interval.label}.html"
     result = compare(spec, reference, current, report_path=report)
     if result.report_path:
@@ -180,6 +183,27 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
         "champion_version": champion.version,
         "report": result.report_path,
     }
+
+
+def _with_predicted_class(
+    spec: ModelSpec, services: Services, champion: ModelVersion, reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A multiclass champion's predicted class on both frames, as one more column for drift: a shift of the
+    class mix it predicts alarms like a feature's (the frames are returned as they are for other tasks)."""
+    if spec.task is not Task.MULTICLASS or current.empty:
+        return reference, current
+    from modelgate.drift import predicted_column
+    from modelgate.training import class_probabilities
+
+    model = services.artifacts.load_version(champion)  # refuses a tampered file or an unlisted type
+    names = [str(c) for c in spec.classes or []]
+    column = predicted_column(spec)
+
+    def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+        positions = class_probabilities(spec, model, frame[spec.feature_names]).argmax(axis=1)
+        return frame.assign(**{column: [names[i] for i in positions]})
+
+    return labelled(reference), labelled(current)
 
 
 def _drift_row(spec: ModelSpec, interval: Interval, champion: ModelVersion, result: DriftResult) -> DriftRow:
@@ -355,6 +379,7 @@ def _measure_missing_drift(spec: ModelSpec, run: RunInfo, services: Services) ->
         if current.empty:
             continue
         reference = services.artifacts.load(champion.reference_uri, champion.reference_sha256)
+        reference, current = _with_predicted_class(spec, services, champion, reference, current)
         result = compute_drift(spec, reference, current)
         # no report: the monitor's run adds its report when it runs
         services.monitoring.upsert_drift(_drift_row(spec, interval, champion, result), run_id=run.run_id)

@@ -283,6 +283,7 @@ class SliceComparison:
     champion: float | None
     challenger: float | None
     higher_is_better: bool
+    metric: str | None = None  # None: the primary metric on the slice's rows; else this one (a class's F1)
 
     @property
     def improvement(self) -> float | None:

@@ -123,6 +123,9 @@ def build_suite(spec: ModelSpec, custom: list[ExpectationDef] | None = None) -> 
     suite.append(ExpectationDef("expect_column_values_to_not_be_null", target_nulls))
     if spec.task is Task.BINARY:
         suite.append(ExpectationDef("expect_column_values_to_be_in_set", {"column": spec.target, "value_set": [0, 1]}))
+    elif spec.task is Task.MULTICLASS:
+        classes = list(spec.classes or [])
+        suite.append(ExpectationDef("expect_column_values_to_be_in_set", {"column": spec.target, "value_set": classes}))
     else:
         suite.append(
             ExpectationDef(

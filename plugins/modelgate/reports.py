@@ -39,9 +39,11 @@ them{% endif %}). Primary metric <b>{{ evaluation.primary.metric }}</b>, signifi
 <td>{{ fmt(m.challenger) }}</td><td>{% if m.ci_low is not none %}[{{ fmt(m.ci_low) }}, {{ fmt(m.ci_high) }}]{% endif %}
 {% if m.p_value is not none %} {{ m.test }} p={{ fmt(m.p_value) }}{% endif %}</td></tr>{% endfor %}
 </table>
-{% if evaluation.slices %}<h2>Slices ({{ evaluation.primary.metric }})</h2>
-<table><tr><th>slice</th><th>rows</th><th>champion</th><th>challenger</th></tr>
-{% for s in evaluation.slices %}<tr><td>{{ s.column }} = {{ s.value }}</td><td>{{ s.rows }}</td>
+{% if evaluation.slices %}<h2>Slices</h2>
+<table><tr><th>slice</th><th>metric</th><th>rows</th><th>champion</th><th>challenger</th></tr>
+{% for s in evaluation.slices %}<tr><td>{{ s.column }} = {{ s.value }}</td>
+<td>{{ s.metric + ' (the class against the rest)' if s.metric else evaluation.primary.metric }}</td>
+<td>{{ s.rows }}</td>
 <td>{{ fmt(s.champion) }}</td><td>{{ fmt(s.challenger) }}</td></tr>{% endfor %}</table>{% endif %}
 {% for figure in figures %}{{ figure|safe }}{% endfor %}
 </body></html>
@@ -77,6 +79,21 @@ def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenge
             title="ROC on the holdout", xaxis_title="false positive rate", yaxis_title="true positive rate"
         )
         figures.append(roc)
+    elif spec.task is Task.MULTICLASS:  # who is taken for whom, as shares of each true class
+        from modelgate.evaluation import confusion
+
+        labels = [str(c) for c in spec.classes or []]
+        for name, scores in (("champion", champion), ("challenger", challenger)):
+            if scores is None:
+                continue
+            matrix = confusion(y, scores)
+            heat = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues"))
+            heat.update_layout(
+                title=f"{name}: predicted class per true class (share of its rows)",
+                xaxis_title="predicted",
+                yaxis_title="true",
+            )
+            figures.append(heat)
     else:
         residuals = go.Figure()
         for name, scores in (("champion", champion), ("challenger", challenger)):
@@ -90,7 +107,8 @@ def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenge
         bars = go.Figure()
         bars.add_trace(go.Bar(x=labels, y=[s.champion for s in slices], name="champion"))
         bars.add_trace(go.Bar(x=labels, y=[s.challenger for s in slices], name="challenger"))
-        bars.update_layout(title=f"{verdict.evaluation.primary.metric} per slice", barmode="group")
+        metrics = sorted({s.metric or verdict.evaluation.primary.metric for s in slices})
+        bars.update_layout(title=f"{' / '.join(metrics)} per slice", barmode="group")
         figures.append(bars)
     return [
         fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False) for i, fig in enumerate(figures)

@@ -30,6 +30,9 @@ HIGHER_IS_BETTER = {
     "rmse": False,
     "mae": False,
     "r2": True,
+    "balanced_accuracy": True,
+    "macro_f1": True,
+    "weighted_f1": True,
 }
 CRON_PRESETS = {
     "@hourly": "0 * * * *",
@@ -40,6 +43,7 @@ CRON_PRESETS = {
 RELATIVE_START = re.compile(r"-(\d{1,4})([dw])")
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
+MULTICLASS_METRICS = {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "log_loss"}
 # A/B experiments judge per prediction: name -> higher is better
 AB_CLASSIFIER_METRICS = {"accuracy": True, "brier": False, "log_loss": False}
 AB_REGRESSOR_METRICS = {"squared_error": False, "absolute_error": False}
@@ -52,7 +56,34 @@ class _Strict(BaseModel):
 
 class Task(enum.StrEnum):
     BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
     REGRESSION = "regression"
+
+    @property
+    def classifier(self) -> bool:
+        return self is not Task.REGRESSION
+
+    @property
+    def metrics(self) -> set[str]:
+        """The metrics that apply to the task's models."""
+        return {
+            Task.BINARY: CLASSIFICATION_METRICS,
+            Task.MULTICLASS: MULTICLASS_METRICS,
+            Task.REGRESSION: REGRESSION_METRICS,
+        }[self]
+
+
+def label_text(value: Any) -> str:
+    """How a class label is matched, whatever its type: 2, 2.0 (a numeric column with gaps) and "2" alike."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+        return label_text(value.item())
+    return str(value)
+
+
+# the primary metric of a spec that names none
+DEFAULT_PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "macro_f1"}
 
 
 class PostgresSource(_Strict):
@@ -450,6 +481,11 @@ class ModelSpec(_Strict):
     id_column: str
     target: str
     task: Task = Task.BINARY
+    classes: list[str | int] | None = Field(
+        None,
+        description="multiclass_classification: the target's values, in the order probabilities are reported "
+        "(at least three; a label outside them fails the quality gate)",
+    )
     features: list[Feature] = Field(min_length=1)
     schedule: str | None = "@daily"
     retrain_schedule: str | None = Field(None, description="defaults to `schedule`; drift also triggers it")
@@ -514,8 +550,40 @@ class ModelSpec(_Strict):
         """The most a training window may span: `max_window_days`, by default four windows."""
         return self.max_window_days if self.max_window_days is not None else 4 * self.window_days
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """A multiclass spec that names no primary metric gets macro F1 (ROC AUC is the binary default)."""
+        if not isinstance(data, dict) or data.get("task") != Task.MULTICLASS.value:
+            return data
+        evaluation = data.get("evaluation")
+        if evaluation is None:
+            return {**data, "evaluation": {"primary_metric": DEFAULT_PRIMARY[Task.MULTICLASS.value]}}
+        if isinstance(evaluation, dict) and "primary_metric" not in evaluation:
+            return {**data, "evaluation": {**evaluation, "primary_metric": DEFAULT_PRIMARY[Task.MULTICLASS.value]}}
+        return data
+
+    def class_index(self) -> dict[str, int]:
+        """Each class's position in `classes`, keyed by its text (how labels of any type are matched)."""
+        return {label_text(c): i for i, c in enumerate(self.classes or [])}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ModelSpec:
+        if self.task is Task.MULTICLASS:
+            texts = [label_text(c) for c in self.classes or []]
+            if len(set(texts)) < 3:
+                raise ValueError(
+                    "task multiclass_classification needs classes: the target's values, at least three "
+                    "(two classes: task binary_classification with a 0/1 target)"
+                )
+            if len(set(texts)) != len(texts):
+                raise ValueError(f"classes repeat: {', '.join(sorted({t for t in texts if texts.count(t) > 1}))}")
+            if self.ab is not None:
+                raise ValueError("ab: experiments judge binary classifiers and regressors; not multiclass models yet")
+            if self.risk_tiers:
+                raise ValueError("risk_tiers cut a binary classifier's probability; a multiclass model has classes")
+        elif self.classes is not None:
+            raise ValueError(f"classes apply to task multiclass_classification, not {self.task.value}")
         if self.max_window_days is not None and self.max_window_days < self.window_days:
             raise ValueError(f"max_window_days ({self.max_window_days}) is below window_days ({self.window_days})")
         names = [f.name for f in self.features]
@@ -526,14 +594,14 @@ class ModelSpec(_Strict):
         clash = reserved & set(names)
         if clash:
             raise ValueError(f"features must not include the time, id or target column: {', '.join(sorted(clash))}")
-        ab_allowed = AB_CLASSIFIER_METRICS if self.task is Task.BINARY else AB_REGRESSOR_METRICS
+        ab_allowed = AB_CLASSIFIER_METRICS if self.task.classifier else AB_REGRESSOR_METRICS
         ab = self.ab or AbSpec()
         ab_wrong = sorted({m for m in [ab.metric, *(g.metric for g in ab.guardrails)] if m} - set(ab_allowed))
         if ab_wrong:
             raise ValueError(
                 f"ab: {', '.join(ab_wrong)} does not fit a {self.task.value} model; use {', '.join(ab_allowed)}"
             )
-        allowed = CLASSIFICATION_METRICS if self.task is Task.BINARY else REGRESSION_METRICS
+        allowed = self.task.metrics
         metrics = {self.evaluation.primary_metric} | {g.metric for g in self.evaluation.guardrails}
         metrics |= set(self.evaluation.absolute_thresholds)
         if self.retrain.performance_metric:
@@ -544,7 +612,8 @@ class ModelSpec(_Strict):
                 f"metrics {', '.join(unknown)} do not apply to {self.task.value}; use {', '.join(sorted(allowed))}"
             )
         slice_columns = {s.column for s in self.evaluation.slices}
-        missing = sorted(slice_columns - set(names))
+        per_class = {self.target} if self.task is Task.MULTICLASS else set()  # each class's F1, in every verdict
+        missing = sorted(slice_columns - set(names) - per_class)
         if missing:
             raise ValueError(f"slices name unknown features: {', '.join(missing)}")
         if self.task is Task.REGRESSION and self.estimator.name == "logistic_regression":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelgate.spec import ModelSpec, Task
+from modelgate.spec import ModelSpec, Task, label_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +97,7 @@ def build_estimator(spec: ModelSpec) -> Any:
         except FactoryError as exc:
             raise TrainingError(f"{spec.name}: {exc}") from exc
     seeded = {"random_state": spec.seed}
-    classification = spec.task is Task.BINARY
+    classification = spec.task.classifier
     name = spec.estimator.name
     try:
         if name == "logistic_regression":
@@ -188,6 +188,17 @@ def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
             raise TrainingError(f"{spec.name}: target {spec.target!r} has a single class ({classes[0]!r})")
         if not set(classes) <= {0, 1}:
             raise TrainingError(f"{spec.name}: binary target {spec.target!r} must be 0/1, found {classes[:5]!r}")
+    if spec.task is Task.MULTICLASS:
+        known = spec.class_index()
+        seen = sorted({label_text(v) for v in pd.unique(target)})
+        unknown = [v for v in seen if v not in known]
+        if unknown:
+            raise TrainingError(
+                f"{spec.name}: target {spec.target!r} has values outside the spec's classes: "
+                f"{', '.join(unknown[:5])}; add them to classes or fix the rows"
+            )
+        if len(seen) < 2:
+            raise TrainingError(f"{spec.name}: target {spec.target!r} has a single class ({seen[0]!r})")
     warnings = []
     for feature in spec.features:
         column = frame[feature.name]
@@ -217,7 +228,9 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     if params:
         model_step(spec, pipeline).set_params(**params)
     x = train_frame[spec.feature_names]
-    y = train_frame[spec.target].astype(int if spec.task is Task.BINARY else float)
+    y = train_frame[spec.target]
+    if spec.task is not Task.MULTICLASS:  # a multiclass model learns the labels themselves, and answers them
+        y = y.astype(int if spec.task is Task.BINARY else float)
     np.random.seed(spec.seed)  # belt and braces for estimators that ignore random_state
     from threadpoolctl import threadpool_limits
 
@@ -231,7 +244,8 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
     train_scores = predict_scores(spec, pipeline, train_frame)
     from modelgate.evaluation import DEFAULT_METRICS, metric
 
-    metrics = {f"train_{m}": metric(m, y.to_numpy(dtype=float), train_scores) for m in DEFAULT_METRICS[spec.task]}
+    truth = target_values(spec, train_frame)
+    metrics = {f"train_{m}": metric(m, truth, train_scores) for m in DEFAULT_METRICS[spec.task]}
     model_params = {
         k: v
         for k, v in model_step(spec, pipeline).get_params(deep=spec.estimator.preprocessing == "none").items()
@@ -242,11 +256,53 @@ def train(spec: ModelSpec, train_frame: pd.DataFrame, *, params: dict[str, Any] 
 
 
 def predict_scores(spec: ModelSpec, pipeline: Any, frame: pd.DataFrame) -> Any:
-    """Positive-class probability for classifiers, the prediction for regressors."""
+    """Positive-class probability for binary classifiers, each class's probability (n, K, in the spec's
+    `classes` order) for multiclass ones, the prediction for regressors."""
     x = frame[spec.feature_names]
     if spec.task is Task.BINARY:
         return pipeline.predict_proba(x)[:, 1]
+    if spec.task is Task.MULTICLASS:
+        return class_probabilities(spec, pipeline, x)
     return pipeline.predict(x)
+
+
+def class_probabilities(spec: ModelSpec, model: Any, x: Any) -> Any:
+    """The model's probabilities as columns in the spec's `classes` order (0 for a class the model never saw
+    in its window); a model that knows a class the spec does not list is refused."""
+    import numpy as np
+
+    raw = np.asarray(model.predict_proba(x), dtype=float)
+    index = spec.class_index()
+    learned = [label_text(c) for c in getattr(model, "classes_", [])]
+    unknown = [c for c in learned if c not in index]
+    if unknown or len(learned) != raw.shape[1]:
+        raise TrainingError(
+            f"{spec.name}: the model's classes ({', '.join(learned[:6]) or 'none'}) are not the spec's "
+            f"({', '.join(index)})"
+        )
+    out = np.zeros((raw.shape[0], len(index)))
+    out[:, [index[c] for c in learned]] = raw
+    return out
+
+
+def target_values(spec: ModelSpec, frame: pd.DataFrame) -> Any:
+    """The target as floats for metrics: the label (0/1) or value, or for multiclass the class's position in
+    `classes` (NaN where unlabelled; a label outside them is a TrainingError naming it)."""
+    import numpy as np
+
+    column = frame[spec.target]
+    if spec.task is not Task.MULTICLASS:
+        return column.to_numpy(dtype=float)
+    index = spec.class_index()
+    present = column.notna().to_numpy()
+    texts = column[present].map(label_text)
+    codes = texts.map(index)
+    if codes.isna().any():
+        bad = sorted(set(texts[codes.isna()]))[:5]
+        raise TrainingError(f"{spec.name}: target {spec.target!r} has values outside the spec's classes: {bad}")
+    out = np.full(len(column), np.nan)
+    out[present] = codes.to_numpy(dtype=float)
+    return out
 
 
 def reference_sample(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:

@@ -29,6 +29,7 @@ WEEK = dt.timedelta(days=7)
 CONTRACTS = ["month-to-month", "one-year", "two-year"]
 INTERNET = ["dsl", "fiber", "none"]
 PAYMENT = ["electronic_check", "mailed_check", "bank_transfer", "credit_card"]
+PLAN_CHANGES = ["none", "upgrade", "downgrade"]  # the multiclass example's target (plan_change.yaml)
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     customer_id text PRIMARY KEY,
@@ -41,8 +42,10 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     contract text,
     internet_service text,
     payment_method text,
-    churned integer
+    churned integer,
+    plan_change text
 );
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS plan_change text;
 CREATE INDEX IF NOT EXISTS ix_{TABLE}_event_time ON {TABLE} (event_time);
 CREATE TABLE IF NOT EXISTS {META_TABLE} (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -79,6 +82,17 @@ def generate_day(day: dt.date, *, rows: int = 300, seed: int = 7, drift_start: d
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     seconds = np.sort(rng.integers(0, 86_400, rows))
     start = pd.Timestamp(day, tz="UTC")
+    # what the customer does to their plan next (drawn last: the columns above are as they always were)
+    dsl = internet == "dsl"
+    if not drifted:
+        upgrade = -1.3 + 0.02 * tenure - 0.02 * (charges - 65) + 0.9 * dsl - 0.25 * tickets
+        downgrade = -1.6 + 0.03 * (charges - 65) + 0.45 * tickets + 0.7 * (payment == "mailed_check")
+    else:  # fibre offers drive upgrades; high bills, not tickets, drive downgrades
+        upgrade = -0.9 + 1.4 * fiber - 0.01 * tenure + 0.3 * senior
+        downgrade = -1.4 + 0.05 * (charges - 85) + 0.1 * tickets - 0.6 * fiber
+    weights = np.exp(np.stack([np.zeros(rows), upgrade, downgrade], axis=1))
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    plan_change = np.array(PLAN_CHANGES)[(rng.random(rows)[:, None] > cumulative[:, :2]).sum(axis=1)]
     return pd.DataFrame(
         {
             "customer_id": [f"{day.isoformat()}-{i:05d}" for i in range(rows)],
@@ -92,6 +106,7 @@ def generate_day(day: dt.date, *, rows: int = 300, seed: int = 7, drift_start: d
             "internet_service": internet,
             "payment_method": payment,
             "churned": churned,
+            "plan_change": plan_change,
         }
     )
 

@@ -76,9 +76,25 @@ def score_frame(spec: ModelSpec, estimator: Any, frame: Any) -> np.ndarray:
         chunk = frame.iloc[start : start + CHUNK_ROWS][spec.feature_names]
         if spec.task is Task.BINARY:
             parts.append(estimator.predict_proba(chunk)[:, 1])
+        elif spec.task is Task.MULTICLASS:
+            from modelgate.training import class_probabilities
+
+            parts.append(class_probabilities(spec, estimator, chunk))
         else:
             parts.append(estimator.predict(chunk))
-    return np.concatenate(parts) if parts else np.array([], dtype=float)
+    if not parts:
+        return np.zeros((0, len(spec.classes or []))) if spec.task is Task.MULTICLASS else np.array([], dtype=float)
+    return np.concatenate(parts)
+
+
+def top_classes(spec: ModelSpec, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A multiclass model's answer per row: the most probable class's probability, its position in the spec's
+    `classes`, and the class itself (as text)."""
+    import numpy as np
+
+    positions = probabilities.argmax(axis=1) if len(probabilities) else np.array([], dtype=np.int64)
+    names = [str(c) for c in spec.classes or []]
+    return probabilities.max(axis=1, initial=0.0), positions.astype(float), [names[i] for i in positions]
 
 
 def scoring_champion(registry: Registry, model: str, interval: Interval) -> ModelVersion:
@@ -113,9 +129,13 @@ def batch_predict(
         def scored() -> Iterator[pa.RecordBatch]:
             for frame in ahead:
                 scores = score_frame(spec, estimator, frame)
-                labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
+                classes = None
+                if spec.task is Task.MULTICLASS:
+                    scores, labels, classes = top_classes(spec, scores)
+                else:
+                    labels = (scores >= 0.5).astype(float) if spec.task is Task.BINARY else scores
                 ids = frame[spec.id_column].astype(str).to_numpy()
-                yield prediction_batch(spec, interval, champion.version, ids, scores, labels)
+                yield prediction_batch(spec, interval, champion.version, ids, scores, labels, classes)
 
         # scoring on a thread too: it overlaps the COPY of earlier batches
         with _ReadAhead(scored(), name="score") as ready:
@@ -242,12 +262,19 @@ class _ReadAhead:
 
 
 def prediction_batch(
-    spec: ModelSpec, interval: Interval, version: int, row_ids: Any, scores: np.ndarray | None, labels: Any
+    spec: ModelSpec,
+    interval: Interval,
+    version: int,
+    row_ids: Any,
+    scores: np.ndarray | None,
+    labels: Any,
+    classes: list[str] | None = None,
 ) -> pa.RecordBatch:
     """Rows of `batch_prediction` as an Arrow batch, typed as the table's columns are.
 
     `scores` None: the scorer gave labels only (Vertex AI's prebuilt container answers `predict()`): the rows
-    keep `score` and `risk_tier` empty rather than pass a label off as a probability.
+    keep `score` and `risk_tier` empty rather than pass a label off as a probability. `classes`: a multiclass
+    model's predicted class per row (`labels` holds its position in the spec's `classes`).
     """
     import numpy as np
     import pyarrow as pa
@@ -265,6 +292,7 @@ def prediction_batch(
             "label": pa.array(np.asarray(labels, dtype=float), pa.float64()),
             "risk_tier": tiers,
             "model_version": pa.array(np.full(n, version, dtype=np.int32)),
+            "predicted_class": pa.nulls(n, pa.string()) if classes is None else pa.array(classes, pa.string()),
         }
     )
 
@@ -321,6 +349,8 @@ def write_predictions(
     row_ids: Any,
     scores: np.ndarray | None,
     labels: Any,
+    classes: list[str] | None = None,
 ) -> None:
     """Replace the interval's rows with these (one batch), in one transaction."""
-    write_batches(registry, spec, interval, [prediction_batch(spec, interval, version, row_ids, scores, labels)])
+    batch = prediction_batch(spec, interval, version, row_ids, scores, labels, classes)
+    write_batches(registry, spec, interval, [batch])

@@ -416,6 +416,7 @@ def create_app(
         return response
 
     def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> list[float]:
+        """One score per row; a multiclass model's rows get their probabilities (classes in `_classes`)."""
         import pandas as pd
 
         estimator = snapshot.models[slot.version]
@@ -423,6 +424,8 @@ def create_app(
             frame = pd.DataFrame.from_records(rows, columns=snapshot.state.features)
             if snapshot.state.task == "binary_classification":
                 scores = estimator.predict_proba(frame)[:, 1]
+            elif snapshot.state.task == "multiclass_classification":
+                scores = estimator.predict_proba(frame).ravel()  # row after row, classes_ order
             else:
                 scores = estimator.predict(frame)
             predictions = [float(s) for s in scores]
@@ -456,13 +459,27 @@ def create_app(
             assert keys is not None
             slots = [holder.arm(snapshot, key) for key in keys]
         predictions: list[float] = [0.0] * len(request.instances)
+        answers: list[Any] = [None] * len(request.instances)  # multiclass: the class each row is given
+        probabilities: list[dict[str, float]] = [{} for _ in request.instances]
+        multiclass = snapshot.state.task == "multiclass_classification"
         for slot in {s.version: s for s in slots}.values():
             where = [i for i, s in enumerate(slots) if s.version == slot.version]
             scored = _score(snapshot, slot, [request.instances[i] for i in where])
+            if multiclass:
+                classes = [c.item() if hasattr(c, "item") else c for c in snapshot.models[slot.version].classes_]
+                width = len(classes)
+                for row, i in enumerate(where):
+                    values = scored[row * width : (row + 1) * width]
+                    top = max(range(width), key=values.__getitem__)
+                    predictions[i], answers[i] = values[top], classes[top]
+                    probabilities[i] = {str(c): v for c, v in zip(classes, values, strict=True)}
+                continue
             for i, value in zip(where, scored, strict=True):
                 predictions[i] = value
         versions = [s.version for s in slots]
         body: dict[str, Any] = {"model": model, "version": versions[0], "predictions": predictions}
+        if multiclass:  # the class, and each class's probability (the log keeps the class's probability)
+            body.update(predictions=answers, probabilities=probabilities)
         if experiment is not None or request.keys is not None or prediction_log is not None:
             body.update(keys=keys, versions=versions)
             if experiment is not None:

@@ -75,6 +75,22 @@ def vertex_batch_predict(
         missing = [i for i in ids if i not in predictions]
         if missing:
             raise BatchJobFailed(f"the batch job returned no prediction for {len(missing)} rows, e.g. {missing[:3]}")
+        if spec.task is Task.MULTICLASS:  # the prebuilt container answers the class itself
+            from modelgate.spec import label_text
+
+            index = spec.class_index()
+            answered = [label_text(predictions[i]) for i in ids]
+            unknown = sorted({a for a in answered if a not in index})
+            if unknown:
+                raise BatchJobFailed(f"the batch job answered classes the spec does not list: {unknown[:5]}")
+            positions = np.asarray([index[a] for a in answered], dtype=float)
+            names = [str(c) for c in spec.classes or []]
+            classes = [names[int(p)] for p in positions]
+            write_predictions(registry, spec, interval, champion.version, ids, None, positions, classes)
+            log.info(
+                "scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval
+            )
+            return BatchResult(spec.name, champion.version, len(ids), interval)
         scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
     binary = spec.task is Task.BINARY
     write_predictions(registry, spec, interval, champion.version, ids, None if binary else scores, scores)

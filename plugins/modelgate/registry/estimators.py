@@ -52,7 +52,11 @@ def describe_estimator(estimator: Any) -> EstimatorFacts:
         schema = {str(n): "any" for n in names}
     elif getattr(estimator, "n_features_in_", None) is not None:
         schema = {f"x{i}": "any" for i in range(int(estimator.n_features_in_))}
-    task = "binary_classification" if callable(getattr(estimator, "predict_proba", None)) else "regression"
+    task = "regression"
+    if callable(getattr(estimator, "predict_proba", None)):
+        classes = getattr(estimator, "classes_", None)
+        many = classes is not None and len(classes) > 2
+        task = "multiclass_classification" if many else "binary_classification"
     return EstimatorFacts(framework, library_versions(), _scalar_params(estimator), schema, task)
 
 

@@ -143,6 +143,7 @@ batch_prediction = sa.Table(
     sa.Column("risk_tier", sa.Text),
     sa.Column("model_version", sa.Integer, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("predicted_class", sa.Text),  # multiclass: the class `label` is the position of (0013)
 )
 
 backtest_run = sa.Table(
