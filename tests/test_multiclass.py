@@ -207,3 +207,35 @@ def test_a_registered_multiclass_file_is_described_as_multiclass() -> None:
     two = LogisticRegression().fit(x, [0, 1, 0] * 3)
     assert describe_estimator(three).task == "multiclass_classification"
     assert describe_estimator(two).task == "binary_classification"
+
+
+def test_a_multiclass_history_replays_and_backtests_with_its_own_metric() -> None:
+    """The replay scores the served classes; drift sees the predicted mix; the backtest chooses on macro F1."""
+    import math
+
+    from modelgate import backtest
+    from modelgate.replay import replay
+
+    spec = _spec(
+        estimator={"name": "logistic_regression", "params": {"C": 1.0}},
+        evaluation={**RAW["evaluation"], "bootstrap_samples": 200},
+        window_days=14,
+        max_window_days=14,
+    )
+    frame = _window(84, start=dt.date(2024, 1, 1), drift=dt.date(2024, 2, 19))
+    result = backtest.run(spec, frame, spec_text=yaml.safe_dump(RAW), jobs=1, policies=["never", "every", "spec"])
+    assert result.metric == "macro_f1" and result.intervals == 9
+    never, every, mine = (result.result(name) for name in ("never", "every", "spec"))
+    assert every.tune.retrains + every.held_out.retrains == result.intervals
+    for candidate in (never, every, mine):
+        assert 0 < candidate.held_out.primary < 1 and 0 < candidate.held_out.accuracy < 1
+        assert all(math.isnan(p.primary) or 0 <= p.primary <= 1 for p in candidate.series)
+    assert every.held_out.primary > never.held_out.primary  # after the drift, a fresh model wins
+    from modelgate.replay import intervals as steps_of
+
+    steps = steps_of(dt.datetime(2024, 1, 21, tzinfo=dt.UTC), dt.datetime(2024, 3, 24, tzinfo=dt.UTC), dt.timedelta(7))
+    outcomes = replay(spec, frame, steps, "modelgate").outcomes
+    after = [o for o in outcomes if o.end > dt.datetime(2024, 2, 19, tzinfo=dt.UTC)]
+    assert any(o.alarm for o in after) and any(o.trained for o in after)  # the class mix moved: drift, a retrain
+    served = [o.scores for o in outcomes if o.scores is not None]
+    assert served and all(s.shape[1] == 3 for s in served)  # each served row: the three classes' probabilities

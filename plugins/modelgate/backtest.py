@@ -404,8 +404,8 @@ def run(
 ) -> BacktestResult:
     """Replay `frame` (the model's history, time-sorted) under every candidate, over its intervals (the last
     `intervals` of them, when given); choose on the first two thirds."""
-    if spec.task is not Task.BINARY:
-        raise BacktestError(f"{spec.name}: the backtest scores binary classifiers ({spec.task.value} is not yet)")
+    if not spec.task.classifier:
+        raise BacktestError(f"{spec.name}: the backtest scores classifiers ({spec.task.value} is not yet)")
     if frame.empty:
         raise BacktestError(f"{spec.name}: no rows in the source to backtest on")
     times = frame[spec.time_column]

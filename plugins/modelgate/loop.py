@@ -58,6 +58,18 @@ def holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[
     return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
 
 
+def with_predicted_class(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """A multiclass champion's predicted class as one more column (`drift.predicted_column`), so drift sees
+    a shift of the class mix it predicts as it sees a feature's; other tasks' frames are returned as they are."""
+    if spec.task is not Task.MULTICLASS or model is None or frame.empty:
+        return frame
+    from modelgate.drift import predicted_column
+
+    names = [str(c) for c in spec.classes or []]
+    positions = predict_scores(spec, model, frame).argmax(axis=1)
+    return frame.assign(**{predicted_column(spec): [names[i] for i in positions]})
+
+
 def fit_challenger(spec: ModelSpec, frame: pd.DataFrame) -> Challenger:
     """Fit on the window's earlier rows, measure on its holdout, and refit on all of it when `spec.refit`."""
     train_frame, holdout = split_holdout(spec, frame)

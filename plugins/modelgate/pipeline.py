@@ -188,22 +188,13 @@ def monitor_drift(spec: ModelSpec, run: RunInfo, services: Services) -> dict[str
 def _with_predicted_class(
     spec: ModelSpec, services: Services, champion: ModelVersion, reference: pd.DataFrame, current: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A multiclass champion's predicted class on both frames, as one more column for drift: a shift of the
-    class mix it predicts alarms like a feature's (the frames are returned as they are for other tasks)."""
+    """`loop.with_predicted_class` with the champion's model loaded (only for a multiclass spec)."""
     if spec.task is not Task.MULTICLASS or current.empty:
         return reference, current
-    from modelgate.drift import predicted_column
-    from modelgate.training import class_probabilities
+    from modelgate.loop import with_predicted_class
 
     model = services.artifacts.load_version(champion)  # refuses a tampered file or an unlisted type
-    names = [str(c) for c in spec.classes or []]
-    column = predicted_column(spec)
-
-    def labelled(frame: pd.DataFrame) -> pd.DataFrame:
-        positions = class_probabilities(spec, model, frame[spec.feature_names]).argmax(axis=1)
-        return frame.assign(**{column: [names[i] for i in positions]})
-
-    return labelled(reference), labelled(current)
+    return with_predicted_class(spec, model, reference), with_predicted_class(spec, model, current)
 
 
 def _drift_row(spec: ModelSpec, interval: Interval, champion: ModelVersion, result: DriftResult) -> DriftRow:

@@ -39,9 +39,10 @@ from modelgate.loop import (
     training_span,
     unsettled_change,
     window_growth,
+    with_predicted_class,
 )
 from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
-from modelgate.spec import ModelSpec, Task
+from modelgate.spec import ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,15 +204,16 @@ class _Served:
 
 
 def _serve(spec: ModelSpec, model: Any, rows: pd.DataFrame) -> _Served:
-    from modelgate.training import predict_scores
+    from modelgate.evaluation import correct
+    from modelgate.training import predict_scores, target_values
 
-    if spec.task is not Task.BINARY:
+    if not spec.task.classifier:
         raise ValueError("the replay scores classifiers (accuracy)")
     if model is None or rows.empty:
         return _Served()
     scores = predict_scores(spec, model, rows)
-    labels = rows[spec.target].to_numpy(dtype=float)
-    return _Served(len(rows), int(((scores >= 0.5) == (labels >= 0.5)).sum()), scores, labels)
+    labels = target_values(spec, rows)
+    return _Served(len(rows), int(correct(labels, scores).sum()), scores, labels)
 
 
 def _outcome(end: dt.datetime, served: _Served, **fields: Any) -> IntervalOutcome:
@@ -324,10 +326,13 @@ def _monitor(spec: ModelSpec, state: _State, rows: pd.DataFrame, interval: Inter
     champion = state.champion
     if champion is None or rows.empty:
         return False
+
+    def measure() -> Any:
+        reference = with_predicted_class(spec, champion.model, champion.reference)  # multiclass: the class mix
+        return compute_drift(spec, reference, with_predicted_class(spec, champion.model, rows))
+
     try:
-        drifted = _shared(
-            "drift", spec, rows, (champion.reference,), (), lambda: compute_drift(spec, champion.reference, rows)
-        ).dataset_drift
+        drifted = _shared("drift", spec, rows, (champion.reference,), (), measure).dataset_drift
     except DriftError:
         return False
     state.timeline.append((interval.end, drifted, champion.version))
