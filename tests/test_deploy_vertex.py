@@ -461,6 +461,45 @@ def test_vertex_batch_prediction_job_scores_the_interval_once(setup: dict[str, A
     assert stored() == before  # a failed job replaces nothing
 
 
+def test_a_multiclass_batch_job_keeps_the_class_the_container_answers(setup: dict[str, Any], tmp_path: Path) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from modelgate.data import Interval
+    from modelgate.deploy.vertex_batch import vertex_batch_predict
+    from modelgate.spec import parse_spec
+
+    registry: Registry = setup["registry"]
+    train = _frame(seed=4).fillna(0.0)
+    tiers = np.where(train["a"] > 0.5, "high", np.where(train["a"] < -0.5, "low", "mid"))
+    version = _register(registry, setup["artifacts"], "multiclass", _pipeline(10.0).fit(train[FEATURES], tiers))
+    _promote(setup, version)
+    rows = _frame(30, seed=5).assign(id=[f"m{i:02d}" for i in range(30)], tier="mid")
+    rows["t"] = pd.date_range("2026-01-01", periods=30, freq="h", tz="UTC")
+    rows.to_csv(tmp_path / "tiers.csv", index=False)
+    spec = parse_spec(
+        _spec_yaml(tmp_path, batch=True)
+        .replace(f"{tmp_path / 'rows.csv'}", f"{tmp_path / 'tiers.csv'}")
+        .replace("target: y", "target: tier\ntask: multiclass_classification\nclasses: [low, mid, high]")
+        .replace("risk_tiers: {low: 0.0, high: 0.5}\n", "")
+    )
+    day = Interval(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    result = vertex_batch_predict(
+        spec, day, registry=registry, artifacts=setup["artifacts"], data_url=None, api=setup["api"], poll_seconds=0.01
+    )
+    assert result.rows == 24 and result.version == version
+    with registry.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT row_id, predicted_class, label, score FROM batch_prediction ORDER BY row_id")
+        ).all()
+    fitted = setup["artifacts"].load_version(registry.get_version("demo", version))
+    expected = fitted.predict(rows[FEATURES].iloc[:24].fillna({"a": np.nan}))
+    assert [r[1] for r in stored] == list(expected) and len(set(expected)) >= 2  # the container's answers
+    assert [r[2] for r in stored] == [float(["low", "mid", "high"].index(c)) for c in expected]
+    assert {r[3] for r in stored} == {None}  # the container gives no probability: none is made up
+
+
 def test_cli_deploy_and_rollback_move_vertex_traffic(
     registry_url: str, tmp_path: Path, gcp: tuple[FakeVertex, FakeGCS], monkeypatch: pytest.MonkeyPatch
 ) -> None:

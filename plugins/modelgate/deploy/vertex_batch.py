@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelgate.data import Interval, load_window
 from modelgate.deploy.batch import BatchResult, scoring_champion, write_predictions
@@ -32,6 +32,9 @@ from modelgate.deploy.vertex import (
 from modelgate.registry.artifacts import ArtifactStore
 from modelgate.registry.store import Registry
 from modelgate.spec import ModelSpec, Task
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ def vertex_batch_predict(
 
     ids = frame[spec.id_column].astype(str).to_numpy()
     scores = np.array([], dtype=float)
+    classes: list[str] = []
+    positions = np.array([], dtype=float)
     if len(frame):
         parent = api.find_parent_model()
         version = (api.get_version(parent, f"v{champion.version}") if parent else None) or upload_serving_version(
@@ -76,26 +81,32 @@ def vertex_batch_predict(
         if missing:
             raise BatchJobFailed(f"the batch job returned no prediction for {len(missing)} rows, e.g. {missing[:3]}")
         if spec.task is Task.MULTICLASS:  # the prebuilt container answers the class itself
-            from modelgate.spec import label_text
-
-            index = spec.class_index()
-            answered = [label_text(predictions[i]) for i in ids]
-            unknown = sorted({a for a in answered if a not in index})
-            if unknown:
-                raise BatchJobFailed(f"the batch job answered classes the spec does not list: {unknown[:5]}")
-            positions = np.asarray([index[a] for a in answered], dtype=float)
-            names = [str(c) for c in spec.classes or []]
-            classes = [names[int(p)] for p in positions]
-            write_predictions(registry, spec, interval, champion.version, ids, None, positions, classes)
-            log.info(
-                "scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval
-            )
-            return BatchResult(spec.name, champion.version, len(ids), interval)
-        scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
-    binary = spec.task is Task.BINARY
-    write_predictions(registry, spec, interval, champion.version, ids, None if binary else scores, scores)
+            positions, classes = _answered_classes(spec, [predictions[i] for i in ids])
+        else:
+            scores = np.asarray([float(predictions[i]) for i in ids], dtype=float)
+    if spec.task is Task.MULTICLASS:  # no probability: the class, and its position in the spec's classes
+        write_predictions(registry, spec, interval, champion.version, ids, None, positions, classes)
+    else:
+        binary = spec.task is Task.BINARY
+        write_predictions(registry, spec, interval, champion.version, ids, None if binary else scores, scores)
     log.info("scored %s rows of %s with v%s on Vertex AI for %s", len(ids), spec.name, champion.version, interval)
     return BatchResult(spec.name, champion.version, len(ids), interval)
+
+
+def _answered_classes(spec: ModelSpec, answers: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """A multiclass job's answers as positions in the spec's classes and as the classes (text); an answer the
+    spec does not list fails the job."""
+    import numpy as np
+
+    from modelgate.spec import label_text
+
+    index = spec.class_index()
+    answered = [label_text(a) for a in answers]
+    unknown = sorted({a for a in answered if a not in index})
+    if unknown:
+        raise BatchJobFailed(f"the batch job answered classes the spec does not list: {unknown[:5]}")
+    names = [str(c) for c in spec.classes or []]
+    return np.asarray([index[a] for a in answered], dtype=float), [names[index[a]] for a in answered]
 
 
 def _run_job(
