@@ -210,7 +210,7 @@ def test_too_short_a_history_or_the_wrong_task_is_one_line_error() -> None:
     frame = synthetic("abrupt", seed=0, weeks=8, rows_per_week=100)
     with pytest.raises(BacktestError, match=r"stream: 2 complete intervals .* needs at least 6 \(load more history\)"):
         _backtested(frame, _spec())
-    with pytest.raises(BacktestError, match=r"scores binary classifiers \(regression is not yet\)"):
+    with pytest.raises(BacktestError, match=r"the backtest scores classifiers \(regression is not yet\)"):
         _backtested(frame, _spec(task="regression", evaluation={"primary_metric": "rmse"}))
 
 
