@@ -82,6 +82,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory, template_db: str, airflow_db
     spec["evaluation"]["bootstrap_samples"] = 400
     spec.update(start_date="2025-11-01", catchup=False)  # the shipped spec's start is relative (live example)
     spec["ab"] = {"min_labelled": 100}  # modelgate_ab__churn
+    spec["deploy"]["keep_predictions"] = "90d"  # batch_predict prunes the prediction log after scoring
     (include / "models" / "churn.yaml").write_text(yaml.safe_dump(spec))
     vertex_spec = {
         **spec,
@@ -501,6 +502,12 @@ def test_i_deploy_and_batch_predict_the_champion(drifted_world: dict[str, Any]) 
             )
         ).one()
     assert rows == (7 * 200, champion, champion)  # one set of rows per interval, stamped with the version
+    from modelgate.registry.experiments import ExperimentStore, LoggedPrediction
+
+    aged = dt.datetime(2026, 1, 1, tzinfo=UTC)  # over 90 days before the interval's end: pruned by the next run
+    ExperimentStore(world["registry"]).log_predictions([LoggedPrediction("churn", "aged", 1, 0.5, "serve", None, aged)])
+    assert run_dag(world, "modelgate_batch_predict__churn", sunday(4, 19))["score_interval"] == "success"
+    assert "aged" not in {p.request_key for p in ExperimentStore(world["registry"]).predictions("churn")}
 
 
 def test_j_deploy_dag_rolls_out_to_vertex_and_rolls_the_registry_back_on_failure(

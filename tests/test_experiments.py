@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from pathlib import Path
@@ -237,6 +238,79 @@ def test_outcomes_load_all_or_nothing_and_are_never_changed(registry: Registry) 
     with pytest.raises(InvalidInput, match="key 'e' has two different outcomes"):
         store.load_outcomes("demo", [("e", 1.0, T0), ("e", 0.0, T0)], source="t")
     assert store.load_outcomes("demo", [("d", 0.0, T0)], source="t").added == 1  # 'd' was not half-written
+
+
+@pytest.mark.integration
+def test_retention_deletes_old_predictions_but_never_a_running_experiment_s(registry: Registry) -> None:
+    store = ExperimentStore(registry)
+    _two_versions(registry)
+    running = store.start("demo", challenger=2, split_percent=10, settings=_settings(), actor="t")
+    old, new = T0 - dt.timedelta(days=100), T0 - dt.timedelta(days=1)
+    rows = [LoggedPrediction("demo", f"old{i}", 1, 0.2, "serve", None, old) for i in range(5)]
+    rows += [LoggedPrediction("demo", f"exp{i}", 2, 0.7, "serve", running.id, old) for i in range(3)]
+    rows += [LoggedPrediction("demo", f"new{i}", 1, 0.4, "serve", None, new) for i in range(4)]
+    rows += [LoggedPrediction("other", "old0", 1, 0.2, "serve", None, old)]  # another model's: untouched
+    store.log_predictions(rows)
+    outcomes = [(f"old{i}", 1.0, old) for i in range(5)] + [("exp0", 0.0, old), ("new0", 1.0, new), ("gone", 1.0, old)]
+    store.load_outcomes("demo", outcomes, source="t")
+    cut = T0 - dt.timedelta(days=90)
+    dry = store.prune("demo", before=cut, dry_run=True)
+    assert (dry.predictions, dry.outcomes, dry.kept_for_experiment) == (5, 6, 3)  # old0-4 and 'gone'
+    assert len(store.predictions("demo")) == 12  # a dry run deletes nothing
+    pruned = store.prune("demo", before=cut, batch=2)  # in batches of two: each its own transaction
+    assert pruned == dry
+    assert sorted(p.request_key for p in store.predictions("demo")) == [*(f"exp{i}" for i in range(3)),
+                                                                         *(f"new{i}" for i in range(4))]  # fmt: skip
+    assert [p.request_key for p in store.predictions("other")] == ["old0"]
+    assert store.prune("demo", before=cut) == dataclasses.replace(pruned, predictions=0, outcomes=0)  # again: none
+    assert store.load_outcomes("demo", [("exp0", 0.0, old), ("new0", 1.0, new)], source="t").known == 2  # kept
+    store.end(running.id, status="stopped", reason="done", actor="t")
+    assert store.prune("demo", before=cut).predictions == 3  # an ended experiment's rows age out too
+    with pytest.raises(InvalidInput, match="timezone-aware"):
+        store.prune("demo", before=dt.datetime(2026, 1, 1))
+
+
+@pytest.mark.integration
+def test_the_batch_dag_s_retention_and_the_prune_command(registry: Registry, registry_url: str, tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli
+
+    spec = parse_spec(
+        yaml.safe_dump(
+            {
+                **yaml.safe_load((REPO_ROOT / "include/models/churn.yaml").read_text()),
+                "deploy": {"target": "local", "keep_predictions": "30d"},
+            }
+        )  # fmt: skip
+    )
+    store = ExperimentStore(registry)
+    store.log_predictions([LoggedPrediction("churn", f"k{d}", 1, 0.5, "serve", None, T0 - dt.timedelta(days=d))
+                           for d in (10, 40, 50)])  # fmt: skip
+    pruned = ab.apply_retention(spec, registry, T0)
+    assert (
+        pruned is not None
+        and pruned.predictions == 2
+        and [p.request_key for p in store.predictions("churn")] == ["k10"]
+    )
+    forever = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"keep_predictions": None})})
+    assert ab.apply_retention(forever, registry, T0) is None
+    with pytest.raises(InvalidSpec, match="keep_predictions"):
+        parse_spec(yaml.safe_dump({**yaml.safe_load((REPO_ROOT / "include/models/churn.yaml").read_text()),
+                                   "deploy": {"keep_predictions": "forever"}}))  # fmt: skip
+    env = {"MODELGATE_REGISTRY_URL": registry_url, "MODELGATE_INCLUDE_DIR": str(tmp_path / "include")}
+    dry = run_cli("predictions", "prune", "churn", "--older-than", "1d", "--dry-run", env=env).stdout
+    assert "churn: would delete 1 logged predictions and 0 outcomes from before" in dry
+    assert (
+        "churn: deleted 1 logged predictions"
+        in run_cli("predictions", "prune", "churn", "--older-than", "1d", env=env).stdout
+    )
+    assert store.predictions("churn") == []
+    bad = run_cli("predictions", "prune", "churn", "--older-than", "soon", env=env, check=False)
+    assert bad.returncode == 1 and "--older-than: 'soon' is not a duration like 30m" in bad.stderr
+    missing = run_cli("predictions", "prune", "churn", env=env, check=False)
+    assert (
+        missing.returncode == 1
+        and "give --older-than (e.g. 90d): the spec sets no deploy.keep_predictions" in missing.stderr
+    )
 
 
 def _traffic(

@@ -31,7 +31,7 @@ from modelgate.experiments import (
 )
 from modelgate.registry.entities import RunRef
 from modelgate.registry.errors import InvalidInput, PromotionConflict
-from modelgate.registry.experiments import ArmSums, Experiment, ExperimentStore, LookRow
+from modelgate.registry.experiments import ArmSums, Experiment, ExperimentStore, LookRow, Pruned
 from modelgate.registry.store import Registry
 
 log = logging.getLogger(__name__)
@@ -390,3 +390,24 @@ def read_outcomes(
         row = int(times.isna().to_numpy().argmax())
         raise InvalidInput(f"{path}: row {row + 2} has no readable {time} ({frame[time].iloc[row]!r})")
     return [(str(k), float(v), t.to_pydatetime()) for k, v, t in zip(keys.astype(str), values, times, strict=True)]
+
+
+def apply_retention(spec: Any, registry: Registry, now: dt.datetime) -> Pruned | None:
+    """The spec's `deploy.keep_predictions`, as of `now` (an interval's end): predictions logged before
+    `now - keep_predictions` are deleted, but never a running experiment's (None when the spec keeps all)."""
+    keep = spec.deploy.keep_predictions_for
+    if keep is None:
+        return None
+    pruned = ExperimentStore(registry).prune(spec.name, before=now - keep)
+    if pruned.predictions or pruned.outcomes:
+        log.info(
+            "%s: retention %s removed %s logged predictions and %s outcomes from before %s (%s kept for a running "
+            "experiment)",
+            spec.name,
+            spec.deploy.keep_predictions,
+            pruned.predictions,
+            pruned.outcomes,
+            now - keep,
+            pruned.kept_for_experiment,
+        )
+    return pruned

@@ -35,6 +35,8 @@ ab_app = typer.Typer(help="A/B experiments on live outcomes: champion vs a chall
 app.add_typer(ab_app, name="ab")
 outcomes_app = typer.Typer(help="Outcomes (labels) that arrive after the predictions.", no_args_is_help=True)
 app.add_typer(outcomes_app, name="outcomes")
+predictions_app = typer.Typer(help="The prediction log `modelgate serve` writes.", no_args_is_help=True)
+app.add_typer(predictions_app, name="predictions")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -818,6 +820,45 @@ def outcomes_load_cmd(
     finally:
         registry.close()
     out.print(f"{loaded.added} outcomes loaded for {name}, {loaded.known} already known", markup=False)
+
+
+@predictions_app.command("prune")
+def predictions_prune_cmd(
+    name: str,
+    older_than: Annotated[
+        str | None, typer.Option(help="Delete what was logged longer ago than this (90d, 12h); default: the spec's.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    spec_path: SpecOpt = None,
+) -> None:
+    """Delete NAME's logged predictions older than --older-than (or the spec's deploy.keep_predictions), except
+    a running experiment's, and the outcomes no logged prediction names any more."""
+    import datetime as dt
+
+    from modelgate.registry.experiments import ExperimentStore
+    from modelgate.spec import parse_duration
+
+    if older_than is None:
+        spec = _find_spec(name, spec_path)
+        if spec is None or spec.deploy.keep_predictions is None:
+            raise InvalidInput(f"{name}: give --older-than (e.g. 90d): the spec sets no deploy.keep_predictions")
+        older_than = spec.deploy.keep_predictions
+    try:
+        keep = parse_duration(older_than)
+    except ValueError as exc:
+        raise InvalidInput(f"--older-than: {exc}") from None
+    before = dt.datetime.now(dt.UTC) - keep
+    registry = _registry()
+    try:
+        pruned = ExperimentStore(registry).prune(name, before=before, dry_run=dry_run)
+    finally:
+        registry.close()
+    verb = "would delete" if dry_run else "deleted"
+    out.print(
+        f"{name}: {verb} {pruned.predictions} logged predictions and {pruned.outcomes} outcomes from before "
+        f"{before:%Y-%m-%d %H:%M} UTC; {pruned.kept_for_experiment} kept for a running experiment",
+        markup=False,
+    )
 
 
 @app.command("deploy")

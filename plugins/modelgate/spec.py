@@ -379,8 +379,25 @@ class Deploy(_Strict):
         0.99, ge=0, le=1, description="share of probe rows Vertex must score as modelgate does"
     )
     batch_prediction_job: bool = Field(False, description="batch-score through a Vertex batch prediction job")
+    keep_predictions: str | None = Field(
+        None,
+        description="how long the prediction log keeps what `modelgate serve` answered (e.g. 90d): older rows, "
+        "except a running experiment's, and the outcomes no logged prediction names any more are deleted after "
+        "each batch_predict interval (null: kept forever)",
+    )
     rollback_registry_on_failure: bool = False
     gcp_conn_id: str = "google_cloud_default"
+
+    @field_validator("keep_predictions")
+    @classmethod
+    def _keep(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def keep_predictions_for(self) -> dt.timedelta | None:
+        return None if self.keep_predictions is None else parse_duration(self.keep_predictions)
 
     @field_validator("canary_steps")
     @classmethod

@@ -579,7 +579,8 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
         schedule=_interval_schedule(spec),
         doc_md=f"Scores the interval's rows of `{spec.name}` with the champion (sha256 checked first), here or "
         "in a Vertex AI batch prediction job (`deploy.batch_prediction_job`), and replaces that interval's rows "
-        "in `batch_prediction`, each stamped with the model version." + _model_link(spec),
+        "in `batch_prediction`, each stamped with the model version; with `deploy.keep_predictions`, then deletes "
+        "the prediction log's older rows." + _model_link(spec),
     )
     def batch_predict() -> None:
         @task
@@ -605,7 +606,13 @@ def build_batch_predict_dag(spec: ModelSpec, include_dir: Path) -> DAG:
                     raise AirflowSkipException(f"{exc.__cause__}: nothing scored for {run.interval}") from exc
                 raise
             _lineage(spec, services, models=(result.version,), predictions=True)  # source + model -> predictions
-            return {"version": result.version, "rows": result.rows}
+            from modelgate.ab import apply_retention
+
+            pruned = apply_retention(spec, services.registry, run.interval.end)  # deploy.keep_predictions
+            kept = (
+                {} if pruned is None else {"pruned_predictions": pruned.predictions, "pruned_outcomes": pruned.outcomes}
+            )
+            return {"version": result.version, "rows": result.rows, **kept}
 
         score_interval()
 

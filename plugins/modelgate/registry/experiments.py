@@ -72,6 +72,49 @@ class OutcomeLoad:
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """What a retention pass removed (or, dry, would remove)."""
+
+    predictions: int
+    outcomes: int
+    kept_for_experiment: int  # older than the cut-off, kept because a running experiment still reads them
+
+
+_PRUNE_PREDICTIONS = """
+DELETE FROM prediction_log WHERE id IN (
+    SELECT id FROM prediction_log
+    WHERE model = :model AND predicted_at < :before
+      AND (experiment_id IS NULL OR experiment_id NOT IN (
+          SELECT id FROM experiment WHERE model = :model AND status = :running))
+    LIMIT :batch)
+"""
+_PRUNE_OUTCOMES = """
+DELETE FROM outcome WHERE (model, request_key) IN (
+    SELECT o.model, o.request_key FROM outcome o
+    WHERE o.model = :model AND o.observed_at < :before
+      AND NOT EXISTS (SELECT 1 FROM prediction_log p WHERE p.model = o.model AND p.request_key = o.request_key)
+    LIMIT :batch)
+"""
+_COUNT_PRUNABLE = """
+SELECT
+    count(*) FILTER (WHERE experiment_id IS NULL OR experiment_id NOT IN (
+        SELECT id FROM experiment WHERE model = :model AND status = :running)) AS predictions,
+    count(*) FILTER (WHERE experiment_id IN (
+        SELECT id FROM experiment WHERE model = :model AND status = :running)) AS kept
+FROM prediction_log WHERE model = :model AND predicted_at < :before
+"""
+
+_COUNT_PRUNABLE_OUTCOMES = """
+SELECT count(*) FROM outcome o
+WHERE o.model = :model AND o.observed_at < :before
+  AND NOT EXISTS (
+      SELECT 1 FROM prediction_log p WHERE p.model = o.model AND p.request_key = o.request_key
+        AND (p.predicted_at >= :before OR p.experiment_id IN (
+            SELECT id FROM experiment WHERE model = :model AND status = :running)))
+"""
+
+
+@dataclass(frozen=True)
 class ArmSums:
     """One arm of an experiment as of a moment, on one per-prediction metric."""
 
@@ -405,6 +448,32 @@ class ExperimentStore:
             for start in range(0, len(values), 5_000):
                 conn.execute(insert(t.outcome).values(values[start : start + 5_000]).on_conflict_do_nothing())
         return OutcomeLoad(added=len(fresh), known=len(stored), conflicting=clashes)
+
+    def prune(self, model: str, *, before: dt.datetime, dry_run: bool = False, batch: int = 50_000) -> Pruned:
+        """Retention: delete the model's predictions logged before `before`, except those of a running
+        experiment (its looks still read them), then the outcomes observed before it whose keys no longer have
+        a logged prediction. In batches of `batch` rows, each its own transaction: a long pass holds no lock for
+        long, and stopped halfway it is simply run again. `dry_run` counts instead."""
+        validate_model_name(model)
+        if before.tzinfo is None:
+            raise InvalidInput("the retention cut-off must be timezone-aware")
+        params: dict[str, Any] = {"model": model, "before": before, "running": RUNNING, "batch": batch}
+        with self._registry.db.read("prunable predictions") as conn:
+            counted = conn.execute(sa.text(_COUNT_PRUNABLE), params).mappings().one()
+        kept = int(counted["kept"])
+        if dry_run:
+            with self._registry.db.read("prunable outcomes") as conn:
+                outcomes = conn.execute(sa.text(_COUNT_PRUNABLE_OUTCOMES), params).scalar_one()
+            return Pruned(int(counted["predictions"]), int(outcomes), kept)
+        removed = {"predictions": 0, "outcomes": 0}
+        for what, sql in (("predictions", _PRUNE_PREDICTIONS), ("outcomes", _PRUNE_OUTCOMES)):
+            while True:
+                with self._registry.db.transaction(f"prune {what}") as conn:
+                    deleted = conn.execute(sa.text(sql), params).rowcount
+                removed[what] += deleted
+                if deleted < batch:
+                    break
+        return Pruned(removed["predictions"], removed["outcomes"], kept)
 
     def arm_sums(
         self, experiment: Experiment, *, until: dt.datetime, metric: str, threshold: float = 0.5
