@@ -241,6 +241,37 @@ def test_outcomes_load_all_or_nothing_and_are_never_changed(registry: Registry) 
 
 
 @pytest.mark.integration
+def test_the_sql_sums_of_every_metric_agree_with_the_per_prediction_definitions(registry: Registry) -> None:
+    """`row_metric` is the oracle: one query sums every metric per arm as Python does row by row."""
+    import random
+
+    store = ExperimentStore(registry)
+    _two_versions(registry)
+    experiment = store.start("demo", challenger=2, split_percent=50, settings=_settings(), actor="t")
+    rng = random.Random(7)
+    rows, outcomes, expected = [], [], {}
+    for i in range(300):
+        version, score, outcome = 1 + i % 2, rng.random(), float(rng.random() < 0.4)
+        rows.append(LoggedPrediction("demo", f"k{i}", version, score, "serve", experiment.id, T0))
+        if i % 5:  # every fifth key has no outcome yet
+            outcomes.append((f"k{i}", outcome, T0 + dt.timedelta(hours=1)))
+            expected.setdefault(version, []).append((outcome, score))
+    rows.append(LoggedPrediction("demo", "k0", 2, 0.99, "serve", experiment.id, T0 + dt.timedelta(minutes=5)))
+    store.log_predictions(rows)  # k0 answered twice: its first prediction counts
+    store.load_outcomes("demo", outcomes, source="t")
+    metrics = ["accuracy", "brier", "log_loss", "squared_error", "absolute_error"]
+    summed = store.arm_sums(experiment, until=T0 + dt.timedelta(days=1), metrics=metrics, threshold=0.4)
+    for metric in metrics:
+        for version, pairs in expected.items():
+            arm = summed[metric][version]
+            values = [row_metric(metric, o, s, threshold=0.4) for o, s in pairs]
+            assert (arm.keys, arm.labelled, arm.missing) == (150, len(pairs), 150 - len(pairs))
+            assert arm.total == pytest.approx(sum(values)) and arm.total_sq == pytest.approx(sum(v * v for v in values))
+    with pytest.raises(InvalidInput, match="unknown per-prediction metric 'auc'"):
+        store.arm_sums(experiment, until=T0, metrics=["accuracy", "auc"])
+
+
+@pytest.mark.integration
 def test_retention_deletes_old_predictions_but_never_a_running_experiment_s(registry: Registry) -> None:
     store = ExperimentStore(registry)
     _two_versions(registry)

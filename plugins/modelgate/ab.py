@@ -95,13 +95,9 @@ def start(
     serves = spec.deploy.target != "none" and serving_root is not None
     if serves:  # the usual mistakes, named before anything is recorded (checked again once it is)
         assert serving_root is not None
-        state, champion = LocalTarget(serving_root).read_state(spec.name), registry.get_champion(spec.name)
-        if champion is not None and (state is None or state.stable is None or state.stable.version != champion.version):
-            serving = "nothing" if state is None or state.stable is None else f"v{state.stable.version}"
-            raise DeployError(
-                f"the local target serves {serving} for {spec.name}, not the champion v{champion.version}: "
-                f"deploy it first (modelgate deploy {spec.name})"
-            )
+        champion = registry.get_champion(spec.name)
+        if champion is not None:
+            LocalTarget(serving_root).serving_champion(spec.name, champion.version)
     experiment = store.start(spec.name, challenger=challenger, split_percent=split, settings=settings, actor=actor)
     if not serves:
         return experiment
@@ -250,8 +246,11 @@ def analyse(
     earlier = store.looks(experiment.id, before=interval_end)
     previous = earlier[-1].look if earlier else None  # (a count would do for the rest: looks are few)
 
+    every = [settings.metric, *(metric for metric, _ in settings.guardrails)]
+    summed = store.arm_sums(experiment, until=interval_end, metrics=every, threshold=threshold)  # one query
+
     def arms(metric: str) -> tuple[ArmSums, ArmSums]:
-        sums = store.arm_sums(experiment, until=interval_end, metric=metric, threshold=threshold)
+        sums = summed[metric]
         return sums[experiment.champion_version], sums[experiment.challenger_version]
 
     def stats(pair: tuple[ArmSums, ArmSums]) -> tuple[ArmStats, ArmStats]:

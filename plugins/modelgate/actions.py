@@ -62,7 +62,8 @@ def _digest(key: bytes, user_id: str, model: str, issued: int) -> str:
     return hmac.new(key, f"{user_id}\x00{model}\x00{issued}".encode(), hashlib.sha256).hexdigest()
 
 
-def _int(raw: str | None, what: str) -> int | None:
+def version_number(raw: str | None, what: str) -> int | None:
+    """A form's version field (None when left empty); InvalidInput naming `what` when it is not one."""
     if raw is None or raw.strip() in ("", "none"):
         return None
     if not raw.strip().isdigit() or len(raw.strip()) > 9:
@@ -75,7 +76,7 @@ def parse_action(model: str, form: dict[str, str]) -> ActionRequest:
     action = form.get("action", "")
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action[:20]!r}: use one of {', '.join(ACTIONS)}")
-    version = _int(form.get("version"), "version")
+    version = version_number(form.get("version"), "version")
     if version is None and action != "rollback":
         raise InvalidInput(f"{action} needs a version")
     reason = " ".join(form.get("reason", "").split())
@@ -83,7 +84,9 @@ def parse_action(model: str, form: dict[str, str]) -> ActionRequest:
         raise InvalidInput(f"{action} needs a reason: it goes in the audit log")
     if len(reason) > REASON_MAX:
         raise InvalidInput(f"the reason is over {REASON_MAX} characters")
-    return ActionRequest(model, action, version, _int(form.get("expected_champion"), "expected_champion"), reason)
+    return ActionRequest(
+        model, action, version, version_number(form.get("expected_champion"), "expected_champion"), reason
+    )
 
 
 def perform(registry: Registry, request: ActionRequest, *, actor: str) -> ActionOutcome:

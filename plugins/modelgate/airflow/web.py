@@ -210,6 +210,7 @@ def experiment_action(registry: Any, name: str, form: dict[str, str], actor: str
     Start reads the model's spec from the include directory (its `ab:` rules and deploy target) and has the
     local target serve the experiment, as `modelgate ab start` does."""
     from modelgate import ab
+    from modelgate.actions import version_number
     from modelgate.catalog import load_spec, spec_file
     from modelgate.config import include_dir, serving_root
     from modelgate.registry.errors import InvalidInput
@@ -224,15 +225,16 @@ def experiment_action(registry: Any, name: str, form: dict[str, str], actor: str
     if what != "start":
         raise InvalidInput(f"unknown experiment action {what[:20]!r}: start or stop")
     raw_version, raw_split = form.get("challenger", "").strip().lstrip("v"), form.get("split", "").strip()
-    if not raw_version.isdigit() or len(raw_version) > 9:
-        raise InvalidInput(f"the challenger must be a version number, got {raw_version[:20]!r}")
+    challenger = version_number(raw_version, "the challenger")
+    if challenger is None:
+        raise InvalidInput("the challenger must be a version number, got ''")
     if not raw_split.isdigit() or not 1 <= int(raw_split) <= 99:
         raise InvalidInput(f"the split must be a whole percent from 1 to 99, got {raw_split[:20]!r}")
     path = spec_file(include_dir() / "models", name)
     if path is None:
         raise InvalidInput(f"no spec for {name} in the include directory: an experiment needs its `ab:` rules")
     experiment = ab.start(
-        registry, load_spec(path), challenger=int(raw_version), split=int(raw_split), actor=actor,
+        registry, load_spec(path), challenger=challenger, split=int(raw_split), actor=actor,
         serving_root=serving_root(),
     )  # fmt: skip
     return f"started experiment #{experiment.id}: v{experiment.challenger_version} on {int(raw_split)} % of keys"

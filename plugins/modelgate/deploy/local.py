@@ -176,15 +176,21 @@ class LocalTarget:
             os.replace(link_tmp, directory / "current")
         return state
 
-    def start_experiment(self, model: str, challenger: Slot, *, champion: int, split: int, experiment_id: int,
-                         salt: str) -> ServingState:  # fmt: skip
-        """Serve `challenger` to `split` % of keys (sticky) beside the stable `champion`, in one state write."""
+    def serving_champion(self, model: str, champion: int) -> ServingState:
+        """The model's serving state, which must serve `champion` (a DeployError naming the way out otherwise)."""
         state = self.read_state(model)
         if state is None or state.stable is None or state.stable.version != champion:
             serving = "nothing" if state is None or state.stable is None else f"v{state.stable.version}"
             raise DeployError(
-                f"the local target serves {serving} for {model}, not the champion v{champion}: deploy it first"
+                f"the local target serves {serving} for {model}, not the champion v{champion}: "
+                f"deploy it first (modelgate deploy {model})"
             )
+        return state
+
+    def start_experiment(self, model: str, challenger: Slot, *, champion: int, split: int, experiment_id: int,
+                         salt: str) -> ServingState:  # fmt: skip
+        """Serve `challenger` to `split` % of keys (sticky) beside the stable `champion`, in one state write."""
+        state = self.serving_champion(model, champion)
         if state.canary is not None and state.experiment_id is None:
             raise DeployError(f"a canary of {model} is rolling out (v{state.canary.version}): wait for it to finish")
         new = ServingState(model, state.features, state.task, state.stable, challenger, split, "", experiment_id, salt)

@@ -160,12 +160,13 @@ WITH first AS (
     FROM first f LEFT JOIN outcome o ON o.model = :model AND o.request_key = f.request_key
 )
 SELECT version, count(*) AS keys, count(*) FILTER (WHERE labelled) AS labelled,
-       coalesce(sum({metric}) FILTER (WHERE labelled), 0) AS total,
-       coalesce(sum(({metric}) * ({metric})) FILTER (WHERE labelled), 0) AS total_sq,
+       {sums}
        count(*) FILTER (WHERE NOT labelled) AS missing,
        count(*) FILTER (WHERE late) AS late
 FROM joined GROUP BY version
 """
+_METRIC_SUMS = """coalesce(sum({metric}) FILTER (WHERE labelled), 0) AS total_{i},
+       coalesce(sum(({metric}) * ({metric})) FILTER (WHERE labelled), 0) AS total_sq_{i},"""
 
 
 class ExperimentStore:
@@ -476,32 +477,37 @@ class ExperimentStore:
         return Pruned(removed["predictions"], removed["outcomes"], kept)
 
     def arm_sums(
-        self, experiment: Experiment, *, until: dt.datetime, metric: str, threshold: float = 0.5
-    ) -> dict[int, ArmSums]:
-        """Per version of the experiment, its keys and labelled metric sums as of `until`."""
-        if metric not in _METRIC_SQL:
-            raise InvalidInput(f"unknown per-prediction metric {metric!r}; known: {', '.join(_METRIC_SQL)}")
-        sql = sa.text(_ARM_SUMS.format(metric=_METRIC_SQL[metric]))
+        self, experiment: Experiment, *, until: dt.datetime, metrics: Sequence[str], threshold: float = 0.5
+    ) -> dict[str, dict[int, ArmSums]]:
+        """Per metric and version of the experiment, its keys and labelled metric sums as of `until`: one join
+        of first predictions with outcomes, however many metrics (the primary and the guardrails)."""
+        unknown = [m for m in metrics if m not in _METRIC_SQL]
+        if unknown:
+            raise InvalidInput(f"unknown per-prediction metric {unknown[0]!r}; known: {', '.join(_METRIC_SQL)}")
+        wanted = list(dict.fromkeys(metrics))
+        sums = "\n       ".join(_METRIC_SUMS.format(metric=_METRIC_SQL[m], i=i) for i, m in enumerate(wanted))
         params = {"experiment": experiment.id, "until": until, "model": experiment.model, "threshold": threshold}
         with self._registry.db.read("experiment arms") as conn:
-            rows = conn.execute(sql, params).mappings().all()
+            rows = conn.execute(sa.text(_ARM_SUMS.format(sums=sums)), params).mappings().all()
         found = {int(r["version"]): r for r in rows}
-        out = {}
-        for version in (experiment.champion_version, experiment.challenger_version):
-            r = found.get(version)
-            out[version] = (
-                ArmSums(version, 0, 0, 0.0, 0.0, 0, 0)
-                if r is None
-                else ArmSums(
-                    version,
-                    int(r["keys"]),
-                    int(r["labelled"]),
-                    float(r["total"]),
-                    float(r["total_sq"]),
-                    int(r["missing"]),
-                    int(r["late"]),
-                )  # fmt: skip
-            )
+        out: dict[str, dict[int, ArmSums]] = {}
+        for i, metric in enumerate(wanted):
+            out[metric] = {}
+            for version in (experiment.champion_version, experiment.challenger_version):
+                r = found.get(version)
+                out[metric][version] = (
+                    ArmSums(version, 0, 0, 0.0, 0.0, 0, 0)
+                    if r is None
+                    else ArmSums(
+                        version,
+                        int(r["keys"]),
+                        int(r["labelled"]),
+                        float(r[f"total_{i}"]),
+                        float(r[f"total_sq_{i}"]),
+                        int(r["missing"]),
+                        int(r["late"]),
+                    )  # fmt: skip
+                )
         return out
 
 
