@@ -769,3 +769,9 @@ def test_n_a_multiclass_model_runs_the_whole_loop(fresh_world: dict[str, Any]) -
     names = ["none", "upgrade", "downgrade"]
     assert all(names[int(label)] == cls and 1 / 3 <= score <= 1 for cls, label, score in rows)
     assert len({cls for cls, _, _ in rows}) >= 2
+    from modelgate.ui import compare_page, model_page, render, render_model_page
+
+    page = render_model_page(model_page(registry, "plan_change"), "/modelgate")  # the Models view, as served
+    assert "macro_f1" in page and "predicted_plan_change" in page
+    compared = render("compare.html", page=compare_page(registry, "plan_change", [1, 2]), prefix="/modelgate")
+    assert "holdout_macro_f1" in compared
