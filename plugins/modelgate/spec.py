@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelgate.names import check_model_name
 
@@ -343,6 +343,20 @@ def parse_duration(value: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def _checked_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+def optional_duration(value: str | None) -> dt.timedelta | None:
+    return None if value is None else parse_duration(value)
+
+
+# a spec field holding a duration as written (`3d`), checked when the spec loads; null: none
+Duration = Annotated[str | None, AfterValidator(_checked_duration)]
+
+
 class Approver(_Strict):
     """An Airflow user who may answer the approval (the auth manager's user id, and a display name)."""
 
@@ -379,7 +393,7 @@ class Deploy(_Strict):
         0.99, ge=0, le=1, description="share of probe rows Vertex must score as modelgate does"
     )
     batch_prediction_job: bool = Field(False, description="batch-score through a Vertex batch prediction job")
-    keep_predictions: str | None = Field(
+    keep_predictions: Duration = Field(
         None,
         description="how long the prediction log keeps what `modelgate serve` answered (e.g. 90d): older rows, "
         "except a running experiment's, and the outcomes no logged prediction names any more are deleted after "
@@ -388,16 +402,9 @@ class Deploy(_Strict):
     rollback_registry_on_failure: bool = False
     gcp_conn_id: str = "google_cloud_default"
 
-    @field_validator("keep_predictions")
-    @classmethod
-    def _keep(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
-
     @property
     def keep_predictions_for(self) -> dt.timedelta | None:
-        return None if self.keep_predictions is None else parse_duration(self.keep_predictions)
+        return optional_duration(self.keep_predictions)
 
     @field_validator("canary_steps")
     @classmethod
@@ -532,7 +539,7 @@ class ModelSpec(_Strict):
     drift: Drift = Field(default_factory=Drift)
     retrain: Retrain = Field(default_factory=Retrain)
     approval: Literal["auto", "required"] = "auto"
-    approval_timeout: str | None = Field(
+    approval_timeout: Duration = Field(
         "3d",
         description="how long an approval waits for an answer; then the challenger is rejected, recorded as "
         "timed out (null: wait forever, blocking later intervals of the retrain DAG)",
@@ -551,16 +558,9 @@ class ModelSpec(_Strict):
     def _name(cls, value: str) -> str:
         return check_model_name(value)
 
-    @field_validator("approval_timeout")
-    @classmethod
-    def _approval_timeout(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
-
     @property
     def approval_wait(self) -> dt.timedelta | None:
-        return None if self.approval_timeout is None else parse_duration(self.approval_timeout)
+        return optional_duration(self.approval_timeout)
 
     @property
     def longest_window_days(self) -> int:
