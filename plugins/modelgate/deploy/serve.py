@@ -416,7 +416,7 @@ def create_app(
         return response
 
     def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> list[float]:
-        """One score per row; a multiclass model's rows get their probabilities (classes in `_classes`)."""
+        """One score per row; a multiclass model gives each row its probabilities, in its `classes_` order."""
         import pandas as pd
 
         estimator = snapshot.models[slot.version]
