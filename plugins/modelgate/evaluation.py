@@ -55,13 +55,10 @@ def _multiclass_rows(name: str, y: Any, score: Any) -> np.ndarray:
     predicted = probabilities.argmax(axis=2)
     if name == "accuracy":
         return (predicted == codes).mean(axis=1)
-    classes = np.arange(k)
-    is_true, is_predicted = codes[..., None] == classes, predicted[..., None] == classes  # (B, n, K)
-    hits = (is_true & is_predicted).sum(axis=1).astype(float)  # (B, K)
-    support, chosen_count = is_true.sum(axis=1).astype(float), is_predicted.sum(axis=1).astype(float)
+    hits, support, chosen_count = _class_counts(codes, predicted, k)  # (B, K) each
+    f1 = _f1(hits, support, chosen_count)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(support > 0, hits / support, 0.0)
-        f1 = np.where(support + chosen_count > 0, 2 * hits / (support + chosen_count), 0.0)
         if name == "balanced_accuracy":
             return (recall * (support > 0)).sum(axis=1) / (support > 0).sum(axis=1)
         if name == "macro_f1":
@@ -72,19 +69,32 @@ def _multiclass_rows(name: str, y: Any, score: Any) -> np.ndarray:
     raise ValueError(f"unknown multiclass metric {name!r}")
 
 
+def _class_counts(codes: np.ndarray, predicted: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class (the last axis, K), over the rows (the axis before it): hits, true rows, predicted rows."""
+    import numpy as np
+
+    classes = np.arange(k)
+    is_true, is_predicted = codes[..., None] == classes, predicted[..., None] == classes
+    counted = (is_true & is_predicted, is_true, is_predicted)
+    hits, support, chosen = (c.sum(axis=-2).astype(float) for c in counted)
+    return hits, support, chosen
+
+
+def _f1(hits: np.ndarray, support: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Each class's F1 against the rest from its counts (0 for a class neither true nor predicted)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support + chosen > 0, 2 * hits / (support + chosen), 0.0)
+
+
 def class_f1(y: Any, score: Any) -> list[float]:
     """Each class's F1, one class against the rest (0 for a class neither true nor predicted)."""
     import numpy as np
 
-    codes = np.asarray(y, dtype=float).astype(np.int64)
     probabilities = np.asarray(score, dtype=float)
-    predicted = probabilities.argmax(axis=1)
-    values = []
-    for k in range(probabilities.shape[1]):
-        hits = float(((codes == k) & (predicted == k)).sum())
-        total = float((codes == k).sum() + (predicted == k).sum())
-        values.append(2 * hits / total if total else 0.0)
-    return values
+    codes = np.asarray(y, dtype=float).astype(np.int64)
+    return _f1(*_class_counts(codes, probabilities.argmax(axis=1), probabilities.shape[1])).tolist()
 
 
 def confusion(y: Any, score: Any) -> list[list[float]]:
@@ -380,11 +390,11 @@ def evaluate_scores(
             )
     if spec.task is Task.MULTICLASS:  # each class's F1 against the rest, on the whole holdout
         champion_f1 = None if champ is None else class_f1(y_arr, champ)
-        for k, (label, challenger_f1) in enumerate(zip(spec.classes or [], class_f1(y_arr, chall), strict=True)):
+        for k, (label, challenger_f1) in enumerate(zip(spec.class_names, class_f1(y_arr, chall), strict=True)):
             slices.append(
                 SliceComparison(
                     spec.target,
-                    str(label),
+                    label,
                     int((y_arr == k).sum()),
                     None if champion_f1 is None else champion_f1[k],
                     challenger_f1,
@@ -406,8 +416,8 @@ def baseline_scores(spec: ModelSpec, train_target: Any, rows: int) -> tuple[np.n
         codes = codes[np.isfinite(codes)].astype(np.int64)
         if not len(codes):
             raise EvaluationError("no labelled training rows to build a baseline from")
-        prior = np.bincount(codes, minlength=len(spec.classes or [])) / len(codes)
-        shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.classes or [], prior, strict=True))
+        prior = np.bincount(codes, minlength=len(spec.class_names)) / len(codes)
+        shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.class_names, prior, strict=True))
         return np.tile(prior, (rows, 1)), f"class prior ({shown})"
     target = np.asarray(train_target, dtype=float)
     target = target[np.isfinite(target)]

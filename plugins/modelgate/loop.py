@@ -65,7 +65,7 @@ def with_predicted_class(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> pd
         return frame
     from modelgate.drift import predicted_column
 
-    names = [str(c) for c in spec.classes or []]
+    names = spec.class_names
     positions = predict_scores(spec, model, frame).argmax(axis=1)
     return frame.assign(**{predicted_column(spec): [names[i] for i in positions]})
 

@@ -82,7 +82,7 @@ def _figures(spec: ModelSpec, verdict: Verdict, y: Any, champion: Any, challenge
     elif spec.task is Task.MULTICLASS:  # who is taken for whom, as shares of each true class
         from modelgate.evaluation import confusion
 
-        labels = [str(c) for c in spec.classes or []]
+        labels = spec.class_names
         for name, scores in (("champion", champion), ("challenger", challenger)):
             if scores is None:
                 continue

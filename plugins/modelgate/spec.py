@@ -580,6 +580,11 @@ class ModelSpec(_Strict):
             return {**data, "evaluation": {**evaluation, "primary_metric": DEFAULT_PRIMARY[Task.MULTICLASS.value]}}
         return data
 
+    @property
+    def class_names(self) -> list[str]:
+        """The `classes` as text, in their order (how predicted classes are reported); empty for other tasks."""
+        return [str(c) for c in self.classes or []]
+
     def class_index(self) -> dict[str, int]:
         """Each class's position in `classes`, keyed by its text (how labels of any type are matched)."""
         return {label_text(c): i for i, c in enumerate(self.classes or [])}

@@ -83,7 +83,7 @@ def score_frame(spec: ModelSpec, estimator: Any, frame: Any) -> np.ndarray:
         else:
             parts.append(estimator.predict(chunk))
     if not parts:
-        return np.zeros((0, len(spec.classes or []))) if spec.task is Task.MULTICLASS else np.array([], dtype=float)
+        return np.zeros((0, len(spec.class_names))) if spec.task is Task.MULTICLASS else np.array([], dtype=float)
     return np.concatenate(parts)
 
 
@@ -93,7 +93,7 @@ def top_classes(spec: ModelSpec, probabilities: np.ndarray) -> tuple[np.ndarray,
     import numpy as np
 
     positions = probabilities.argmax(axis=1) if len(probabilities) else np.array([], dtype=np.int64)
-    names = [str(c) for c in spec.classes or []]
+    names = spec.class_names
     return probabilities.max(axis=1, initial=0.0), positions.astype(float), [names[i] for i in positions]
 
 

@@ -105,7 +105,7 @@ def _answered_classes(spec: ModelSpec, answers: list[Any]) -> tuple[np.ndarray, 
     unknown = sorted({a for a in answered if a not in index})
     if unknown:
         raise BatchJobFailed(f"the batch job answered classes the spec does not list: {unknown[:5]}")
-    names = [str(c) for c in spec.classes or []]
+    names = spec.class_names
     return np.asarray([index[a] for a in answered], dtype=float), [names[index[a]] for a in answered]
 
 
