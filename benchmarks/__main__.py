@@ -877,20 +877,32 @@ def _weekly(times: Any, window_days: int) -> list[Any]:
     return intervals(first, times.iloc[-1].to_pydatetime(), dt.timedelta(days=7))
 
 
-def bench_policy() -> dict[str, Any]:
-    """The loop's defaults replayed over streams, against never retraining and retraining every interval.
+@dataclasses.dataclass(frozen=True)
+class _Stream:
+    """One stream of the policy benchmark: its spec (and the YAML it was read from), rows and weekly steps."""
 
-    Targets: on drifting streams, accuracy at least retrain-every-interval's with at most a third of its
-    retrains; on the shuffled (stationary) copies, at most one drift alarm in 50 windows.
-    """
+    key: str
+    label: str
+    spec: Any
+    text: str
+    frame: Any
+    steps: list[Any]
+
+
+def _policy_streams(seeds: list[int], *, stationary: bool = True) -> Iterator[_Stream | str]:
+    """The synthetic streams for `seeds`, weather.csv (a skip message when absent), flights and electricity,
+    each followed by its shuffled (stationary) copy when `stationary`."""
     import datetime as dt
 
     from modelgate.catalog import load_spec
+    from modelgate.config import project_dir
     from modelgate.datasets.streams import (
         ELECTRICITY_FEATURES,
+        FEATURES,
         FLIGHT_FEATURES,
         START,
         default_spec,
+        default_spec_text,
         nyc_flights,
         shuffled,
         synthetic,
@@ -900,38 +912,57 @@ def bench_policy() -> dict[str, Any]:
     )
     from modelgate.replay import intervals
 
-    seeds = [int(s) for s in os.environ.get("MODELGATE_BENCH_POLICY_SEEDS", "0,1").split(",")]
-    out: dict[str, Any] = {}
     spec = synthetic_spec()
+    text = default_spec_text("stream", [(name, "numeric") for name in FEATURES], time_column="t", target="y")
     weeks = 80
     steps = intervals(START + dt.timedelta(days=spec.window_days), START + dt.timedelta(weeks=weeks), dt.timedelta(7))
     for kind in ("abrupt", "gradual", "recurring"):
         for seed in seeds:
             frame = synthetic(kind, seed=seed, weeks=weeks)
-            out[f"{kind}_s{seed}"] = _policy_row(f"{kind} seed {seed}", spec, frame, steps)
-            out[f"{kind}_s{seed}_shuffled"] = _policy_row(
-                f"{kind} seed {seed} shuffled", spec, shuffled(frame, "t", seed=seed), steps
-            )
-    from modelgate.config import project_dir
-
+            yield _Stream(f"{kind}_s{seed}", f"{kind} seed {seed}", spec, text, frame, steps)
+            if stationary:
+                copy = shuffled(frame, "t", seed=seed)
+                yield _Stream(f"{kind}_s{seed}_shuffled", f"{kind} seed {seed} shuffled", spec, text, copy, steps)
     path = project_dir().parent / "shared" / "data" / "weather.csv"
     if path.is_file():
-        wspec = load_spec(project_dir() / "include" / "models" / "weather_rain.yaml")
+        wpath = project_dir() / "include" / "models" / "weather_rain.yaml"
+        wspec, wtext = load_spec(wpath), wpath.read_text()
         frame = weather(path)
         wsteps = _weekly(frame["day"], wspec.window_days)
-        out["weather"] = _policy_row("weather weekly", wspec, frame, wsteps)
-        out["weather_shuffled"] = _policy_row("weather shuffled", wspec, shuffled(frame, "day"), wsteps)
+        yield _Stream("weather", "weather weekly", wspec, wtext, frame, wsteps)
+        if stationary:
+            yield _Stream("weather_shuffled", "weather shuffled", wspec, wtext, shuffled(frame, "day"), wsteps)
     else:
-        out["weather"] = f"skipped: {path} is absent"
+        yield f"skipped: {path} is absent"
     for name, load, features, target in (
         ("flights", nyc_flights, FLIGHT_FEATURES, "late"),
         ("electricity", vic_electricity, ELECTRICITY_FEATURES, "up"),
     ):
         frame = load()
         rspec = default_spec(name, features, time_column="t", target=target)
+        rtext = default_spec_text(name, features, time_column="t", target=target)
         rsteps = _weekly(frame["t"], rspec.window_days)
-        out[name] = _policy_row(f"{name} weekly", rspec, frame, rsteps)
-        out[f"{name}_shuffled"] = _policy_row(f"{name} shuffled", rspec, shuffled(frame, "t"), rsteps)
+        yield _Stream(name, f"{name} weekly", rspec, rtext, frame, rsteps)
+        if stationary:
+            yield _Stream(f"{name}_shuffled", f"{name} shuffled", rspec, rtext, shuffled(frame, "t"), rsteps)
+
+
+def _seeds(default: str = "0,1") -> list[int]:
+    return [int(s) for s in os.environ.get("MODELGATE_BENCH_POLICY_SEEDS", default).split(",")]
+
+
+def bench_policy() -> dict[str, Any]:
+    """The loop's defaults replayed over streams, against never retraining and retraining every interval.
+
+    Targets: on drifting streams, accuracy at least retrain-every-interval's with at most a third of its
+    retrains; on the shuffled (stationary) copies, at most one drift alarm in 50 windows.
+    """
+    out: dict[str, Any] = {}
+    for stream in _policy_streams(_seeds()):
+        if isinstance(stream, str):
+            out["weather"] = stream
+        else:
+            out[stream.key] = _policy_row(stream.label, stream.spec, stream.frame, stream.steps)
     drifting = [v for k, v in out.items() if isinstance(v, dict) and not k.endswith("shuffled")]
     stationary = [v for k, v in out.items() if isinstance(v, dict) and k.endswith("shuffled")]
     out["targets"] = {
@@ -948,6 +979,49 @@ def bench_policy() -> dict[str, Any]:
         "drifting_retrains_at_most_a_third": all(r["retrains_vs_every"] <= 1 / 3 for r in drifting),
         "stationary_alarms_at_most_1_in_50": all(r["alarms_per_50"] <= 1 for r in stationary),
         "worst_accuracy_vs_every": min(r["accuracy_vs_every"] for r in drifting),
+    }
+    return out
+
+
+def bench_backtest() -> dict[str, Any]:
+    """`backtest.run` on each drifting stream of the policy benchmark (seeds: MODELGATE_BENCH_POLICY_SEEDS,
+    default 0): the policy it recommends from the first two thirds against retrain-every-interval on the
+    held-out last third, which the choice never saw.
+
+    Target: on every stream, at least retrain-every's held-out accuracy with at most a third of its retrains.
+    """
+    from modelgate import backtest
+
+    out: dict[str, Any] = {}
+    for stream in _policy_streams(_seeds("0"), stationary=False):
+        if isinstance(stream, str):
+            out["weather"] = stream
+            continue
+        started = time.perf_counter()
+        result = backtest.run(stream.spec, stream.frame, spec_text=stream.text)
+        chosen = result.result(result.recommendation.name).held_out
+        every, spec = result.result("every").held_out, result.result("spec").held_out
+        row = {
+            "intervals": result.intervals,
+            "held_out_intervals": chosen.intervals,
+            "recommended": result.recommendation.name,
+            "metric": result.metric,
+            "accuracy": round(chosen.accuracy, 4),
+            "every_accuracy": round(every.accuracy, 4),
+            "spec_accuracy": round(spec.accuracy, 4),
+            "accuracy_vs_every": round(chosen.accuracy - every.accuracy, 6),
+            "primary_vs_every": round(chosen.primary - every.primary, 6),
+            "retrains": chosen.retrains,
+            "every_retrains": every.retrains,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"  {stream.key:<22} {json.dumps(row)}", flush=True)  # on the spec's schedule, not weekly
+        out[stream.key] = row
+    rows = [v for v in out.values() if isinstance(v, dict)]
+    out["targets"] = {
+        "held_out_accuracy_at_least_every": all(r["accuracy_vs_every"] >= 0 for r in rows),
+        "held_out_retrains_at_most_a_third": all(r["retrains"] <= r["every_retrains"] / 3 for r in rows),
+        "worst_accuracy_vs_every": min(r["accuracy_vs_every"] for r in rows),
     }
     return out
 
@@ -1025,6 +1099,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "serve": bench_serve,
     "loop": bench_loop,
     "policy": bench_policy,
+    "backtest": bench_backtest,
     "threads": bench_threads,
     "ui": bench_ui,
     "quality": bench_quality,

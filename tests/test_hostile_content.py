@@ -193,7 +193,7 @@ def test_no_hostile_field_runs_as_script_in_the_models_view(
         assert _dialogs(browser, f"{base}/{name}-{file}") == [], f"a hostile field ran as script in {file}: {f}"
 
 
-def _hostile_spec(feature: str, category: str, description: str) -> Any:
+def _hostile_spec(feature: str, category: str, description: str, **changes: Any) -> Any:
     from modelgate.spec import parse_spec
 
     doc = yaml.safe_load((REPO_ROOT / "include" / "models" / "churn.yaml").read_text())
@@ -205,6 +205,7 @@ def _hostile_spec(feature: str, category: str, description: str) -> Any:
     doc["evaluation"]["slices"] = [{"column": feature, "tolerance": 0.05, "min_rows": 10}]
     doc["quality"] = {"min_rows": 10}
     doc["estimator"] = {"name": "logistic_regression"}
+    doc = {key: value for key, value in {**doc, **changes}.items() if value is not None}  # None: field left out
     return parse_spec(yaml.safe_dump(doc))
 
 
@@ -271,6 +272,70 @@ def test_no_hostile_feature_name_or_category_runs_as_script_in_the_reports(
         assert _dialogs(browser, url) == [], (
             f"a hostile value ran as script in {report.name}: {feature!r}, {category!r}"
         )
+
+
+def _multiclass_reports(classes: list[str], folder: Path) -> tuple[Path, Path]:
+    """A multiclass model whose class names are hostile: its evaluation report (per-class slices, confusion
+    matrices) and a drift report with the predicted class mix as a column."""
+    import numpy as np
+
+    from modelgate.drift import compare
+    from modelgate.loop import fit_challenger, judge, with_predicted_class
+    from modelgate.reports import write_evaluation_report
+
+    slices = [{"column": "churned", "tolerance": 0.05, "min_rows": 10}]  # per-class F1, by class name
+    spec = _hostile_spec(
+        "segment",
+        "retail",
+        "classes",
+        task="multiclass_classification",
+        classes=classes,
+        evaluation={"slices": slices},
+        retrain={},  # the churn spec's decay reads roc_auc, a binary metric
+        risk_tiers=None,
+    )
+    frames = []
+    for start, shift in ((START, 0.0), (START + dt.timedelta(days=30), 1.0)):
+        frame = _frame(spec, "retail", start.replace(tzinfo=None), shift)
+        tiers = np.digitize(frame["tenure_months"], [40, 80])  # three classes the tenure tells apart
+        frames.append(frame.assign(**{spec.target: [classes[i] for i in tiers]}))
+    reference, current = frames
+    challenger = fit_challenger(spec, reference)
+    judged = judge(spec, reference, challenger.evaluation_model, None, champion_version=None, challenger_version=1)
+    evaluation = write_evaluation_report(
+        spec,
+        judged.verdict,
+        judged.y,
+        judged.champion_scores,
+        judged.challenger_scores,
+        judged.holdout,
+        folder / "evaluation.html",
+    )
+    model = challenger.served.pipeline
+    drift = folder / "drift.html"
+    compare(
+        spec,
+        with_predicted_class(spec, model, reference),
+        with_predicted_class(spec, model, current),
+        report_path=drift,
+    )
+    return evaluation, drift
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(classes=st.lists(hostile, min_size=3, max_size=3, unique_by=lambda c: c.strip().casefold()))
+def test_no_hostile_class_name_runs_as_script_in_the_reports(
+    classes: list[str], site: tuple[Path, str], browser: Any
+) -> None:
+    root, base = site
+    folder = root / next(_reports)
+    folder.mkdir()
+    evaluation, drift = _multiclass_reports(classes, folder)
+    assert "predicted class per true class" in evaluation.read_text()  # the confusion matrix drew the names
+    for report in (evaluation, drift):
+        url = f"{base}/{report.relative_to(root).as_posix()}"
+        assert _dialogs(browser, url) == [], f"a hostile class name ran as script in {report.name}: {classes!r}"
 
 
 def test_reports_served_sandboxed_still_draw_and_read_no_cookie(tmp_path: Path, browser: Any) -> None:

@@ -108,7 +108,7 @@ def test_labels_of_any_type_map_to_the_spec_s_classes() -> None:
     spec = _spec(target="plan_change", classes=[3, 1, 2])
     frame = pd.DataFrame({"plan_change": [1.0, 2.0, None, 3.0]})  # a numeric column with a gap reads as floats
     assert target_values(spec, frame)[[0, 1, 3]].tolist() == [1.0, 2.0, 0.0] and np.isnan(target_values(spec, frame)[2])
-    with pytest.raises(TrainingError, match=r"values outside the spec's classes: \['7'\]"):
+    with pytest.raises(TrainingError, match="outside the spec's classes: 7; add them to classes or fix the rows"):
         target_values(spec, pd.DataFrame({"plan_change": [1, 7]}))
 
 
@@ -128,7 +128,7 @@ def test_training_learns_the_labels_and_scores_in_the_spec_s_order() -> None:
     fitted = train(spec, two).pipeline
     partial = class_probabilities(spec, fitted, two[spec.feature_names])
     assert partial.shape == (len(two), 3) and (partial[:, 2] == 0).all()
-    with pytest.raises(TrainingError, match="values outside the spec's classes: cancel"):
+    with pytest.raises(TrainingError, match="outside the spec's classes: cancel; add them to classes or fix"):
         train(spec, frame.assign(plan_change=frame.plan_change.where(frame.index > 0, "cancel")))
     with pytest.raises(TrainingError, match="has a single class"):
         train(spec, frame.assign(plan_change="none"))

@@ -207,10 +207,12 @@ def metric(name: str, y: Any, score: Any) -> float:
     return float(metric_rows(name, y, score)[0])
 
 
-def _resample_indices(n: int, samples: int, seed: int, width: int = 1) -> Iterator[np.ndarray]:
-    """Bootstrap row indices, `samples` resamples of `n` rows, in chunks of bounded size (seeded)."""
+def _resample_indices(score: np.ndarray, samples: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap row indices, `samples` resamples of `score`'s rows, in chunks of bounded size (seeded): a chunk
+    holds at most _MAX_CELLS resampled values, counting a multiclass score's classes (its second axis)."""
     import numpy as np
 
+    n, width = len(score), score.shape[1] if score.ndim == 2 else 1
     rng = np.random.default_rng(seed)
     chunk = max(1, _MAX_CELLS // max(n * width, 1))
     remaining = samples
@@ -227,8 +229,7 @@ def bootstrap_bound(
     import numpy as np
 
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
-    width = score.shape[1] if score.ndim == 2 else 1  # a multiclass score's classes
-    values = [resampled_metric(name, y, score, idx) for idx in _resample_indices(len(y), samples, seed, width)]
+    values = [resampled_metric(name, y, score, idx) for idx in _resample_indices(score, samples, seed)]
     resampled = np.concatenate(values)
     resampled = resampled[np.isfinite(resampled)]
     point = metric(name, y, score)
@@ -246,7 +247,7 @@ def paired_bootstrap(
     y, champion, challenger = (np.asarray(a, dtype=float) for a in (y, champion, challenger))
     diffs = [
         resampled_metric(name, y, challenger, idx) - resampled_metric(name, y, champion, idx)
-        for idx in _resample_indices(len(y), samples, seed, challenger.shape[1] if challenger.ndim == 2 else 1)
+        for idx in _resample_indices(challenger, samples, seed)
     ]
     all_diffs = np.concatenate(diffs)
     all_diffs = all_diffs[np.isfinite(all_diffs)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,14 +190,8 @@ def check_trainable(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
         if not set(classes) <= {0, 1}:
             raise TrainingError(f"{spec.name}: binary target {spec.target!r} must be 0/1, found {classes[:5]!r}")
     if spec.task is Task.MULTICLASS:
-        known = spec.class_index()
         seen = sorted({label_text(v) for v in pd.unique(target)})
-        unknown = [v for v in seen if v not in known]
-        if unknown:
-            raise TrainingError(
-                f"{spec.name}: target {spec.target!r} has values outside the spec's classes: "
-                f"{', '.join(unknown[:5])}; add them to classes or fix the rows"
-            )
+        _refuse_unknown(spec, seen)
         if len(seen) < 2:
             raise TrainingError(f"{spec.name}: target {spec.target!r} has a single class ({seen[0]!r})")
     warnings = []
@@ -285,6 +280,17 @@ def class_probabilities(spec: ModelSpec, model: Any, x: Any) -> Any:
     return out
 
 
+def _refuse_unknown(spec: ModelSpec, labels: Iterable[str]) -> None:
+    """A TrainingError naming the labels (as text) that are not among the spec's classes, if any."""
+    known = spec.class_index()
+    unknown = sorted({label for label in labels if label not in known})
+    if unknown:
+        raise TrainingError(
+            f"{spec.name}: target {spec.target!r} has values outside the spec's classes: "
+            f"{', '.join(unknown[:5])}; add them to classes or fix the rows"
+        )
+
+
 def target_values(spec: ModelSpec, frame: pd.DataFrame) -> Any:
     """The target as floats for metrics: the label (0/1) or value, or for multiclass the class's position in
     `classes` (NaN where unlabelled; a label outside them is a TrainingError naming it)."""
@@ -298,8 +304,7 @@ def target_values(spec: ModelSpec, frame: pd.DataFrame) -> Any:
     texts = column[present].map(label_text)
     codes = texts.map(index)
     if codes.isna().any():
-        bad = sorted(set(texts[codes.isna()]))[:5]
-        raise TrainingError(f"{spec.name}: target {spec.target!r} has values outside the spec's classes: {bad}")
+        _refuse_unknown(spec, texts[codes.isna()])
     out = np.full(len(column), np.nan)
     out[present] = codes.to_numpy(dtype=float)
     return out

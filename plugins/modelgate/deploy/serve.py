@@ -34,7 +34,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -415,8 +414,10 @@ def create_app(
             metrics.observe(model, version, 200, seconds, mine)
         return response
 
-    def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> list[float]:
-        """One score per row; a multiclass model gives each row its probabilities, in its `classes_` order."""
+    def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> Any:
+        """The rows' scores as floats: a binary model's probability of its positive class and a regressor's
+        prediction, one per row; a multiclass model's probabilities, one row each in its `classes_` order."""
+        import numpy as np
         import pandas as pd
 
         estimator = snapshot.models[slot.version]
@@ -425,19 +426,20 @@ def create_app(
             if snapshot.state.task == "binary_classification":
                 scores = estimator.predict_proba(frame)[:, 1]
             elif snapshot.state.task == "multiclass_classification":
-                scores = estimator.predict_proba(frame).ravel()  # row after row, classes_ order
+                scores = estimator.predict_proba(frame)
             else:
                 scores = estimator.predict(frame)
-            predictions = [float(s) for s in scores]
+            scores = np.asarray(scores, dtype=float)
         except (ValueError, TypeError, OverflowError) as exc:
             log.info("cannot score a request for %s v%s: %s", model, slot.version, type(exc).__name__)
             raise HTTPException(
                 422, "cannot score these instances: a feature value has the wrong type or is out of range"
             ) from None
-        if not all(math.isfinite(p) for p in predictions):
-            bad = [i for i, p in enumerate(predictions) if not math.isfinite(p)][:5]
+        finite = np.isfinite(scores).reshape(len(scores), -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)[:5].tolist()
             raise HTTPException(422, f"v{slot.version} gave no finite prediction for instance(s) {bad}")
-        return predictions
+        return scores
 
     def _predict(request: PredictRequest) -> tuple[Response, list[int], list[float]]:
         snapshot = holder.snapshot
@@ -467,14 +469,12 @@ def create_app(
             scored = _score(snapshot, slot, [request.instances[i] for i in where])
             if multiclass:
                 classes = [c.item() if hasattr(c, "item") else c for c in snapshot.models[slot.version].classes_]
-                width = len(classes)
-                for row, i in enumerate(where):
-                    values = scored[row * width : (row + 1) * width]
-                    top = max(range(width), key=values.__getitem__)
+                for i, values in zip(where, scored.tolist(), strict=True):
+                    top = max(range(len(classes)), key=values.__getitem__)
                     predictions[i], answers[i] = values[top], classes[top]
                     probabilities[i] = {str(c): v for c, v in zip(classes, values, strict=True)}
                 continue
-            for i, value in zip(where, scored, strict=True):
+            for i, value in zip(where, scored.tolist(), strict=True):
                 predictions[i] = value
         versions = [s.version for s in slots]
         body: dict[str, Any] = {"model": model, "version": versions[0], "predictions": predictions}
