@@ -114,6 +114,25 @@ def test_a_gain_from_one_lucky_interval_is_not_recommended() -> None:
     assert "only 6 tuning intervals: weak evidence" in recommend([every, *short]).why
 
 
+def test_a_spec_policy_over_the_budget_stays_only_by_winning_steadily() -> None:
+    from modelgate.backtest import Point
+
+    def with_series(result: CandidateResult, values: list[float]) -> CandidateResult:
+        points = tuple(
+            Point(dt.datetime(2026, 1, 1 + i, tzinfo=dt.UTC), 100, v, False, False) for i, v in enumerate(values)
+        )
+        return dataclasses.replace(result, series=points, tune=dataclasses.replace(result.tune, intervals=len(values)))
+
+    every = _result("every", 0.80, 30, "every")  # a budget of 10 retrains
+    cheap = with_series(_result("a", 0.780, 6), [0.78] * 12)
+    lucky = with_series(_result("spec", 0.790, 12), [0.74] * 6 + [0.78] * 5 + [1.0])  # ahead by one interval
+    steady = with_series(_result("spec", 0.790, 12), [0.79] * 12)
+    chosen = recommend([every, lucky, cheap])
+    assert chosen.name == "a" and "6 retrains vs 12; the spec's policy is over the budget of 10" in chosen.why
+    kept = recommend([every, steady, cheap])
+    assert kept.name == "spec" and "takes 12 retrains on the tuning part, over the budget of 10" in kept.why
+
+
 def test_a_lower_is_better_metric_is_recommended_the_other_way() -> None:
     rows = [_result("every", 0.20, 30, "every"), _result("spec", 0.20, 5), _result("a", 0.15, 5)]
     assert recommend(rows, higher=False).name == "a"

@@ -206,8 +206,10 @@ def _better(a: float, b: float, higher: bool, margin: float) -> bool:
 
 
 def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recommendation:
-    """The spec's policy, unless a change beats it on the tuning part by more than MARGIN within the retrain
-    budget (a third of retrain-every's retrains); ties go to fewer retrains. Uses tuning scores only."""
+    """The spec's policy, unless a change beats it on the tuning part by more than MARGIN, steadily, within
+    the retrain budget (a third of retrain-every's retrains); ties go to fewer retrains. A spec's policy over
+    the budget is held to the same standard from the other side: it stays only if it beats the best policy
+    within the budget that way. Uses tuning scores only."""
     by_name = {r.candidate.name: r for r in results}
     spec = by_name.get("spec")
     if spec is None:
@@ -223,12 +225,22 @@ def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recomm
             continue
         if _better(result.tune.primary, best.tune.primary, higher, MARGIN if best is spec else 0):
             best = result
-    if spec.tune.retrains > budget and best is spec and within:
-        # the spec's policy spends more than the budget: the best one within it, if it is no worse
+    over = spec.tune.retrains > budget and best is spec and bool(within)
+    if over:
+        # the spec's policy spends more than the budget: it stays only by beating the best policy within the
+        # budget as a change must beat it (by more than MARGIN, steadily across the intervals)
         cheaper = max(within, key=lambda r: r.tune.primary if higher else -r.tune.primary)
-        if not _better(spec.tune.primary, cheaper.tune.primary, higher, MARGIN):
+        if not (
+            _better(spec.tune.primary, cheaper.tune.primary, higher, MARGIN) and _steadily_better(spec, cheaper, higher)
+        ):
             best = cheaper
-    if best is spec:
+    if best is spec and over:
+        why = (
+            f"the spec's policy takes {spec.tune.retrains} retrains on the tuning part, over the budget of "
+            f"{budget:.0f}, but beat every policy within it by more than {MARGIN}, steadily "
+            f"({spec.tune.primary:.4f} vs {cheaper.tune.primary:.4f})"
+        )
+    elif best is spec:
         why = (
             f"no change beat the spec's policy ({spec.tune.primary:.4f} on the tuning part) by more than {MARGIN}, "
             "steadily across its intervals, within the retrain budget"
@@ -238,6 +250,8 @@ def recommend(results: Sequence[CandidateResult], higher: bool = True) -> Recomm
             f"{best.tune.primary:.4f} vs the spec's {spec.tune.primary:.4f} on the tuning part, "
             f"{best.tune.retrains} retrains vs {spec.tune.retrains}"
         )
+        if over:
+            why += f"; the spec's policy is over the budget of {budget:.0f} retrains and did not beat it steadily"
     if not within:
         why += f"; no candidate stayed within {RETRAIN_BUDGET:.0%} of retrain-every's retrains"
     if spec.tune.intervals < FEW_INTERVALS:
