@@ -231,13 +231,19 @@ def _frame(spec: Any, category: str, start: dt.datetime, shift: float) -> Any:
 
 
 def _write_reports(feature: str, category: str, description: str, folder: Path) -> tuple[Path, Path]:
-    from modelgate.drift import compare
-    from modelgate.loop import fit_challenger, judge
-    from modelgate.reports import write_evaluation_report
-
     spec = _hostile_spec(feature, category, description)
     reference = _frame(spec, category, START.replace(tzinfo=None), 0.0)
     current = _frame(spec, category, (START + dt.timedelta(days=30)).replace(tzinfo=None), 1.0)
+    return _reports_for(spec, reference, current, folder)
+
+
+def _reports_for(spec: Any, reference: Any, current: Any, folder: Path) -> tuple[Path, Path]:
+    """A first challenger's evaluation report on `reference`, and the drift report from it to `current` (with
+    a multiclass model's predicted class mix as a column, as the DAGs measure it)."""
+    from modelgate.drift import compare
+    from modelgate.loop import fit_challenger, judge, with_predicted_class
+    from modelgate.reports import write_evaluation_report
+
     challenger = fit_challenger(spec, reference)
     judged = judge(spec, reference, challenger.evaluation_model, None, champion_version=None, challenger_version=1)
     evaluation = write_evaluation_report(
@@ -249,8 +255,10 @@ def _write_reports(feature: str, category: str, description: str, folder: Path) 
         judged.holdout,
         folder / "evaluation.html",
     )
+    model = challenger.served.pipeline
     drift = folder / "drift.html"
-    compare(spec, reference, current, report_path=drift)
+    predicted = (with_predicted_class(spec, model, frame) for frame in (reference, current))
+    compare(spec, *predicted, report_path=drift)
     return evaluation, drift
 
 
@@ -279,10 +287,6 @@ def _multiclass_reports(classes: list[str], folder: Path) -> tuple[Path, Path]:
     matrices) and a drift report with the predicted class mix as a column."""
     import numpy as np
 
-    from modelgate.drift import compare
-    from modelgate.loop import fit_challenger, judge, with_predicted_class
-    from modelgate.reports import write_evaluation_report
-
     slices = [{"column": "churned", "tolerance": 0.05, "min_rows": 10}]  # per-class F1, by class name
     spec = _hostile_spec(
         "segment",
@@ -299,27 +303,7 @@ def _multiclass_reports(classes: list[str], folder: Path) -> tuple[Path, Path]:
         frame = _frame(spec, "retail", start.replace(tzinfo=None), shift)
         tiers = np.digitize(frame["tenure_months"], [40, 80])  # three classes the tenure tells apart
         frames.append(frame.assign(**{spec.target: [classes[i] for i in tiers]}))
-    reference, current = frames
-    challenger = fit_challenger(spec, reference)
-    judged = judge(spec, reference, challenger.evaluation_model, None, champion_version=None, challenger_version=1)
-    evaluation = write_evaluation_report(
-        spec,
-        judged.verdict,
-        judged.y,
-        judged.champion_scores,
-        judged.challenger_scores,
-        judged.holdout,
-        folder / "evaluation.html",
-    )
-    model = challenger.served.pipeline
-    drift = folder / "drift.html"
-    compare(
-        spec,
-        with_predicted_class(spec, model, reference),
-        with_predicted_class(spec, model, current),
-        report_path=drift,
-    )
-    return evaluation, drift
+    return _reports_for(spec, *frames, folder)
 
 
 @pytest.mark.slow
