@@ -42,6 +42,7 @@ def test_the_grid_changes_one_knob_at_a_time_around_the_spec_s_own_values() -> N
         "drift_runs=1/1",
         "max_age_days=off",
         "calibration_check=off",
+        "decay_on_accuracy=off",
     } <= set(names)
     assert {n for n in names if n.startswith("decay_tolerance=")} == {
         "decay_tolerance=0.025",
@@ -166,7 +167,7 @@ def test_candidates_that_follow_the_spec_s_window_share_a_worker() -> None:
     found = backtest.candidates(spec, WEEK)
     split = backtest.buckets(found, 2)
     family = {"spec", "decay_tolerance=0.025", "decay_tolerance=0.1", "decay_tolerance=off", "drift_runs=1/1",
-              "max_age_days=off", "calibration_check=off"}  # fmt: skip
+              "max_age_days=off", "calibration_check=off", "decay_on_accuracy=off"}  # fmt: skip
     assert len(split) == 2 and any(family <= {c.name for c in b} for b in split)  # together, in one process
     assert sorted(c.name for b in split for c in b) == sorted(c.name for c in found)  # each exactly once
     windows = [b for b in split if not family & {c.name for c in b}]

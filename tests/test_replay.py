@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelgate.datasets.churn import write_days
-from modelgate.datasets.streams import START, shuffled, synthetic, synthetic_spec
+from modelgate.datasets.streams import FEATURES, START, shuffled, synthetic, synthetic_spec
 from modelgate.replay import intervals, replay
 from tests.conftest import REPO_ROOT
 from tests.helpers import dags_for
@@ -206,6 +206,76 @@ def test_decay_is_tested_on_the_newest_interval_alone_as_well_at_half_the_level(
     # the newest interval is all the champion has not seen: one look, at the whole level
     alone = decay_evidence(spec, champion, reference, rows[rows["t"] >= week(40)], week(32))
     assert alone is not None and (alone.since, alone.alpha) == (week(32), level)
+
+
+class _Threshold:
+    """A fitted model whose probability is a steep function of `x0 - shift`: it ranks rows by `x0` whatever the
+    shift, so its ROC AUC never moves, while its decisions at 0.5 follow the shift."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    def predict_proba(self, x: Any) -> Any:
+        import numpy as np
+
+        p = 1 / (1 + np.exp(-8 * (x["x0"].to_numpy(dtype=float) - self.shift)))
+        return np.column_stack([1 - p, p])
+
+
+def _threshold_rows(cut: float, *, start: dt.datetime, rows: int = 400, seed: int = 0) -> Any:
+    """Rows labelled `x0 > cut`, one an hour from `start`."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, len(FEATURES)))
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame["t"] = [start + dt.timedelta(hours=i) for i in range(rows)]
+    frame["y"] = (frame["x0"] > cut).astype(int)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("watch", "majority", "metric", "decayed", "looks"),
+    [
+        (True, 0.5, "accuracy", True, 4),  # its decisions went wrong while it ranks as well as ever
+        (False, 0.5, "roc_auc", False, 2),  # the ranking metric alone cannot see it
+        (True, 0.96, "roc_auc", False, 2),  # decisions barely better than the commonest class: accuracy not read
+    ],
+)
+def test_decay_watches_the_decisions_a_ranking_metric_cannot_see(
+    watch: bool, majority: float, metric: str, decayed: bool, looks: int
+) -> None:
+    """The labels moved their cut from x0 > 0 to x0 > 0.8: the champion still ranks every row right (ROC AUC 1)
+    but a quarter of its decisions are now wrong. `decay_on_accuracy` sees it, at the level shared by four
+    looks; without it, or when the champion's accuracy was never far above always answering the commonest
+    class (a low-signal, imbalanced target), the decay test reads the ranking metric only, at half the level."""
+    from modelgate.loop import ChampionScore, decay_evidence
+
+    spec = synthetic_spec()
+    spec = spec.model_copy(update={"retrain": spec.retrain.model_copy(update={"decay_on_accuracy": watch})})
+    tolerance, level = spec.retrain.decay_tolerance, spec.retrain.decay_significance
+    assert tolerance is not None
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    frame = _threshold_rows(0.8, start=start)
+    newest = start + dt.timedelta(hours=200)
+    reference = ChampionScore(1.0, start, accuracy=0.99, majority=majority)
+    found = decay_evidence(spec, _Threshold(0.0), reference, frame, newest)
+    assert found is not None
+    assert (found.metric, found.decayed(tolerance), found.alpha) == (metric, decayed, level / looks)
+    if metric == "accuracy":
+        assert found.observed < 0.85 and found.reference == 0.99
+    else:
+        assert found.observed == 1.0  # the order of the scores held
+
+
+def test_a_champion_s_holdout_metrics_name_what_always_answering_the_commonest_class_scores() -> None:
+    from modelgate.loop import holdout_metrics
+
+    rows = _threshold_rows(0.8, start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    measured = holdout_metrics(synthetic_spec(), _Threshold(0.8), rows)
+    assert measured["holdout_majority_accuracy"] == pytest.approx(max(rows["y"].mean(), 1 - rows["y"].mean()))
+    assert measured["holdout_accuracy"] == 1.0
 
 
 class _Constant:

@@ -2,7 +2,8 @@
 
 Each candidate replays every interval of the history with the loop's own functions (`modelgate.replay`):
 never retrain, retrain every interval, the spec's policy, a naive label rule, and the spec's policy with one
-knob changed at a time (window length and growth, decay tolerance, drift persistence, a staleness bound).
+knob changed at a time (window length and growth, decay tolerance, drift persistence, a staleness bound,
+the calibration check, decay watched on accuracy too).
 The choice is made on the first two thirds of the intervals only; the last third is reported, never looked
 at by the choice: a replay is point in time, so what happens there cannot leak into the earlier scores.
 """
@@ -120,6 +121,8 @@ class BacktestResult:
 
 def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | None = None) -> list[Candidate]:
     """The baselines, the spec's policy, and one knob of it changed at a time, around the spec's own values."""
+    from modelgate.loop import RANKING_METRICS, decay_metric
+
     days = spec.window_days
     retrain = spec.retrain
     grown = spec.max_window_days if spec.max_window_days is not None else 4 * days
@@ -147,6 +150,10 @@ def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | Non
         calibrated = not retrain.calibration_check
         label = "on" if calibrated else "off"
         out.append(Candidate(f"calibration_check={label}", changes=(("retrain.calibration_check", calibrated),)))
+    if tolerance and spec.task.classifier and decay_metric(spec) in RANKING_METRICS:  # decisions, not only ranks
+        watched = not retrain.decay_on_accuracy
+        label = "on" if watched else "off"
+        out.append(Candidate(f"decay_on_accuracy={label}", changes=(("retrain.decay_on_accuracy", watched),)))
     out = [dataclasses.replace(c, changes=_effective(spec, c.changes)) for c in out]
     if only is not None:
         wanted = set(only)

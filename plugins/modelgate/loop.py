@@ -22,7 +22,7 @@ from modelgate.policy import (
     WindowGrowth,
     decide_promotion,
 )
-from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Task
+from modelgate.spec import HIGHER_IS_BETTER, ModelSpec, Retrain, Task
 from modelgate.training import TrainedModel, predict_scores, reference_sample, target_values, train
 
 if TYPE_CHECKING:
@@ -55,7 +55,12 @@ def holdout_metrics(spec: ModelSpec, model: Any, holdout: pd.DataFrame) -> dict[
     if not len(labelled) or (spec.task.classifier and len(set(y.tolist())) < 2):
         return {}
     scores = predict_scores(spec, model, labelled)
-    return {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
+    out = {f"holdout_{name}": metric(name, y, scores) for name in DEFAULT_METRICS[spec.task]}
+    if spec.task.classifier:  # what always answering the commonest class scores: the floor accuracy is read against
+        import numpy as np
+
+        out["holdout_majority_accuracy"] = float(np.unique(y, return_counts=True)[1].max() / len(y))
+    return out
 
 
 def with_predicted_class(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,6 +171,8 @@ class ChampionScore:
 
     value: float
     measured_until: dt.datetime
+    accuracy: float | None = None  # its holdout accuracy at the served threshold (classifiers)
+    majority: float | None = None  # the accuracy of always answering the holdout's commonest class
 
 
 def decay_evidence(
@@ -175,9 +182,12 @@ def decay_evidence(
 
     Two looks: the rows since that score was measured (the champion's training window end), where a slow
     decay adds up, and the newest interval's rows alone, where an abrupt one is not diluted by the weeks
-    before it. Each look is tested at half of `decay_significance` (Bonferroni), so two looks raise no more
-    false alarms than one. The look that shows decay is returned, else the longer one; a decay that a rejected
-    challenger could not fix keeps triggering, so the loop keeps trying while the champion stays worse.
+    before it. With `decay_on_accuracy` a classifier judged on a ranking metric (ROC AUC) is watched on its
+    accuracy at the served threshold too, in the same two looks: a ranking cannot see its decisions go wrong.
+    Each look is tested at an equal share of `decay_significance` (Bonferroni), so the looks together raise
+    no more false alarms than one. The look that shows decay is returned, else the longer one of the decay
+    metric; a decay that a rejected challenger could not fix keeps triggering, so the loop keeps trying while
+    the champion stays worse.
     """
     policy = spec.retrain
     if policy.decay_tolerance is None or reference is None or frame.empty:
@@ -185,23 +195,56 @@ def decay_evidence(
     since = [min(reference.measured_until, newest_start)]
     if since[0] < newest_start:
         since.append(newest_start)
-    alpha = policy.decay_significance / len(since)
-    looks = [e for e in (_decay_look(spec, model, reference, frame, start, alpha) for start in since) if e]
+    watched = [(decay_metric(spec), reference.value)]
+    if watches_accuracy(spec) and reference.accuracy is not None and _decisions_informative(reference, policy):
+        watched.append(("accuracy", reference.accuracy))
+    alpha = policy.decay_significance / (len(since) * len(watched))
+    looks = [
+        look
+        for name, value in watched
+        for start in since
+        if (look := _decay_look(spec, model, name, value, frame, start, alpha)) is not None
+    ]
     decayed = [e for e in looks if e.decayed(policy.decay_tolerance)]
     return (decayed or looks)[0] if looks else None
 
 
+RANKING_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "brier"})  # blind to the threshold's decisions
+
+
+def _decisions_informative(reference: ChampionScore, policy: Retrain) -> bool:
+    """Whether accuracy can show a decay of `tolerance` that is not the base rate moving: the champion's
+    holdout accuracy, that far down, is still above always answering the commonest class. On a low-signal,
+    imbalanced target (delays at a rate of 0.24, decisions barely better than "on time") it is not, and a week
+    with more positives would pass for decay."""
+    accuracy, majority = reference.accuracy, reference.majority
+    if accuracy is None or majority is None or not (math.isfinite(accuracy) and math.isfinite(majority)):
+        return False
+    return policy.decay_tolerance is not None and accuracy * (1 - policy.decay_tolerance) > majority
+
+
+def watches_accuracy(spec: ModelSpec) -> bool:
+    """Whether the decay test watches accuracy too: `decay_on_accuracy`, on a classifier whose decay metric
+    does not score its decisions at the threshold."""
+    return spec.retrain.decay_on_accuracy and spec.task.classifier and decay_metric(spec) in RANKING_METRICS
+
+
 def _decay_look(
-    spec: ModelSpec, model: Any, reference: ChampionScore, frame: pd.DataFrame, since: dt.datetime, alpha: float
+    spec: ModelSpec,
+    model: Any,
+    name: str,
+    reference: float,
+    frame: pd.DataFrame,
+    since: dt.datetime,
+    alpha: float,
 ) -> DecayEvidence | None:
-    """One look of `decay_evidence`: the champion on the labelled rows from `since` on, at level `alpha`."""
+    """One look of `decay_evidence`: the champion's `name` on the labelled rows from `since` on, at level `alpha`."""
     from modelgate.evaluation import bootstrap_bound
 
     rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
     y = target_values(spec, rows)
     if len(rows) < spec.retrain.decay_min_rows or (spec.task.classifier and len(set(y.tolist())) < 2):
         return None
-    name = decay_metric(spec)
     higher = HIGHER_IS_BETTER[name]
     observed, bound = bootstrap_bound(
         name,
@@ -214,7 +257,7 @@ def _decay_look(
     )
     if not (math.isfinite(observed) and math.isfinite(bound)):
         return None
-    return DecayEvidence(name, reference.value, observed, bound, len(rows), higher, since=since, alpha=alpha)
+    return DecayEvidence(name, reference, observed, bound, len(rows), higher, since=since, alpha=alpha)
 
 
 def calibration_evidence(

@@ -455,7 +455,13 @@ def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | N
     name = f"holdout_{decay_metric(spec)}"
     if champion.window_end is None or name not in champion.metrics:
         return None
-    return ChampionScore(float(champion.metrics[name]), champion.window_end)
+    accuracy, majority = (champion.metrics.get(f"holdout_{k}") for k in ("accuracy", "majority_accuracy"))
+    return ChampionScore(
+        float(champion.metrics[name]),
+        champion.window_end,
+        None if accuracy is None else float(accuracy),
+        None if majority is None else float(majority),
+    )
 
 
 def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion, end: dt.datetime) -> dt.datetime | None:

@@ -442,13 +442,15 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
         return decision.reason.value, True, False
     if promote:
         holdout = challenger.holdout_metrics.get(f"holdout_{decay_metric(spec)}")
+        accuracy = challenger.holdout_metrics.get("holdout_accuracy")
+        majority = challenger.holdout_metrics.get("holdout_majority_accuracy")
         state.champion = _Champion(
             state.versions,
             challenger.served.pipeline,
             challenger.reference,
             span.start,
             interval.end,
-            None if holdout is None else ChampionScore(holdout, interval.end),
+            None if holdout is None else ChampionScore(holdout, interval.end, accuracy, majority),
         )
     elif champion is not None:
         champion.measured = interval.end
@@ -458,7 +460,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
 def _decay_knobs(spec: ModelSpec) -> tuple[Any, ...]:
     """The policy fields decay evidence depends on (its tolerance only decides what the evidence means)."""
     policy = spec.retrain
-    return (policy.decay_tolerance is None, policy.decay_significance, policy.decay_min_rows)
+    return (policy.decay_tolerance is None, policy.decay_significance, policy.decay_min_rows, policy.decay_on_accuracy)
 
 
 def _calibration_knobs(spec: ModelSpec) -> tuple[Any, ...]:

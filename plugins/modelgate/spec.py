@@ -304,6 +304,13 @@ class Retrain(_Strict):
         "more than decay_tolerance (of the rarer class's rate) off the labels, since its window and in the newest "
         "interval alike, in the same direction (decay_significance; off with decay_tolerance: null)",
     )
+    decay_on_accuracy: bool = Field(
+        True,
+        description="classifiers whose decay metric ranks (roc_auc, pr_auc, log_loss, brier): the decay test watches "
+        "accuracy at the served threshold too, against the champion's holdout accuracy, with the same tolerance "
+        "and its level shared between the two metrics; only while that accuracy, down by the tolerance, is still "
+        "above always answering the commonest class",
+    )
     settle_after_change: bool = Field(
         True,
         description="a champion promoted in answer to decay or drift, but trained partly on rows from before the "

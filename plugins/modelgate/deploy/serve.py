@@ -42,7 +42,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from modelgate.deploy.local import LocalTarget, ServedAnswer, ServingState, Slot, load_slot
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +417,7 @@ def create_app(
             metrics.observe(model, version, 200, seconds, mine)
         return response
 
-    def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> Any:
+    def _score(snapshot: Snapshot, slot: Slot, rows: list[dict[str, Any]]) -> np.ndarray:
         """The rows' scores as floats: a binary model's probability of its positive class and a regressor's
         prediction, one per row; a multiclass model's probabilities, one row each in its `classes_` order."""
         import numpy as np
