@@ -180,8 +180,10 @@ def test_a_shared_cache_changes_no_outcome() -> None:
     frame = synthetic("abrupt", seed=1, weeks=20, rows_per_week=150)
     steps = intervals(START + 4 * WEEK, START + 20 * WEEK, WEEK)
     cache = ReplayCache()
-    variants = [spec, Candidate("d", changes=(("retrain.decay_tolerance", 0.1),)).spec_for(spec)]
-    for variant in variants:
+    variants = [spec] + [
+        Candidate("d", changes=(("retrain.decay_tolerance", tolerance),)).spec_for(spec) for tolerance in (0.1, 0.01)
+    ]  # which look decays, and whether accuracy is read, depend on the tolerance: a lower one must not reuse
+    for variant in variants:  # the looks a higher one chose
         alone = replay(variant, frame, steps, "modelgate")
         shared = replay(variant, frame, steps, "modelgate", cache=cache)
         assert [(o.reason, o.trained, o.promoted, o.correct, o.alarm) for o in shared.outcomes] == [

@@ -269,6 +269,27 @@ def test_decay_watches_the_decisions_a_ranking_metric_cannot_see(
         assert found.observed == 1.0  # the order of the scores held
 
 
+def test_decay_evidence_depends_on_the_tolerance_so_replays_share_it_only_at_the_same_one() -> None:
+    """At a tolerance of 0.5 the champion's 0.99 holdout accuracy, halved, is below always answering the
+    commonest class (0.5): accuracy is not read and ROC AUC is returned, not the accuracy look that decays at
+    0.05. Replays sharing a cache (the backtest's) must not hand one tolerance's evidence to another."""
+    from modelgate.backtest import Candidate
+    from modelgate.loop import ChampionScore, decay_evidence
+    from modelgate.replay import _decay_knobs
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    frame = _threshold_rows(0.8, start=start)
+    reference = ChampionScore(1.0, start, accuracy=0.99, majority=0.5)
+    spec = synthetic_spec()
+    loose = Candidate("loose", changes=(("retrain.decay_tolerance", 0.5),)).spec_for(spec)
+    newest = start + dt.timedelta(hours=200)
+    found = {
+        s.retrain.decay_tolerance: decay_evidence(s, _Threshold(0.0), reference, frame, newest) for s in (spec, loose)
+    }
+    assert {t: e.metric for t, e in found.items() if e is not None} == {0.05: "accuracy", 0.5: "roc_auc"}
+    assert _decay_knobs(spec) != _decay_knobs(loose)
+
+
 def test_a_champion_s_holdout_metrics_name_what_always_answering_the_commonest_class_scores() -> None:
     from modelgate.loop import holdout_metrics
 

@@ -458,9 +458,10 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
 
 
 def _decay_knobs(spec: ModelSpec) -> tuple[Any, ...]:
-    """The policy fields decay evidence depends on (its tolerance only decides what the evidence means)."""
+    """The policy fields decay evidence depends on: the tolerance too, which picks the look returned (the first
+    that decays by it) and whether accuracy is read (`loop.decay_evidence`)."""
     policy = spec.retrain
-    return (policy.decay_tolerance is None, policy.decay_significance, policy.decay_min_rows, policy.decay_on_accuracy)
+    return (policy.decay_tolerance, policy.decay_significance, policy.decay_min_rows, policy.decay_on_accuracy)
 
 
 def _calibration_knobs(spec: ModelSpec) -> tuple[Any, ...]:
