@@ -121,7 +121,7 @@ class BacktestResult:
 
 def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | None = None) -> list[Candidate]:
     """The baselines, the spec's policy, and one knob of it changed at a time, around the spec's own values."""
-    from modelgate.loop import RANKING_METRICS, decay_metric
+    from modelgate.loop import decays_on_ranks
 
     days = spec.window_days
     retrain = spec.retrain
@@ -150,7 +150,7 @@ def candidates(spec: ModelSpec, span: dt.timedelta, *, only: Iterable[str] | Non
         calibrated = not retrain.calibration_check
         label = "on" if calibrated else "off"
         out.append(Candidate(f"calibration_check={label}", changes=(("retrain.calibration_check", calibrated),)))
-    if tolerance and spec.task.classifier and decay_metric(spec) in RANKING_METRICS:  # decisions, not only ranks
+    if tolerance and decays_on_ranks(spec):  # its decisions, not only its ranks
         watched = not retrain.decay_on_accuracy
         label = "on" if watched else "off"
         out.append(Candidate(f"decay_on_accuracy={label}", changes=(("retrain.decay_on_accuracy", watched),)))

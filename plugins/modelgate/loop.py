@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -223,10 +224,30 @@ def _decisions_informative(reference: ChampionScore, policy: Retrain) -> bool:
     return policy.decay_tolerance is not None and accuracy * (1 - policy.decay_tolerance) > majority
 
 
+def decays_on_ranks(spec: ModelSpec) -> bool:
+    """Whether a classifier's decay metric ranks its scores and so cannot see its decisions at the threshold:
+    what `decay_on_accuracy` is for (and what the backtest's grid flips it on)."""
+    return spec.task.classifier and decay_metric(spec) in RANKING_METRICS
+
+
 def watches_accuracy(spec: ModelSpec) -> bool:
-    """Whether the decay test watches accuracy too: `decay_on_accuracy`, on a classifier whose decay metric
-    does not score its decisions at the threshold."""
-    return spec.retrain.decay_on_accuracy and spec.task.classifier and decay_metric(spec) in RANKING_METRICS
+    """Whether the decay test watches accuracy too: `decay_on_accuracy`, where the decay metric only ranks."""
+    return spec.retrain.decay_on_accuracy and decays_on_ranks(spec)
+
+
+def champion_score(spec: ModelSpec, metrics: Mapping[str, float], measured_until: dt.datetime) -> ChampionScore | None:
+    """The decay reference from a version's holdout metrics (`holdout_metrics`), or None without its decay
+    metric's."""
+    value = metrics.get(f"holdout_{decay_metric(spec)}")
+    if value is None:
+        return None
+    accuracy, majority = (metrics.get(f"holdout_{k}") for k in ("accuracy", "majority_accuracy"))
+    return ChampionScore(
+        float(value),
+        measured_until,
+        None if accuracy is None else float(accuracy),
+        None if majority is None else float(majority),
+    )
 
 
 def _decay_look(

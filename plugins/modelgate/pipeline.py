@@ -21,8 +21,8 @@ from modelgate.loop import (
     DriftMark,
     absolute_performance,
     calibration_evidence,
+    champion_score,
     decay_evidence,
-    decay_metric,
     decision_reach,
     growth_lost,
     last_drift_retrain,
@@ -452,16 +452,9 @@ def _drift_marks(
 
 def _holdout_score(spec: ModelSpec, champion: ModelVersion) -> ChampionScore | None:
     """The decay reference: the champion's holdout score when it was trained (a verdict never moves it)."""
-    name = f"holdout_{decay_metric(spec)}"
-    if champion.window_end is None or name not in champion.metrics:
+    if champion.window_end is None:
         return None
-    accuracy, majority = (champion.metrics.get(f"holdout_{k}") for k in ("accuracy", "majority_accuracy"))
-    return ChampionScore(
-        float(champion.metrics[name]),
-        champion.window_end,
-        None if accuracy is None else float(accuracy),
-        None if majority is None else float(majority),
-    )
+    return champion_score(spec, champion.metrics, champion.window_end)
 
 
 def _last_measured(services: Services, spec: ModelSpec, champion: ModelVersion, end: dt.datetime) -> dt.datetime | None:

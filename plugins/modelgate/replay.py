@@ -27,9 +27,9 @@ from modelgate.loop import (
     DriftMark,
     absolute_performance,
     calibration_evidence,
+    champion_score,
     choose_window,
     decay_evidence,
-    decay_metric,
     fit_challenger,
     growth_lost,
     judge,
@@ -441,16 +441,13 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     except EvaluationError:
         return decision.reason.value, True, False
     if promote:
-        holdout = challenger.holdout_metrics.get(f"holdout_{decay_metric(spec)}")
-        accuracy = challenger.holdout_metrics.get("holdout_accuracy")
-        majority = challenger.holdout_metrics.get("holdout_majority_accuracy")
         state.champion = _Champion(
             state.versions,
             challenger.served.pipeline,
             challenger.reference,
             span.start,
             interval.end,
-            None if holdout is None else ChampionScore(holdout, interval.end, accuracy, majority),
+            champion_score(spec, challenger.holdout_metrics, interval.end),
         )
     elif champion is not None:
         champion.measured = interval.end
