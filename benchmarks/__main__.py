@@ -1026,6 +1026,37 @@ def bench_backtest() -> dict[str, Any]:
     return out
 
 
+def bench_backtest_churn(days: int = 365, runs: int = 2) -> dict[str, Any]:
+    """`modelgate backtest churn` as a user runs it, on a year of the example's rows in a scratch registry:
+    `runs` runs in fresh processes (every policy, the default worker count), each timed whole against the
+    2-minute limit, and whether they recommend the same (seeded, they must)."""
+    url, drop = _scratch_database()
+    env = dict(os.environ, MODELGATE_REGISTRY_URL=url)
+    cli = [sys.executable, "-m", "modelgate.cli"]
+    out: dict[str, Any] = {"days": days}
+    try:
+        subprocess.run([*cli, "example-data", "churn", "--days", str(days)], env=env, check=True, capture_output=True)
+        found = []
+        for i in range(runs):
+            started = time.perf_counter()
+            args = [*cli, "backtest", "churn", "--json"]
+            done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            seconds = time.perf_counter() - started
+            result = json.loads(done.stdout)
+            found.append((result["recommendation"]["name"], result["diff"]))
+            out[f"run{i + 1}_s"] = round(seconds, 1)
+            out[f"run{i + 1}_vs_120s_limit"] = round(seconds / 120, 2)
+        out["intervals"] = result["intervals"]
+        out["policies"] = len(result["results"])
+        out["recommended"] = found[0][0]
+        out["same_recommendation"] = all(f == found[0] for f in found)
+    finally:
+        drop()
+    return out
+
+
 def _busy(stop: Any) -> None:
     """A competing task slot: one core kept busy until told to stop."""
     while not stop.is_set():
@@ -1100,6 +1131,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "loop": bench_loop,
     "policy": bench_policy,
     "backtest": bench_backtest,
+    "backtest_churn": bench_backtest_churn,
     "threads": bench_threads,
     "ui": bench_ui,
     "quality": bench_quality,

@@ -269,13 +269,13 @@ def test_decay_watches_the_decisions_a_ranking_metric_cannot_see(
         assert found.observed == 1.0  # the order of the scores held
 
 
-def test_decay_evidence_depends_on_the_tolerance_so_replays_share_it_only_at_the_same_one() -> None:
+def test_decay_evidence_depends_on_the_tolerance_so_replays_share_only_the_resamples() -> None:
     """At a tolerance of 0.5 the champion's 0.99 holdout accuracy, halved, is below always answering the
     commonest class (0.5): accuracy is not read and ROC AUC is returned, not the accuracy look that decays at
-    0.05. Replays sharing a cache (the backtest's) must not hand one tolerance's evidence to another."""
+    0.05. Replays sharing a cache (the backtest's) share the looks' resamples, measured once, and must still
+    reach each tolerance's own evidence from them (its looks, its level)."""
     from modelgate.backtest import Candidate
-    from modelgate.loop import ChampionScore, decay_evidence
-    from modelgate.replay import _decay_knobs
+    from modelgate.loop import ChampionScore, decay_evidence, decay_plan, decay_samples, decided_decay, scored_since
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     frame = _threshold_rows(0.8, start=start)
@@ -287,7 +287,17 @@ def test_decay_evidence_depends_on_the_tolerance_so_replays_share_it_only_at_the
         s.retrain.decay_tolerance: decay_evidence(s, _Threshold(0.0), reference, frame, newest) for s in (spec, loose)
     }
     assert {t: e.metric for t, e in found.items() if e is not None} == {0.05: "accuracy", 0.5: "roc_auc"}
-    assert _decay_knobs(spec) != _decay_knobs(loose)
+    plan, loose_plan = decay_plan(spec, reference, newest), decay_plan(loose, reference, newest)
+    assert plan is not None and loose_plan is not None
+    assert (plan.metrics, loose_plan.metrics, loose_plan.alpha) == (
+        ("roc_auc", "accuracy"),
+        ("roc_auc",),
+        2 * plan.alpha,
+    )
+    once = decay_samples(spec, scored_since(spec, _Threshold(0.0), frame, plan.starts[0]), plan.starts, plan.metrics)
+    assert len(once) == 4  # two metrics, two looks
+    assert decided_decay(spec, plan, once) == found[0.05]
+    assert decided_decay(loose, loose_plan, once) == found[0.5]
 
 
 def test_a_champion_s_holdout_metrics_name_what_always_answering_the_commonest_class_scores() -> None:

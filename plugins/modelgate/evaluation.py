@@ -176,6 +176,8 @@ def resampled_metric(name: str, y: np.ndarray, score: np.ndarray, idx: np.ndarra
     duplicated row ties with itself at its midrank)."""
     import numpy as np
 
+    if name == "accuracy" and score.ndim == 1:  # a resample's share of the rows called right, without copying scores
+        return correct(y, score)[idx].mean(axis=1)
     if name != "roc_auc":
         return metric_rows(name, y[idx], score[idx])
     n, b = len(y), idx.shape[0]
@@ -222,20 +224,40 @@ def _resample_indices(score: np.ndarray, samples: int, seed: int) -> Iterator[np
         remaining -= b
 
 
+def bootstrap_distributions(
+    names: Sequence[str], y: Any, score: Any, *, samples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Each metric of `names` over the same `samples` seeded resamples of the rows (drawn once for all of
+    them), the resamples where it is undefined left out: what a percentile bound at any level reads."""
+    import numpy as np
+
+    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    values: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for idx in _resample_indices(score, samples, seed):
+        for name in names:
+            values[name].append(resampled_metric(name, y, score, idx))
+    out = {}
+    for name, parts in values.items():
+        resampled = np.concatenate(parts)
+        out[name] = resampled[np.isfinite(resampled)]
+    return out
+
+
+def percentile_bound(resampled: np.ndarray, alpha: float, *, upper: bool) -> float:
+    """The one-sided percentile bootstrap bound at level 1 - alpha of a metric's resampled values (NaN for none)."""
+    import numpy as np
+
+    if not len(resampled):
+        return float("nan")
+    return float(np.quantile(resampled, 1 - alpha if upper else alpha))
+
+
 def bootstrap_bound(
     name: str, y: Any, score: Any, *, samples: int, alpha: float, seed: int, upper: bool
 ) -> tuple[float, float]:
     """(metric, its one-sided percentile bootstrap bound at level 1 - alpha): upper or lower."""
-    import numpy as np
-
-    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
-    values = [resampled_metric(name, y, score, idx) for idx in _resample_indices(score, samples, seed)]
-    resampled = np.concatenate(values)
-    resampled = resampled[np.isfinite(resampled)]
-    point = metric(name, y, score)
-    if not len(resampled):
-        return point, float("nan")
-    return point, float(np.quantile(resampled, 1 - alpha if upper else alpha))
+    resampled = bootstrap_distributions([name], y, score, samples=samples, seed=seed)[name]
+    return metric(name, y, score), percentile_bound(resampled, alpha, upper=upper)
 
 
 def paired_bootstrap(

@@ -176,6 +176,109 @@ class ChampionScore:
     majority: float | None = None  # the accuracy of always answering the holdout's commonest class
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A model's scores on a frame's labelled rows from `since` on, predicted once for every look that reads
+    them (the decay test's and the calibration check's)."""
+
+    since: dt.datetime
+    times: pd.Series
+    labels: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def mask(self, start: dt.datetime) -> np.ndarray:
+        """Which rows are from `start` on."""
+        return (self.times >= start).to_numpy()
+
+
+def scored_since(spec: ModelSpec, model: Any, frame: pd.DataFrame, since: dt.datetime) -> Scored:
+    rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
+    scores = predict_scores(spec, model, rows) if len(rows) else target_values(spec, rows)
+    return Scored(since, rows[spec.time_column].reset_index(drop=True), target_values(spec, rows), scores)
+
+
+@dataclass(frozen=True)
+class DecayPlan:
+    """What the decay test reads for a champion, before any row is scored: where its looks start, which
+    metrics it watches against which holdout values, and the level each look is tested at."""
+
+    starts: tuple[dt.datetime, ...]  # since the champion's holdout score was measured; the newest interval
+    watched: tuple[tuple[str, float], ...]  # (metric, the champion's holdout value of it)
+    alpha: float  # each look's equal share of `decay_significance`
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.watched)
+
+
+@dataclass(frozen=True)
+class DecaySample:
+    """One look's measurement: the champion's metric on the labelled rows from `since` on, and its value on
+    each bootstrap resample of them (any level's bound is a percentile of these)."""
+
+    metric: str
+    since: dt.datetime
+    rows: int
+    observed: float
+    resampled: np.ndarray
+
+
+def decay_plan(spec: ModelSpec, reference: ChampionScore | None, newest_start: dt.datetime) -> DecayPlan | None:
+    """The looks of `decay_evidence` (None when the spec tests no decay or there is no reference score)."""
+    policy = spec.retrain
+    if policy.decay_tolerance is None or reference is None:
+        return None
+    starts = [min(reference.measured_until, newest_start)]
+    if starts[0] < newest_start:
+        starts.append(newest_start)
+    watched = [(decay_metric(spec), reference.value)]
+    if watches_accuracy(spec) and reference.accuracy is not None and _decisions_informative(reference, policy):
+        watched.append(("accuracy", reference.accuracy))
+    return DecayPlan(tuple(starts), tuple(watched), policy.decay_significance / (len(starts) * len(watched)))
+
+
+def decay_samples(
+    spec: ModelSpec, scored: Scored, starts: tuple[dt.datetime, ...], metrics: tuple[str, ...]
+) -> tuple[DecaySample, ...]:
+    """Every look that can be measured: each start with `decay_min_rows` labelled rows of both classes
+    (`scored` covers the earliest start), every metric read on the same resamples of its rows."""
+    from modelgate.evaluation import bootstrap_distributions, metric
+
+    out = []
+    for start in starts:
+        chosen = scored.mask(start)
+        y, scores = scored.labels[chosen], scored.scores[chosen]
+        if len(y) < spec.retrain.decay_min_rows or (spec.task.classifier and len(set(y.tolist())) < 2):
+            continue
+        samples = spec.evaluation.bootstrap_samples
+        resampled = bootstrap_distributions(metrics, y, scores, samples=samples, seed=spec.seed)
+        out += [DecaySample(name, start, len(y), metric(name, y, scores), resampled[name]) for name in metrics]
+    return tuple(out)
+
+
+def decided_decay(spec: ModelSpec, plan: DecayPlan, samples: tuple[DecaySample, ...]) -> DecayEvidence | None:
+    """The look that shows decay by `decay_tolerance` (in the plan's order), else the first measured one."""
+    from modelgate.evaluation import percentile_bound
+
+    tolerance = spec.retrain.decay_tolerance
+    found = {(s.metric, s.since): s for s in samples}
+    looks = []
+    for name, value in plan.watched:
+        for start in plan.starts:
+            sample = found.get((name, start))
+            if sample is None:
+                continue
+            higher = HIGHER_IS_BETTER[name]
+            bound = percentile_bound(sample.resampled, plan.alpha, upper=higher)
+            if math.isfinite(sample.observed) and math.isfinite(bound):
+                looks.append(DecayEvidence(name, value, sample.observed, bound, sample.rows, higher, start, plan.alpha))
+    decayed = [e for e in looks if tolerance is not None and e.decayed(tolerance)]
+    return (decayed or looks)[0] if looks else None
+
+
 def decay_evidence(
     spec: ModelSpec, model: Any, reference: ChampionScore | None, frame: pd.DataFrame, newest_start: dt.datetime
 ) -> DecayEvidence | None:
@@ -189,25 +292,16 @@ def decay_evidence(
     no more false alarms than one. The look that shows decay is returned, else the longer one of the decay
     metric; a decay that a rejected challenger could not fix keeps triggering, so the loop keeps trying while
     the champion stays worse.
+
+    In three steps, so that a replay can share the costly middle one between policies: `decay_plan` (which
+    looks), `decay_samples` (score the rows once, resample them), `decided_decay` (the bounds at the plan's
+    level, against the tolerance).
     """
-    policy = spec.retrain
-    if policy.decay_tolerance is None or reference is None or frame.empty:
+    plan = decay_plan(spec, reference, newest_start)
+    if plan is None or frame.empty:
         return None
-    since = [min(reference.measured_until, newest_start)]
-    if since[0] < newest_start:
-        since.append(newest_start)
-    watched = [(decay_metric(spec), reference.value)]
-    if watches_accuracy(spec) and reference.accuracy is not None and _decisions_informative(reference, policy):
-        watched.append(("accuracy", reference.accuracy))
-    alpha = policy.decay_significance / (len(since) * len(watched))
-    looks = [
-        look
-        for name, value in watched
-        for start in since
-        if (look := _decay_look(spec, model, name, value, frame, start, alpha)) is not None
-    ]
-    decayed = [e for e in looks if e.decayed(policy.decay_tolerance)]
-    return (decayed or looks)[0] if looks else None
+    samples = decay_samples(spec, scored_since(spec, model, frame, plan.starts[0]), plan.starts, plan.metrics)
+    return decided_decay(spec, plan, samples)
 
 
 RANKING_METRICS = frozenset({"roc_auc", "pr_auc", "log_loss", "brier"})  # blind to the threshold's decisions
@@ -250,37 +344,6 @@ def champion_score(spec: ModelSpec, metrics: Mapping[str, float], measured_until
     )
 
 
-def _decay_look(
-    spec: ModelSpec,
-    model: Any,
-    name: str,
-    reference: float,
-    frame: pd.DataFrame,
-    since: dt.datetime,
-    alpha: float,
-) -> DecayEvidence | None:
-    """One look of `decay_evidence`: the champion's `name` on the labelled rows from `since` on, at level `alpha`."""
-    from modelgate.evaluation import bootstrap_bound
-
-    rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
-    y = target_values(spec, rows)
-    if len(rows) < spec.retrain.decay_min_rows or (spec.task.classifier and len(set(y.tolist())) < 2):
-        return None
-    higher = HIGHER_IS_BETTER[name]
-    observed, bound = bootstrap_bound(
-        name,
-        y,
-        predict_scores(spec, model, rows),
-        samples=spec.evaluation.bootstrap_samples,
-        alpha=alpha,
-        seed=spec.seed,
-        upper=higher,
-    )
-    if not (math.isfinite(observed) and math.isfinite(bound)):
-        return None
-    return DecayEvidence(name, reference, observed, bound, len(rows), higher, since=since, alpha=alpha)
-
-
 def calibration_evidence(
     spec: ModelSpec, model: Any, frame: pd.DataFrame, since: dt.datetime, newest_start: dt.datetime
 ) -> CalibrationEvidence | None:
@@ -291,27 +354,36 @@ def calibration_evidence(
     both looks have `decay_min_rows` labelled rows the champion was not fitted on. The tolerance is
     `decay_tolerance` of the rarer class's predicted rate on the longer look.
     """
+    if not checks_calibration(spec) or frame.empty or since >= newest_start:
+        return None
+    return calibration_of(spec, scored_since(spec, model, frame, since), newest_start)
+
+
+def checks_calibration(spec: ModelSpec) -> bool:
+    policy = spec.retrain
+    return spec.task is Task.BINARY and policy.calibration_check and policy.decay_tolerance is not None
+
+
+def calibration_of(spec: ModelSpec, scored: Scored, newest_start: dt.datetime) -> CalibrationEvidence | None:
+    """`calibration_evidence` from the champion's scores on the rows since its window end."""
     import statistics
 
     import numpy as np
 
     policy = spec.retrain
-    if spec.task is not Task.BINARY or not policy.calibration_check or policy.decay_tolerance is None:
+    if not checks_calibration(spec) or policy.decay_tolerance is None or scored.since >= newest_start:
+        return None  # (the tolerance again for mypy); no rows before the newest interval to confirm it with
+    if len(scored) < policy.decay_min_rows:
         return None
-    if frame.empty or since >= newest_start:  # no rows before the newest interval to confirm it with
-        return None
-    rows = frame[frame[spec.time_column] >= since].dropna(subset=[spec.target])
-    if len(rows) < policy.decay_min_rows:
-        return None
-    p = np.clip(predict_scores(spec, model, rows), 0.0, 1.0)
-    y = rows[spec.target].to_numpy(dtype=float)
-    newest = (rows[spec.time_column] >= newest_start).to_numpy()
+    p = np.clip(scored.scores, 0.0, 1.0)
+    y = scored.labels
+    newest = scored.mask(newest_start)
     if newest.sum() < policy.decay_min_rows:
         return None
     mean = float(p.mean())
     tolerance = policy.decay_tolerance * min(mean, 1 - mean)
     looks = []
-    for start, chosen in ((since, np.ones(len(rows), dtype=bool)), (newest_start, newest)):
+    for start, chosen in ((scored.since, np.ones(len(scored), dtype=bool)), (newest_start, newest)):
         predicted, observed = float(p[chosen].mean()), float(y[chosen].mean())
         spread = math.sqrt(float((p[chosen] * (1 - p[chosen])).sum())) / int(chosen.sum())
         gap = observed - predicted

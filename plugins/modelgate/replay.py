@@ -25,23 +25,28 @@ from modelgate.loop import (
     ChampionScore,
     DecisionMark,
     DriftMark,
+    Scored,
     absolute_performance,
-    calibration_evidence,
+    calibration_of,
     champion_score,
+    checks_calibration,
     choose_window,
-    decay_evidence,
+    decay_plan,
+    decay_samples,
+    decided_decay,
     fit_challenger,
     growth_lost,
     judge,
     last_drift_retrain,
     live_drift_flags,
+    scored_since,
     shorter_window,
     training_span,
     unsettled_change,
     window_growth,
     with_predicted_class,
 )
-from modelgate.policy import RetrainInputs, champion_doubt, decide_retrain
+from modelgate.policy import CalibrationEvidence, DecayEvidence, RetrainInputs, champion_doubt, decide_retrain
 from modelgate.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -372,15 +377,7 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
                 "performance", spec, window, (champion.model,), knobs,
                 lambda: absolute_performance(spec, champion.model, window, fixed),
             )  # fmt: skip
-            decay = _shared(
-                "decay", spec, window, (champion.model,), (champion.score, interval.start, _decay_knobs(spec)),
-                lambda: decay_evidence(spec, champion.model, champion.score, window, interval.start),
-            )  # fmt: skip
-            calibration = _shared(
-                "calibration", spec, window, (champion.model,),
-                (champion.window_end, interval.start, _calibration_knobs(spec)),
-                lambda: calibration_evidence(spec, champion.model, window, champion.window_end, interval.start),
-            )  # fmt: skip
+            decay, calibration = _evidence(spec, champion, window, interval)
         change = unsettled_change(
             state.decisions,
             champion_window=(champion.window_start, champion.window_end),
@@ -454,17 +451,31 @@ def _retrain(spec: ModelSpec, state: _State, frame: pd.DataFrame, interval: Inte
     return decision.reason.value, True, promote
 
 
-def _decay_knobs(spec: ModelSpec) -> tuple[Any, ...]:
-    """The policy fields decay evidence depends on: the tolerance too, which picks the look returned (the first
-    that decays by it) and whether accuracy is read (`loop.decay_evidence`)."""
-    policy = spec.retrain
-    return (policy.decay_tolerance, policy.decay_significance, policy.decay_min_rows, policy.decay_on_accuracy)
+def _evidence(
+    spec: ModelSpec, champion: _Champion, window: pd.DataFrame, interval: Interval
+) -> tuple[DecayEvidence | None, CalibrationEvidence | None]:
+    """`loop.decay_evidence` and `loop.calibration_evidence` on the champion, sharing what costs: its scores on
+    the window's rows since it was measured (predicted once for both) and each look's bootstrap resamples,
+    which depend on the rows and the metric, not on the policy. What is each policy's own (the looks' level,
+    the tolerance, the calibration test) is computed afresh, so a replay of another tolerance reuses the
+    resamples, never the verdict."""
 
+    def scored(since: dt.datetime) -> Scored:
+        model = champion.model
+        return _shared("scored", spec, window, (model,), (since,), lambda: scored_since(spec, model, window, since))
 
-def _calibration_knobs(spec: ModelSpec) -> tuple[Any, ...]:
-    """The policy fields calibration evidence depends on (its tolerance sets the gap it measures past)."""
-    policy = spec.retrain
-    return (policy.decay_tolerance, policy.decay_significance, policy.decay_min_rows, policy.calibration_check)
+    decay = None
+    plan = decay_plan(spec, champion.score, interval.start)
+    if plan is not None:
+        samples = _shared(
+            "decay", spec, window, (champion.model,), (plan.starts, plan.metrics, spec.retrain.decay_min_rows),
+            lambda: decay_samples(spec, scored(plan.starts[0]), plan.starts, plan.metrics),
+        )  # fmt: skip
+        decay = decided_decay(spec, plan, samples)
+    calibration = None
+    if checks_calibration(spec) and champion.window_end < interval.start:
+        calibration = calibration_of(spec, scored(champion.window_end), interval.start)
+    return decay, calibration
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
