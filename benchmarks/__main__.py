@@ -891,7 +891,8 @@ class _Stream:
 
 def _policy_streams(seeds: list[int], *, stationary: bool = True) -> Iterator[_Stream | str]:
     """The synthetic streams for `seeds`, weather.csv (a skip message when absent), flights and electricity,
-    each followed by its shuffled (stationary) copy when `stationary`."""
+    each followed by its shuffled (stationary) copy when `stationary`, which also adds the issue's stationary
+    case per seed: 1,000 rows a day, 96 daily intervals, a 4-day window, `max_iter: 100`."""
     import datetime as dt
 
     from modelgate.catalog import load_spec
@@ -911,6 +912,7 @@ def _policy_streams(seeds: list[int], *, stationary: bool = True) -> Iterator[_S
         weather,
     )
     from modelgate.replay import intervals
+    from modelgate.spec import parse_spec
 
     spec = synthetic_spec()
     text = default_spec_text("stream", [(name, "numeric") for name in FEATURES], time_column="t", target="y")
@@ -923,6 +925,17 @@ def _policy_streams(seeds: list[int], *, stationary: bool = True) -> Iterator[_S
             if stationary:
                 copy = shuffled(frame, "t", seed=seed)
                 yield _Stream(f"{kind}_s{seed}_shuffled", f"{kind} seed {seed} shuffled", spec, text, copy, steps)
+    if stationary:  # the issue's stationary case: 1,000 rows a day, 96 daily intervals, a 4-day window
+        dtext = text.replace('schedule: "@weekly"', 'schedule: "@daily"').replace("window_days: 28", "window_days: 4")
+        dtext = dtext.replace(
+            "{name: hist_gradient_boosting}", "{name: hist_gradient_boosting, params: {max_iter: 100}}"
+        )
+        dspec = parse_spec(dtext)
+        day = dt.timedelta(days=1)
+        dsteps = intervals(START + 4 * day, START + 100 * day, day)
+        for seed in seeds:
+            frame = shuffled(synthetic("gradual", seed=seed, weeks=15, rows_per_week=7000), "t", seed=seed)
+            yield _Stream(f"daily_s{seed}_shuffled", f"daily seed {seed} shuffled", dspec, dtext, frame, dsteps)
     path = project_dir().parent / "shared" / "data" / "weather.csv"
     if path.is_file():
         wpath = project_dir() / "include" / "models" / "weather_rain.yaml"

@@ -176,7 +176,7 @@ class ChampionScore:
     majority: float | None = None  # the accuracy of always answering the holdout's commonest class
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
 class Scored:
     """A model's scores on a frame's labelled rows from `since` on, predicted once for every look that reads
     them (the decay test's and the calibration check's)."""
@@ -214,7 +214,7 @@ class DecayPlan:
         return tuple(name for name, _ in self.watched)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
 class DecaySample:
     """One look's measurement: the champion's metric on the labelled rows from `since` on, and its value on
     each bootstrap resample of them (any level's bound is a percentile of these)."""
