@@ -90,15 +90,21 @@ def test_evaluate_refuses_empty_and_single_class_holdouts() -> None:
 def test_bootstrap_bound_is_one_sided_and_reproducible() -> None:
     import numpy as np
 
-    from modelgate.evaluation import bootstrap_bound
+    from modelgate.evaluation import bootstrap_distributions, metric, metric_rows, percentile_bound, resampled_metric
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 400).astype(float)
     scores = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
-    point, upper = bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=True)
-    _, lower = bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=False)
+    resampled = bootstrap_distributions(["roc_auc", "accuracy"], y, scores, samples=500, seed=1)
+    point = metric("roc_auc", y, scores)
+    upper = percentile_bound(resampled["roc_auc"], 0.05, upper=True)
+    lower = percentile_bound(resampled["roc_auc"], 0.05, upper=False)
     assert lower < point < upper and upper - point < 0.06
-    assert bootstrap_bound("roc_auc", y, scores, samples=500, alpha=0.05, seed=1, upper=True) == (point, upper)
+    alone = bootstrap_distributions(["roc_auc"], y, scores, samples=500, seed=1)["roc_auc"]
+    assert np.array_equal(alone, resampled["roc_auc"])  # reproducible, whichever metrics share the draws
+    assert np.isnan(percentile_bound(np.array([]), 0.05, upper=True))
+    idx = rng.integers(0, 400, (7, 400))  # a resample's accuracy, counted, is what scoring its copy gives
+    assert np.array_equal(resampled_metric("accuracy", y, scores, idx), metric_rows("accuracy", y[idx], scores[idx]))
 
 
 def test_baseline_scores_are_the_class_prior() -> None:

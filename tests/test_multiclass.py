@@ -15,13 +15,14 @@ from sklearn import metrics as skm
 from modelgate.datasets.churn import PLAN_CHANGES, generate_day
 from modelgate.evaluation import (
     baseline_scores,
-    bootstrap_bound,
+    bootstrap_distributions,
     confusion,
     evaluate_scores,
     mcnemar,
     metric,
     metric_rows,
     paired_bootstrap,
+    percentile_bound,
 )
 from modelgate.spec import InvalidSpec, Task, parse_spec
 from modelgate.training import TrainingError, class_probabilities, predict_scores, target_values, train
@@ -67,7 +68,8 @@ def test_resampled_multiclass_metrics_are_each_resamples_own() -> None:
     batch = metric_rows("macro_f1", Y[idx], P[idx])
     assert batch.shape == (5,)
     assert batch == pytest.approx([metric("macro_f1", Y[i], P[i]) for i in idx])
-    point, lower = bootstrap_bound("macro_f1", Y, P, samples=200, alpha=0.05, seed=1, upper=False)
+    resampled = bootstrap_distributions(["macro_f1"], Y, P, samples=200, seed=1)["macro_f1"]
+    point, lower = metric("macro_f1", Y, P), percentile_bound(resampled, 0.05, upper=False)
     assert lower < point == pytest.approx(skm.f1_score(Y, P.argmax(axis=1), average="macro"))
 
 

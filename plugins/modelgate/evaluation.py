@@ -252,14 +252,6 @@ def percentile_bound(resampled: np.ndarray, alpha: float, *, upper: bool) -> flo
     return float(np.quantile(resampled, 1 - alpha if upper else alpha))
 
 
-def bootstrap_bound(
-    name: str, y: Any, score: Any, *, samples: int, alpha: float, seed: int, upper: bool
-) -> tuple[float, float]:
-    """(metric, its one-sided percentile bootstrap bound at level 1 - alpha): upper or lower."""
-    resampled = bootstrap_distributions([name], y, score, samples=samples, seed=seed)[name]
-    return metric(name, y, score), percentile_bound(resampled, alpha, upper=upper)
-
-
 def paired_bootstrap(
     name: str, y: Any, champion: Any, challenger: Any, *, samples: int, alpha: float, seed: int
 ) -> tuple[float, float]:
