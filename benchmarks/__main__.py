@@ -926,9 +926,9 @@ def _policy_streams(seeds: list[int], *, stationary: bool = True) -> Iterator[_S
                 copy = shuffled(frame, "t", seed=seed)
                 yield _Stream(f"{kind}_s{seed}_shuffled", f"{kind} seed {seed} shuffled", spec, text, copy, steps)
     if stationary:  # the stationary case: 1,000 rows a day, 96 daily intervals, a 4-day window
-        dtext = text.replace('schedule: "@weekly"', 'schedule: "@daily"').replace("window_days: 28", "window_days: 4")
-        dtext = dtext.replace(
-            "{name: hist_gradient_boosting}", "{name: hist_gradient_boosting, params: {max_iter: 100}}"
+        columns = [(name, "numeric") for name in FEATURES]
+        dtext = default_spec_text(
+            "stream", columns, time_column="t", target="y", schedule="@daily", window_days=4, max_iter=100
         )
         dspec = parse_spec(dtext)
         day = dt.timedelta(days=1)

@@ -81,10 +81,20 @@ def default_spec(
 
 
 def default_spec_text(
-    name: str, features: list[tuple[str, str]], *, time_column: str, target: str, id_column: str = "id"
+    name: str,
+    features: list[tuple[str, str]],
+    *,
+    time_column: str,
+    target: str,
+    id_column: str = "id",
+    schedule: str = "@weekly",
+    window_days: int = 28,
+    max_iter: int | None = None,
 ) -> str:
-    """`default_spec`'s YAML, as a user's spec file would hold it (the backtest's diff is against it)."""
+    """`default_spec`'s YAML, as a user's spec file would hold it (the backtest's diff is against it); the
+    schedule, window and HistGradientBoosting's `max_iter` as a user might set them."""
     listed = "\n".join(f"  - {{name: {column}, type: {kind}}}" for column, kind in features)
+    params = "" if max_iter is None else f", params: {{max_iter: {max_iter}}}"
     return f"""name: {name}
 source: {{kind: files, path: {name}.parquet}}
 time_column: {time_column}
@@ -92,9 +102,9 @@ id_column: {id_column}
 target: {target}
 features:
 {listed}
-schedule: "@weekly"
-window_days: 28
-estimator: {{name: hist_gradient_boosting}}
+schedule: "{schedule}"
+window_days: {window_days}
+estimator: {{name: hist_gradient_boosting{params}}}
 """
 
 
